@@ -1,0 +1,189 @@
+"""The run's network state in one DynamoDB table (AgentKit's `network.state`, made durable).
+
+Items, all under pk = RUN#<runId>:
+  sk = META                          the run record: prompt, sandbox, model, iteration, summary, status
+  sk = MSG#<turn:04d>#<part>         one conversation message each, in order (a Query returns them
+                                     sorted); a retried step writes the same key, so it overwrites
+                                     instead of duplicating
+  sk = FILE#<path>                   one file each: the latest content the agent wrote
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from boto3.dynamodb.conditions import Key
+
+from lambdas.logic.errors import RunNotFound
+
+RUN_TTL_SECONDS = 30 * 24 * 3600
+
+
+def _pk(run_id: str) -> str:
+    return f"RUN#{run_id}"
+
+
+def user_message_key(turn: int) -> str:
+    return f"MSG#{turn:04d}#0user"
+
+
+def assistant_message_key(turn: int) -> str:
+    return f"MSG#{turn:04d}#1assistant"
+
+
+def tool_message_key(turn: int, index: int) -> str:
+    return f"MSG#{turn:04d}#2tool#{index:03d}"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    run_id: str
+    prompt: str
+    sandbox_id: str
+    sandbox_kind: str
+    model: str
+    template: str
+    max_iterations: int
+    iteration: int
+    status: str
+    summary: str | None
+    title: str | None
+    url: str | None
+    created_at: int
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> "RunRecord":
+        return cls(
+            run_id=item["runId"],
+            prompt=item["prompt"],
+            sandbox_id=item["sandboxId"],
+            sandbox_kind=item["sandboxKind"],
+            model=item["model"],
+            template=item["template"],
+            max_iterations=int(item["maxIterations"]),
+            iteration=int(item.get("iteration", 0)),
+            status=item.get("status", "RUNNING"),
+            summary=item.get("summary"),
+            title=item.get("title"),
+            url=item.get("url"),
+            created_at=int(item.get("createdAt", 0)),
+        )
+
+
+class NetworkState:
+    """Reads and writes one table. Thread-safe: boto3 resources are created per instance and
+    DynamoDB calls are independent."""
+
+    def __init__(self, table_name: str, dynamodb_resource: Any | None = None) -> None:
+        resource = dynamodb_resource or boto3.resource("dynamodb")
+        self.table = resource.Table(table_name)
+
+    # --- run record -------------------------------------------------------------------------
+    def create_run(
+        self,
+        *,
+        run_id: str,
+        prompt: str,
+        sandbox_id: str,
+        sandbox_kind: str,
+        model: str,
+        template: str,
+        max_iterations: int,
+    ) -> RunRecord:
+        now = int(time.time())
+        item = {
+            "pk": _pk(run_id),
+            "sk": "META",
+            "runId": run_id,
+            "prompt": prompt,
+            "sandboxId": sandbox_id,
+            "sandboxKind": sandbox_kind,
+            "model": model,
+            "template": template,
+            "maxIterations": max_iterations,
+            "iteration": 0,
+            "status": "RUNNING",
+            "createdAt": now,
+            "expiresAt": now + RUN_TTL_SECONDS,
+        }
+        self.table.put_item(Item=item)
+        return RunRecord.from_item(item)
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        item = self.table.get_item(Key={"pk": _pk(run_id), "sk": "META"}, ConsistentRead=True).get("Item")
+        return RunRecord.from_item(item) if item else None
+
+    def get_run(self, run_id: str) -> RunRecord:
+        run = self.find_run(run_id)
+        if run is None:
+            raise RunNotFound(f"no run {run_id!r} in table {self.table.name}")
+        return run
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set the given attributes of the run record (camelCase names)."""
+        if not fields:
+            return
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        values = {f":v{i}": value for i, value in enumerate(fields.values())}
+        assignments = ", ".join(f"#f{i} = :v{i}" for i in range(len(fields)))
+        self.table.update_item(
+            Key={"pk": _pk(run_id), "sk": "META"},
+            UpdateExpression=f"SET {assignments}",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+    # --- conversation -----------------------------------------------------------------------
+    def put_message(self, run_id: str, key: str, message: dict[str, Any]) -> None:
+        self.table.put_item(
+            Item={"pk": _pk(run_id), "sk": key, "message": json.dumps(message, ensure_ascii=False)}
+        )
+
+    def get_message(self, run_id: str, key: str) -> dict[str, Any] | None:
+        item = self.table.get_item(Key={"pk": _pk(run_id), "sk": key}, ConsistentRead=True).get("Item")
+        return json.loads(item["message"]) if item else None
+
+    def list_messages(self, run_id: str) -> list[dict[str, Any]]:
+        return [json.loads(item["message"]) for item in self._query(run_id, "MSG#")]
+
+    # --- files ------------------------------------------------------------------------------
+    def put_files(self, run_id: str, files: dict[str, str]) -> None:
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for path, content in files.items():
+                batch.put_item(
+                    Item={"pk": _pk(run_id), "sk": f"FILE#{path}", "path": path, "content": content}
+                )
+
+    def list_files(self, run_id: str) -> dict[str, str]:
+        return {item["path"]: item["content"] for item in self._query(run_id, "FILE#")}
+
+    def _query(self, run_id: str, prefix: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": Key("pk").eq(_pk(run_id)) & Key("sk").begins_with(prefix),
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.table.query(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                return items
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def create_table(dynamodb_client: Any, table_name: str) -> None:
+    """The table's shape, for the embedded engine and tests (CDK defines the deployed one)."""
+    dynamodb_client.create_table(
+        TableName=table_name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )

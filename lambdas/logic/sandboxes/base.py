@@ -1,0 +1,65 @@
+"""What the agent needs from a sandbox: run a command, write and read project files, and a
+public URL for the dev server. Paths are relative to the project root."""
+
+from __future__ import annotations
+
+import posixpath
+from dataclasses import dataclass
+from typing import Protocol
+
+from lambdas.logic.errors import ToolError
+
+PREVIEW_PORT = 3000
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int | None  # None when the command was killed at its timeout
+    timed_out: bool = False
+
+
+class Sandbox(Protocol):
+    id: str
+
+    def run_command(self, command: str, timeout_s: int) -> CommandResult: ...
+
+    def write_files(self, files: dict[str, str]) -> None: ...
+
+    def read_file(self, path: str) -> str: ...
+
+    def get_url(self, port: int = PREVIEW_PORT) -> str: ...
+
+    def kill(self) -> None: ...
+
+
+class SandboxProvider(Protocol):
+    kind: str
+
+    def create(self, template: str, timeout_s: int) -> Sandbox: ...
+
+    def connect(self, sandbox_id: str, timeout_s: int) -> Sandbox: ...
+
+
+def normalize_project_path(path: object, absolute_root: str | None = None) -> str:
+    """A project-relative POSIX path, or ToolError when the path is unusable or would leave the
+    project root. An absolute path is accepted only under `absolute_root` (the sandbox's own
+    project directory as the model sees it, e.g. /home/user) and made relative to it."""
+    if not isinstance(path, str) or not path.strip():
+        raise ToolError(f"path must be a non-empty string, got {path!r}")
+    if "\x00" in path:
+        raise ToolError("path must not contain NUL bytes")
+    candidate = path.strip().replace("\\", "/")
+    if candidate.startswith("/"):
+        root = posixpath.normpath(absolute_root) if absolute_root else None
+        absolute = posixpath.normpath(candidate)
+        if root is None or not (absolute + "/").startswith(root + "/"):
+            raise ToolError(f"{path!r} is outside the project: use a path relative to the project root")
+        candidate = posixpath.relpath(absolute, root)
+    normalized = posixpath.normpath(candidate)
+    if normalized == ".." or normalized.startswith("../"):
+        raise ToolError(f"{path!r} escapes the project root")
+    if normalized == ".":
+        raise ToolError(f"{path!r} is the project root itself, not a file")
+    return normalized

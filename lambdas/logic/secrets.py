@@ -1,0 +1,29 @@
+"""API keys. Deployed, a function gets only the *name* of a Secrets Manager secret in its
+environment and reads the value at run time through Powertools Parameters (cached); locally the
+key comes from the usual environment variable. A key is never logged, stored or returned."""
+
+from __future__ import annotations
+
+import os
+
+from lambdas.logic.errors import ConfigurationError
+
+SECRET_CACHE_SECONDS = 300
+
+
+def get_api_key(env_var: str, secret_name_var: str) -> str:
+    """The key for one provider, e.g. get_api_key("OPENAI_API_KEY", "PIXIE_OPENAI_SECRET_NAME")."""
+    secret_name = os.environ.get(secret_name_var)
+    if secret_name:
+        from aws_lambda_powertools.utilities import parameters  # only deployed functions need it
+
+        value = parameters.get_secret(secret_name, max_age=SECRET_CACHE_SECONDS)
+        if isinstance(value, bytes):
+            value = value.decode()
+        if not value:
+            raise ConfigurationError(f"secret {secret_name} is empty: set it (see README, Deploy)")
+        return str(value).strip()
+    value = os.environ.get(env_var, "").strip()
+    if not value:
+        raise ConfigurationError(f"{env_var} is not set (or set {secret_name_var} to a Secrets Manager secret name)")
+    return value
