@@ -22,6 +22,7 @@ class CommandResult:
 
 class Sandbox(Protocol):
     id: str
+    project_root: str  # the project directory as the model may name it in absolute paths
 
     def run_command(self, command: str, timeout_s: int) -> CommandResult: ...
 

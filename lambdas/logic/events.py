@@ -1,0 +1,48 @@
+"""The triggering event: an EventBridge event (detail-type test/hello.world) whose
+detail.value is the prompt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import BaseModel, ConfigDict, StrictStr
+
+from lambdas.logic.errors import InvalidEvent
+
+DETAIL_TYPE = "test/hello.world"
+
+
+class HelloWorldDetail(BaseModel):
+    # Unknown fields are refused rather than silently dropped: a typo must not go unnoticed.
+    model_config = ConfigDict(extra="forbid")
+    value: StrictStr
+
+
+class HelloWorldEvent(EventBridgeModel):
+    detail: HelloWorldDetail
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in error.errors()
+    )
+
+
+def parse_prompt(event: Any, max_chars: int) -> str:
+    """The prompt, trimmed; InvalidEvent saying what is wrong otherwise."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
+    try:
+        parsed = parse(event=event, model=HelloWorldEvent)
+    except ValidationError as exc:
+        raise InvalidEvent(f"not a {DETAIL_TYPE} event with a prompt in detail.value: {_describe(exc)}") from None
+    if parsed.detail_type != DETAIL_TYPE:
+        raise InvalidEvent(f"detail-type must be {DETAIL_TYPE!r}, got {parsed.detail_type!r}")
+    prompt = parsed.detail.value.strip()
+    if not prompt:
+        raise InvalidEvent("detail.value (the prompt) is empty")
+    if len(prompt) > max_chars:
+        raise InvalidEvent(f"detail.value (the prompt) is {len(prompt)} characters; the limit is {max_chars}")
+    return prompt

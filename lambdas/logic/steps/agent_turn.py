@@ -1,0 +1,60 @@
+"""AgentTurn: one model call with the three tools, the reply saved, and the onResponse hook
+(a <task_summary> becomes the run's summary)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lambdas.dal.network_state import NetworkState, assistant_message_key, user_message_key
+from lambdas.logic.models import model_from_spec
+from lambdas.logic.models.base import ModelReply
+from lambdas.logic.prompts import CONTINUE_PROMPT, system_prompt
+from lambdas.logic.summary import extract_summary, title_from_summary
+from lambdas.logic.tools import tool_definitions
+
+
+def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int) -> tuple[dict, dict]:
+    messages = state.list_messages(run_id)
+    last = messages[-1] if messages else None
+    if last and last["role"] == "assistant" and not last.get("tool_calls"):
+        # The model stopped without a summary: like AgentKit's network, give it another turn,
+        # with a nudge so the conversation does not end on its own reply.
+        nudge = {"role": "user", "content": CONTINUE_PROMPT}
+        state.put_message(run_id, user_message_key(turn), nudge)
+        messages.append(nudge)
+    prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *messages]
+    tools = tool_definitions()
+    reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn)
+    usage = {
+        "inputTokens": reply.usage.input_tokens,
+        "outputTokens": reply.usage.output_tokens,
+        "promptBytes": len(json.dumps(prompt)) + len(json.dumps(tools)),
+    }
+    return reply.to_message(), usage
+
+
+def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, Any]:
+    run = state.get_run(run_id)
+    turn = iteration + 1
+    message = state.get_message(run_id, assistant_message_key(turn))
+    usage: dict[str, int] = {}
+    if message is None:  # a retry after the reply was saved does not pay for a second call
+        message, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
+        state.put_message(run_id, assistant_message_key(turn), message)
+
+    tool_calls = [{"id": c["id"], "name": c["function"]["name"]} for c in message.get("tool_calls") or []]
+    summary = extract_summary(message.get("content")) or run.summary
+    updates: dict[str, Any] = {"iteration": turn}
+    if summary and summary != run.summary:
+        updates.update(summary=summary, title=title_from_summary(summary))
+    state.update_run(run_id, **updates)
+    return {
+        "runId": run_id,
+        "iteration": turn,
+        "maxIterations": run.max_iterations,
+        # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
+        "hasSummary": bool(summary) and not tool_calls,
+        "toolCalls": tool_calls,
+        "usage": usage,
+    }

@@ -1,0 +1,34 @@
+"""CreateSandbox: validate the event, create the sandbox, create the run's network state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
+from lambdas.logic.config import Settings
+from lambdas.logic.events import parse_prompt
+from lambdas.logic.sandboxes import sandbox_provider
+
+
+def loop_state(run: RunRecord) -> dict[str, Any]:
+    """What AgentTurn needs next: ids and counters only."""
+    return {"runId": run.run_id, "iteration": run.iteration, "maxIterations": run.max_iterations}
+
+
+def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkState) -> dict[str, Any]:
+    prompt = parse_prompt(event, settings.max_prompt_chars)
+    existing = state.find_run(run_id)
+    if existing is not None:  # a retry after the run was recorded: never a second sandbox
+        return loop_state(existing)
+    sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s)
+    state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
+    run = state.create_run(
+        run_id=run_id,
+        prompt=prompt,
+        sandbox_id=sandbox.id,
+        sandbox_kind=settings.sandbox,
+        model=settings.model,
+        template=settings.template,
+        max_iterations=settings.max_iterations,
+    )
+    return loop_state(run)

@@ -1,0 +1,33 @@
+"""RunTool: one tool call of the turn, its result saved as the call's tool message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lambdas.dal.network_state import NetworkState, assistant_message_key, tool_message_key
+from lambdas.logic.config import Settings
+from lambdas.logic.sandboxes import sandbox_provider
+from lambdas.logic.tools import ToolContext, execute_tool
+
+
+def run_tool(
+    run_id: str, iteration: int, index: int, tool_call_id: str, settings: Settings, state: NetworkState
+) -> dict[str, Any]:
+    key = tool_message_key(iteration, index)
+    saved = state.get_message(run_id, key)
+    if saved is not None:  # a retry after the result was saved does not run the command again
+        return {"toolCallId": tool_call_id, "ok": not saved["content"].startswith("Error:")}
+
+    assistant = state.get_message(run_id, assistant_message_key(iteration)) or {}
+    call = next((c for c in assistant.get("tool_calls") or [] if c["id"] == tool_call_id), None)
+    if call is None:
+        content, ok = f"Error: no tool call {tool_call_id!r} in turn {iteration}", False
+    else:
+        run = state.get_run(run_id)
+        sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)
+        ctx = ToolContext(run_id=run_id, sandbox=sandbox, state=state, command_timeout_s=settings.command_timeout_s)
+        content, ok = execute_tool(
+            call["function"]["name"], call["function"]["arguments"], ctx, settings.max_tool_output_chars
+        )
+    state.put_message(run_id, key, {"role": "tool", "tool_call_id": tool_call_id, "content": content})
+    return {"toolCallId": tool_call_id, "ok": ok}

@@ -1,0 +1,251 @@
+"""The embedded engine: runs statemachine/agent.asl.json unchanged on moto's Step Functions
+interpreter, with moto's DynamoDB as the network-state table, and each `lambda:invoke` task
+dispatched in-process to the real handler (no Docker, no AWS account).
+
+How the dispatch works: moto's interpreter calls lambda.Invoke through boto3's default session;
+a `before-call.lambda.Invoke` hook on that session (botocore's public event system) runs the
+handler and short-circuits the HTTP call with the handler's result, or with a FunctionError
+payload whose errorType is the exception's class name, exactly as Lambda reports errors, so the
+definition's Retry/Catch rules behave as on AWS."""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import logging
+import os
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+from unittest import mock
+
+import boto3
+from botocore.awsrequest import AWSResponse
+from botocore.response import StreamingBody
+from moto import mock_aws
+
+from lambdas.dal.network_state import create_table
+
+ASL_PATH = Path(__file__).parent / "agent.asl.json"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+TABLE_NAME = "pixie-local"
+
+# Substitution variable in the ASL -> (function name, handler module)
+FUNCTIONS: dict[str, tuple[str, str]] = {
+    "CreateSandboxFunctionArn": ("pixie-create-sandbox", "lambdas.handlers.create_sandbox"),
+    "AgentTurnFunctionArn": ("pixie-agent-turn", "lambdas.handlers.agent_turn"),
+    "RunToolFunctionArn": ("pixie-run-tool", "lambdas.handlers.run_tool"),
+    "GetSandboxUrlFunctionArn": ("pixie-get-sandbox-url", "lambdas.handlers.get_sandbox_url"),
+}
+TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+
+Handler = Callable[[dict, Any], Any]
+# Called around each in-process invocation; may raise to simulate a failure (fault injection).
+InvokeWrapper = Callable[[str, dict, Callable[[], Any]], Any]
+
+
+def function_arn(name: str) -> str:
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+
+
+def load_definition(path: Path = ASL_PATH) -> str:
+    """The ASL with ${...} replaced by local function ARNs, as CDK does with deployed ones."""
+    text = path.read_text(encoding="utf-8")
+    for variable, (name, _) in FUNCTIONS.items():
+        text = text.replace("${" + variable + "}", function_arn(name))
+    leftover = re.findall(r"\$\{[^}]+\}", text)
+    if leftover:
+        raise ValueError(f"{path} has substitutions the engine does not know: {leftover}")
+    return text
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 1024
+    log_group_name: str = "local"
+    log_stream_name: str = "local"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return function_arn(self.function_name)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+@dataclass
+class Execution:
+    arn: str
+    run_id: str
+    status: str
+    output: Any
+    error: str | None
+    cause: str | None
+    history: list[dict]
+
+
+def _streaming(payload: Any) -> StreamingBody:
+    body = json.dumps(payload).encode()
+    return StreamingBody(io.BytesIO(body), len(body))
+
+
+class LocalEngine:
+    """Use as a context manager: everything AWS inside it is moto, in this process."""
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        handlers: dict[str, Handler] | None = None,
+        invoke_wrapper: InvokeWrapper | None = None,
+    ) -> None:
+        self.env = {"PIXIE_TABLE": TABLE_NAME, "AWS_DEFAULT_REGION": REGION, **(env or {})}
+        self._handlers = handlers
+        self.invoke_wrapper = invoke_wrapper
+        self._stack = ExitStack()
+        self._by_name: dict[str, tuple[str, Handler]] = {}
+        self.invocations = 0
+        self._lock = threading.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def __enter__(self) -> "LocalEngine":
+        self._stack.enter_context(mock.patch.dict(os.environ, self.env))
+        self._stack.enter_context(
+            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
+        )
+        for noisy in ("moto", "moto.stepfunctions", "botocore.credentials"):
+            logging.getLogger(noisy).setLevel(logging.CRITICAL)
+
+        from lambdas.handlers import shared  # imported here so env and mocks are in place
+
+        shared.reset()
+        self._stack.callback(shared.reset)
+        self._load_handlers()
+
+        boto3.setup_default_session(region_name=REGION)
+        events = boto3.DEFAULT_SESSION.events
+        events.register("before-call.lambda.Invoke", self._dispatch)
+        self._stack.callback(events.unregister, "before-call.lambda.Invoke", self._dispatch)
+
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_table(self.dynamodb, self.env["PIXIE_TABLE"])
+        self.sfn = boto3.client("stepfunctions", region_name=REGION)
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name="pixie-agent",
+            definition=load_definition(),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local",
+            type="STANDARD",
+        )["stateMachineArn"]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._stack.close()
+
+    def _load_handlers(self) -> None:
+        for variable, (name, module) in FUNCTIONS.items():
+            handler = (self._handlers or {}).get(name) or importlib.import_module(module).handler
+            self._by_name[function_arn(name)] = (name, handler)
+            self._by_name[name] = (name, handler)
+
+    # --- lambda:invoke, in-process --------------------------------------------------------------
+    def _dispatch(self, params: dict, **_: Any) -> tuple[AWSResponse, dict]:
+        match = re.search(r"/functions/([^/]+)/invocations", params["url_path"])
+        target = urllib.parse.unquote(match.group(1)) if match else ""
+        if target not in self._by_name:
+            payload = {"errorType": "ResourceNotFoundException", "errorMessage": f"no local function {target!r}"}
+            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
+        name, handler = self._by_name[target]
+        event = json.loads(params.get("body") or b"{}")
+        with self._lock:
+            self.invocations += 1
+
+        def invoke() -> Any:
+            return handler(event, LambdaContext(function_name=name))
+
+        try:
+            result = self.invoke_wrapper(name, event, invoke) if self.invoke_wrapper else invoke()
+        except Exception as exc:  # reported exactly as Lambda reports an unhandled error
+            payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
+        return AWSResponse("", 200, {}, None), {"StatusCode": 200, "Payload": _streaming(result)}
+
+    # --- executions -----------------------------------------------------------------------------
+    def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
+        run_id = run_id or uuid.uuid4().hex[:16]
+        arn = self.sfn.start_execution(
+            stateMachineArn=self.state_machine_arn, name=run_id, input=json.dumps(event)
+        )["executionArn"]
+        return arn, run_id
+
+    def history(self, arn: str) -> list[dict]:
+        events: list[dict] = []
+        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
+        while True:
+            page = self.sfn.get_execution_history(**kwargs)
+            events.extend(page["events"])
+            if not page.get("nextToken"):
+                return events
+            kwargs["nextToken"] = page["nextToken"]
+
+    def wait(
+        self, arn: str, on_event: Callable[[dict], None] | None = None, poll_s: float = 0.05
+    ) -> Execution:
+        """Polls until the execution ends, handing each new history event to `on_event` as it
+        appears (the live display)."""
+        seen = 0
+        while True:
+            description = self.sfn.describe_execution(executionArn=arn)
+            done = description["status"] in TERMINAL_STATUSES
+            events = self.history(arn)
+            if on_event:
+                for event in events[seen:]:
+                    on_event(event)
+            seen = len(events)
+            if done:
+                break
+            time.sleep(poll_s)
+        output = description.get("output")
+        return Execution(
+            arn=arn,
+            run_id=description["name"],
+            status=description["status"],
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            history=[_jsonable(e) for e in events],
+        )
+
+    def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
+        arn, _ = self.start(event, run_id)
+        return self.wait(arn, on_event)
+
+
+def _jsonable(event: dict) -> dict:
+    return json.loads(json.dumps(event, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+
+
+def hello_world_event(prompt: Any) -> dict:
+    """An EventBridge event as the rule delivers it to the state machine."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "test/hello.world",
+        "source": "pixie.cli",
+        "account": ACCOUNT,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "region": REGION,
+        "resources": [],
+        "detail": {"value": prompt},
+    }

@@ -1,0 +1,76 @@
+"""One run on the embedded engine, from event to saved record. Used by `pixie run`, the tests
+and the benchmarks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from lambdas.dal.network_state import NetworkState
+from statemachine.display import lambda_error_message
+from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
+from statemachine.runs import save_run
+
+DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    model: str
+    sandbox: str = "local"
+    max_iterations: int = 15
+    pixie_home: Path = Path.home() / ".pixie"
+    template: str = "pixie"
+    log_level: str = "WARNING"
+    extra_env: tuple[tuple[str, str], ...] = ()
+
+    def env(self) -> dict[str, str]:
+        return {
+            "PIXIE_MODEL": self.model,
+            "PIXIE_SANDBOX": self.sandbox,
+            "PIXIE_MAX_ITERATIONS": str(self.max_iterations),
+            "PIXIE_HOME": str(self.pixie_home),
+            "PIXIE_TEMPLATE": self.template,
+            "POWERTOOLS_LOG_LEVEL": self.log_level,
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            **dict(self.extra_env),
+        }
+
+
+def run_record(execution: Execution, state: NetworkState) -> dict[str, Any]:
+    """Everything a finished run left behind, as `pixie show` and `--json` present it."""
+    run = state.find_run(execution.run_id)
+    output = execution.output if isinstance(execution.output, dict) else {}
+    return {
+        "runId": execution.run_id,
+        "status": execution.status,
+        "url": output.get("url"),
+        "title": output.get("title") or (run.title if run else None),
+        "summary": output.get("summary") or (run.summary if run else None),
+        "files": state.list_files(execution.run_id) if run else {},
+        "sandboxId": run.sandbox_id if run else None,
+        "error": execution.error,
+        "cause": lambda_error_message(execution.cause),
+        "prompt": run.prompt if run else None,
+        "model": run.model if run else None,
+        "iterations": run.iteration if run else 0,
+        "executionArn": execution.arn,
+        "conversation": state.list_messages(execution.run_id) if run else [],
+        "history": execution.history,
+    }
+
+
+def run_locally(
+    event_or_prompt: Any,
+    options: RunOptions,
+    on_event: Callable[[dict], None] | None = None,
+    invoke_wrapper: InvokeWrapper | None = None,
+) -> dict[str, Any]:
+    event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
+    with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper) as engine:
+        execution = engine.run(event, on_event=on_event)
+        record = run_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+    save_run(options.pixie_home, record)
+    return record
