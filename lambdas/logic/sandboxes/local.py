@@ -113,21 +113,30 @@ class LocalSandbox:
     def write_files(self, files: dict[str, str]) -> None:
         targets = {self.resolve(path): content for path, content in files.items()}  # validate all first
         for target, content in targets.items():
-            if target.is_dir():
-                raise ToolError(f"{target.relative_to(self._real_root)} is a directory")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(content, encoding="utf-8")
+            name = target.relative_to(self._real_root)
+            try:
+                if target.is_dir():
+                    raise ToolError(f"{name} is a directory")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(content, encoding="utf-8")
+            except (FileExistsError, NotADirectoryError):
+                raise ToolError(f"cannot write {name}: a parent of it is a file, not a directory") from None
+            except OSError as exc:  # name too long, permission denied, disk full...: the model's problem to route around
+                raise ToolError(f"cannot write {name}: {exc.strerror or exc}") from None
 
     def read_file(self, path: str) -> str:
         target = self.resolve(path)
-        if not target.exists():
-            raise ToolError(f"{path} does not exist")
-        if target.is_dir():
-            raise ToolError(f"{path} is a directory, not a file")
-        size = target.stat().st_size
-        if size > MAX_READ_BYTES:
-            raise ToolError(f"{path} is {size} bytes, over the {MAX_READ_BYTES}-byte read limit")
-        data = target.read_bytes()
+        try:
+            if not target.exists():
+                raise ToolError(f"{path} does not exist")
+            if target.is_dir():
+                raise ToolError(f"{path} is a directory, not a file")
+            size = target.stat().st_size
+            if size > MAX_READ_BYTES:
+                raise ToolError(f"{path} is {size} bytes, over the {MAX_READ_BYTES}-byte read limit")
+            data = target.read_bytes()
+        except OSError as exc:  # name too long, permission denied, ...
+            raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
         if b"\x00" in data:
             raise ToolError(f"{path} is a binary file")
         try:
