@@ -3,6 +3,12 @@
     pixie run [--model openai:MODEL | scripted:FILE] [--sandbox local|e2b] [--max-iterations N]
               [--json] [--no-serve] PROMPT
     pixie show RUN_ID [--json]
+
+and against a deployed stack (boto3; region and credentials from the usual AWS configuration):
+
+    pixie send PROMPT [--stack NAME] [--no-watch] [--json]
+    pixie watch EXECUTION_ARN [--json]
+    pixie show RUN_ID --aws [--stack NAME] [--json]
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL
 
+AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
 
 
@@ -28,6 +35,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _fault_rate(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("must be at least 0 and below 1")
     return value
 
 
@@ -55,16 +69,18 @@ def _resolve_model(spec: str | None) -> tuple[str, str | None]:
     raise SystemExit(f"pixie: unknown --model {spec!r}: use openai:MODEL or scripted:FILE")
 
 
-def _print_human(record: dict[str, Any]) -> None:
+def _print_human(record: dict[str, Any], show_flags: str = "") -> None:
     out = sys.stdout
+    show = f"pixie show {record['runId']}{show_flags}"
     if record["status"] == "SUCCEEDED":
         out.write(f"\n{record.get('title') or 'Done'}\n\nPreview: {record['url']}\n\nFiles:\n")
-        for path in sorted(record["files"]):
+        for path in sorted(record["files"] or []):
             out.write(f"  {path}\n")
-        out.write(f"\nSummary:\n{record.get('summary')}\n\nRun id: {record['runId']} (pixie show {record['runId']})\n")
+        out.write(f"\nSummary:\n{record.get('summary')}\n\nRun id: {record['runId']} ({show})\n")
     else:
-        out.write(f"\nRun {record['runId']} {record['status']}: {record.get('error')}\n{record.get('cause') or ''}\n")
-        out.write(f"Inspect it with: pixie show {record['runId']}\n")
+        error = f": {record['error']}" if record.get("error") else ""
+        out.write(f"\nRun {record['runId']} {record['status']}{error}\n{record.get('cause') or ''}\n")
+        out.write(f"Inspect it with: {show}\n")
     out.flush()
 
 
@@ -97,7 +113,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_level="INFO" if args.verbose else "WARNING",
     )
     sys.stderr.write(f"pixie: {model} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
-    record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr))
+    faults = None
+    if args.inject_faults:
+        from statemachine.engine import FaultInjector
+
+        faults = FaultInjector(args.inject_faults, args.fault_seed)
+        sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
+    record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+    if faults:
+        sys.stderr.write(f"pixie: {len(faults.injected)} faults injected\n")
     if args.json:
         print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
     else:
@@ -121,15 +145,20 @@ def _format_message(message: dict[str, Any]) -> str:
 def cmd_show(args: argparse.Namespace) -> int:
     from statemachine.runs import load_run
 
-    try:
-        record = load_run(pixie_home(), args.run_id)
-    except FileNotFoundError as exc:
-        sys.stderr.write(f"pixie: {exc}\n")
-        return 2
+    if args.aws:
+        record = _aws_call(lambda: _show_aws_record(args))
+        if record is None:
+            return 2
+    else:
+        try:
+            record = load_run(pixie_home(), args.run_id)
+        except FileNotFoundError as exc:
+            sys.stderr.write(f"pixie: {exc}\n")
+            return 2
     if args.json:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
-    _print_human(record)
+    _print_human(record, " --aws" if args.aws else "")
     print(f"\nConversation ({len(record['conversation'])} messages):\n")
     for message in record["conversation"]:
         print(_format_message(message) + "\n")
@@ -140,6 +169,109 @@ def cmd_show(args: argparse.Namespace) -> int:
     for event in record["history"]:
         display(event)
     return 0
+
+
+# --- against a deployed stack ---------------------------------------------------------------------
+def _aws_call(function: Any) -> Any:
+    """Runs function(), turning configuration and AWS errors into one line on stderr (None)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from statemachine.aws_runs import AwsRunsError
+
+    try:
+        return function()
+    except (AwsRunsError, ClientError, BotoCoreError) as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return None
+
+
+def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
+    import boto3
+
+    from statemachine.aws_runs import show_aws, stack_outputs
+
+    outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
+    sfn = boto3.client("stepfunctions") if outputs.get("StateMachineArn") else None
+    return show_aws(args.run_id, outputs["TableName"], sfn_client=sfn, state_machine_arn=outputs.get("StateMachineArn"))
+
+
+def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
+    """A finished execution as `pixie run` reports a run (sandboxId lives in the table)."""
+    from statemachine.display import lambda_error_message
+
+    output = result["output"] if isinstance(result["output"], dict) else {}
+    return {
+        "runId": result["runId"],
+        "status": result["status"],
+        "url": output.get("url"),
+        "title": output.get("title"),
+        "summary": output.get("summary"),
+        "files": output.get("files") or [],
+        "sandboxId": None,
+        "error": result["error"],
+        "cause": lambda_error_message(result["cause"]),
+        "executionArn": result["executionArn"],
+    }
+
+
+def _watch_and_report(execution_arn: str, as_json: bool) -> int:
+    import boto3
+
+    from statemachine.aws_runs import watch
+    from statemachine.display import LiveDisplay
+
+    def follow() -> dict[str, Any]:
+        return watch(execution_arn, boto3.client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
+
+    try:
+        result = _aws_call(follow)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: pixie watch {execution_arn}\n")
+        return 130
+    if result is None:
+        return 2
+    record = _aws_result_record(result)
+    if as_json:
+        print(json.dumps(record, ensure_ascii=False), flush=True)
+    else:
+        _print_human(record, " --aws")
+    return 0 if record["status"] == "SUCCEEDED" else 1
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    def start() -> str:
+        import boto3
+
+        from statemachine.aws_runs import send, stack_outputs
+
+        outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
+        return send(
+            args.prompt,
+            boto3.client("events"),
+            boto3.client("stepfunctions"),
+            outputs["StateMachineArn"],
+            timeout_s=args.timeout,
+            event_bus_name=outputs.get("EventBusName") or "default",
+            poll_s=min(AWS_POLL_S, 1.0),
+        )
+
+    execution_arn = _aws_call(start)
+    if execution_arn is None:
+        return 2
+    sys.stderr.write(f"pixie: started {execution_arn}\n")
+    sys.stderr.flush()
+    if args.no_watch:
+        if args.json:
+            run_id = execution_arn.rsplit(":", 1)[-1]
+            print(json.dumps({"executionArn": execution_arn, "runId": run_id, "status": "RUNNING"}), flush=True)
+        else:
+            print(execution_arn, flush=True)
+        return 0
+    return _watch_and_report(execution_arn, args.json)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return _watch_and_report(args.execution_arn, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,13 +286,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=_positive_int, default=15, help="model turns before giving up (default 15)")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
+    run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",
+                     help="make each Lambda invocation fail with this probability (0 to <1), to test durability")
+    run.add_argument("--fault-seed", type=int, default=None, metavar="N", help="seed for --inject-faults (replayable)")
     run.add_argument("--verbose", action="store_true", help="show the handlers' logs")
     run.set_defaults(func=cmd_run)
 
-    show = commands.add_parser("show", help="a finished local run: result, conversation, execution history")
+    show = commands.add_parser("show", help="a finished run: result, conversation, execution history")
     show.add_argument("run_id")
     show.add_argument("--json", action="store_true")
+    show.add_argument("--aws", action="store_true", help="read the run from the deployed stack's table")
+    show.add_argument("--stack", default="PixieStack", help="stack whose outputs name the table (default PixieStack)")
     show.set_defaults(func=cmd_show)
+
+    send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
+    send.add_argument("prompt", help="what to build")
+    send.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    send.add_argument("--no-watch", action="store_true", help="print the execution ARN and exit")
+    send.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    send.add_argument("--timeout", type=_positive_int, default=30, help="seconds to wait for the execution to start (default 30)")
+    send.set_defaults(func=cmd_send)
+
+    watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
+    watch.add_argument("execution_arn")
+    watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    watch.set_defaults(func=cmd_watch)
     return parser
 
 

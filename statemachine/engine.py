@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import random
 import re
 import threading
 import time
@@ -28,8 +29,10 @@ from unittest import mock
 
 import boto3
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from moto import mock_aws
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
 
@@ -44,6 +47,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "AgentTurnFunctionArn": ("pixie-agent-turn", "lambdas.handlers.agent_turn"),
     "RunToolFunctionArn": ("pixie-run-tool", "lambdas.handlers.run_tool"),
     "GetSandboxUrlFunctionArn": ("pixie-get-sandbox-url", "lambdas.handlers.get_sandbox_url"),
+    "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
 }
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
@@ -65,6 +69,44 @@ def load_definition(path: Path = ASL_PATH) -> str:
     if leftover:
         raise ValueError(f"{path} has substitutions the engine does not know: {leftover}")
     return text
+
+
+class InjectedFault(Exception):
+    """A failure the engine simulates; surfaces as Lambda's own Lambda.ServiceException."""
+
+
+class FaultInjector:
+    """Makes each invocation fail with probability `rate`: half of the failures before the
+    handler runs, half after it completed (its side effects done, its response lost, as when
+    Lambda crashes or times out on the way back). Seeded, so a failing run can be replayed."""
+
+    def __init__(self, rate: float, seed: int | None = None) -> None:
+        if not 0 <= rate < 1:
+            raise ValueError("the fault rate must be at least 0 and below 1")
+        self.rate = rate
+        self.random = random.Random(seed)
+        self.injected: list[tuple[str, str]] = []  # (function name, "before" | "after")
+
+    def __call__(self, name: str, event: dict, invoke: Callable[[], Any]) -> Any:
+        roll = self.random.random()
+        if roll < self.rate / 2:
+            self.injected.append((name, "before"))
+            raise InjectedFault(f"injected fault: {name} failed before it ran")
+        result = invoke()
+        if roll < self.rate:
+            self.injected.append((name, "after"))
+            raise InjectedFault(f"injected fault: {name} completed but its response was lost")
+        return result
+
+
+class _ScaledTime:
+    """Stands in for the `time` module in moto's retrier, so tests can shorten Retry waits."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds * self.scale)
 
 
 @dataclass
@@ -110,7 +152,9 @@ class LocalEngine:
         env: dict[str, str] | None = None,
         handlers: dict[str, Handler] | None = None,
         invoke_wrapper: InvokeWrapper | None = None,
+        retry_delay_scale: float = 1.0,
     ) -> None:
+        self.retry_delay_scale = retry_delay_scale
         self.env = {"PIXIE_TABLE": TABLE_NAME, "AWS_DEFAULT_REGION": REGION, **(env or {})}
         self._handlers = handlers
         self.invoke_wrapper = invoke_wrapper
@@ -125,6 +169,8 @@ class LocalEngine:
         self._stack.enter_context(
             mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
         )
+        if self.retry_delay_scale != 1.0:  # tests only: Retry policies run as written, faster
+            self._stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(self.retry_delay_scale)))
         for noisy in ("moto", "moto.stepfunctions", "botocore.credentials"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
@@ -176,6 +222,14 @@ class LocalEngine:
 
         try:
             result = self.invoke_wrapper(name, event, invoke) if self.invoke_wrapper else invoke()
+        except InjectedFault as exc:  # as the Lambda service itself fails: a ClientError, not a FunctionError
+            raise ClientError(
+                {
+                    "Error": {"Code": "ServiceException", "Message": str(exc)},
+                    "ResponseMetadata": {"HTTPStatusCode": 500, "RequestId": str(uuid.uuid4())},
+                },
+                "Invoke",
+            ) from None
         except Exception as exc:  # reported exactly as Lambda reports an unhandled error
             payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}

@@ -67,9 +67,10 @@ def run_locally(
     options: RunOptions,
     on_event: Callable[[dict], None] | None = None,
     invoke_wrapper: InvokeWrapper | None = None,
+    retry_delay_scale: float = 1.0,
 ) -> dict[str, Any]:
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
-    with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper) as engine:
+    with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper, retry_delay_scale=retry_delay_scale) as engine:
         execution = engine.run(event, on_event=on_event)
         record = run_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     save_run(options.pixie_home, record)

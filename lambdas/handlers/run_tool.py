@@ -1,10 +1,11 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.handlers.shared import logger, network_state, settings
+from lambdas.handlers.shared import idempotent_step, logger, network_state, settings
 from lambdas.logic.steps.run_tool import run_tool
 
 
 @logger.inject_lambda_context(correlation_id_path="runId")
+@idempotent_step("RunTool", "[runId, toolCallId]")
 def handler(event: dict, context: LambdaContext) -> dict:
     result = run_tool(
         event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state()

@@ -3,13 +3,20 @@ execution environment (Lambda reuses them across warm invocations)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from functools import cache
+from typing import Any, Callable
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent,
+)
 
-from lambdas.dal.network_state import NetworkState
+from lambdas.dal.network_state import RUN_TTL_SECONDS, NetworkState
 from lambdas.logic.config import Settings
 
 # stderr keeps stdout clean for the CLI's --json; Lambda sends both to CloudWatch.
@@ -26,7 +33,42 @@ def network_state() -> NetworkState:
     return NetworkState(settings().table_name)
 
 
+@cache
+def idempotency_store(step: str) -> DynamoDBPersistenceLayer:
+    """Idempotency records share the run table, under their own partition per step."""
+    return DynamoDBPersistenceLayer(
+        table_name=settings().table_name,
+        key_attr="pk",
+        sort_key_attr="sk",
+        static_pk_value=f"IDEMPOTENCY#{step}",
+        expiry_attr="expiresAt",  # the table's TTL attribute
+    )
+
+
+def idempotent_step(step: str, key_jmespath: str) -> Callable:
+    """Exactly-once effects for a step (Powertools Idempotency): a retry of an invocation that
+    completed, e.g. one whose response was lost, returns the saved result without redoing
+    the work. The key is the part of the input that names the unit of work."""
+    config = IdempotencyConfig(
+        event_key_jmespath=key_jmespath,
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=RUN_TTL_SECONDS,
+    )
+
+    def decorate(handler: Callable[[dict, Any], dict]) -> Callable[[dict, Any], dict]:
+        @functools.wraps(handler)
+        def wrapper(event: dict, context: Any) -> dict:
+            # Built per call so the store is created lazily, inside whatever AWS (or moto) is current.
+            guarded = idempotent(handler, persistence_store=idempotency_store(step), config=config, key_prefix=f"pixie.{step}")
+            return guarded(event, context)
+
+        return wrapper
+
+    return decorate
+
+
 def reset() -> None:
     """Forget cached settings and clients (the embedded engine calls this per run)."""
     settings.cache_clear()
     network_state.cache_clear()
+    idempotency_store.cache_clear()
