@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from functools import cache
 from typing import Any, Callable
@@ -68,7 +69,9 @@ def idempotent_step(step: str, key_jmespath: str) -> Callable:
 
 
 def reset() -> None:
-    """Forget cached settings and clients (the embedded engine calls this per run)."""
+    """Forget cached settings and clients, and re-read the log level (the embedded engine calls
+    this per run, since one process may run many)."""
+    logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
     settings.cache_clear()
     network_state.cache_clear()
     idempotency_store.cache_clear()
