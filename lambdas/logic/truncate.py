@@ -7,7 +7,9 @@ def bound_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     marker = "\n[... {} characters omitted ...]\n"
-    keep = max(limit - len(marker.format(len(text))), 0)
+    if limit < len(marker.format(len(text))):  # no room to say what was cut: a plain cut stays in bounds
+        return text[: max(limit, 0)]
+    keep = limit - len(marker.format(len(text)))
     head = keep * 2 // 3  # the start usually says what happened; the end says how it ended
     tail = keep - head
     omitted = len(text) - head - tail
