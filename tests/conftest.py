@@ -1,0 +1,100 @@
+"""Shared fixtures. Nothing AWS is mocked unless a test asks for `aws` (or `table`): end-to-end
+tests start the embedded engine, which brings its own mock_aws."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from lambdas.dal.network_state import NetworkState, create_table
+from lambdas.handlers import shared
+
+TEST_TABLE = "pixie-test"
+REGION = "us-east-1"
+
+# Settings a developer may have exported; tests start from the documented defaults.
+_PIXIE_ENV = (
+    "PIXIE_TABLE",
+    "PIXIE_MODEL",
+    "PIXIE_SANDBOX",
+    "PIXIE_TEMPLATE",
+    "PIXIE_HOME",
+    "PIXIE_MAX_ITERATIONS",
+    "PIXIE_COMMAND_TIMEOUT",
+    "PIXIE_SANDBOX_TIMEOUT",
+    "PIXIE_MAX_PROMPT_CHARS",
+    "PIXIE_MAX_TOOL_OUTPUT_CHARS",
+    "PIXIE_OPENAI_SECRET_NAME",
+    "PIXIE_E2B_SECRET_NAME",
+)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_handler_caches(monkeypatch):
+    """Cached settings and clients (lambdas.handlers.shared) must not leak between tests."""
+    for name in _PIXIE_ENV:
+        monkeypatch.delenv(name, raising=False)
+    shared.reset()
+    yield
+    shared.reset()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's mock_aws, active for the test, with fake credentials in a fake region."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
+        monkeypatch.delenv(name, raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def table(aws, monkeypatch) -> NetworkState:
+    """The network-state table, created in moto; PIXIE_TABLE names it for the handlers."""
+    create_table(boto3.client("dynamodb", region_name=REGION), TEST_TABLE)
+    monkeypatch.setenv("PIXIE_TABLE", TEST_TABLE)
+    return NetworkState(TEST_TABLE)
+
+
+@pytest.fixture
+def pixie_home(tmp_path, monkeypatch) -> Path:
+    """PIXIE_HOME pointed at the test's tmp_path (local sandboxes and saved runs go there)."""
+    monkeypatch.setenv("PIXIE_HOME", str(tmp_path))
+    return tmp_path
+
+
+def write_script_file(path: Path, turns: list[dict[str, Any]]) -> Path:
+    """A scripted model file (lambdas/logic/models/scripted.py) holding `turns`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"turns": turns}), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def write_script(tmp_path) -> Callable[..., Path]:
+    """write_script(turns, name="script.json") -> the file's path, under tmp_path/scripts."""
+
+    def write(turns: list[dict[str, Any]], name: str = "script.json") -> Path:
+        return write_script_file(tmp_path / "scripts" / name, turns)
+
+    return write
+
+
+@pytest.fixture
+def local_sandbox(pixie_home):
+    """A fresh local sandbox under PIXIE_HOME; its preview server is stopped afterwards."""
+    from lambdas.logic.sandboxes.local import LocalSandboxProvider, stop_preview
+
+    sandbox = LocalSandboxProvider(pixie_home).create("pixie", 60)
+    yield sandbox
+    stop_preview(sandbox.id)
+
