@@ -5,7 +5,7 @@ from lambdas.logic.steps.run_tool import run_tool
 
 
 @logger.inject_lambda_context(correlation_id_path="runId")
-@idempotent_step("RunTool", "[runId, toolCallId]")
+@idempotent_step("RunTool", "[runId, iteration, toolCallId]")
 def handler(event: dict, context: LambdaContext) -> dict:
     result = run_tool(
         event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state()

@@ -38,6 +38,17 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, An
     run = state.get_run(run_id)
     turn = iteration + 1
     message = state.get_message(run_id, assistant_message_key(turn))
+    if message is None and run.summary:
+        # The summarizing reply's tool calls have run: the task is done, as AgentKit's router
+        # would decide. No further (paid) model call.
+        return {
+            "runId": run_id,
+            "iteration": iteration,
+            "maxIterations": run.max_iterations,
+            "hasSummary": True,
+            "toolCalls": [],
+            "usage": {},
+        }
     usage: dict[str, int] = {}
     if message is None:  # a retry after the reply was saved does not pay for a second call
         message, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
