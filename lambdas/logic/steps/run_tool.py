@@ -19,7 +19,9 @@ def run_tool(
         return {"toolCallId": tool_call_id, "ok": not saved["content"].startswith("Error:")}
 
     assistant = state.get_message(run_id, assistant_message_key(iteration)) or {}
-    call = next((c for c in assistant.get("tool_calls") or [] if c["id"] == tool_call_id), None)
+    calls = assistant.get("tool_calls") or []
+    # By position, as the Map hands it over; the id must match (two calls may share an id).
+    call = calls[index] if index < len(calls) and calls[index]["id"] == tool_call_id else None
     if call is None:
         content, ok = f"Error: no tool call {tool_call_id!r} in turn {iteration}", False
     else:

@@ -20,6 +20,23 @@ class ToolContext:
     command_timeout_s: int
 
 
+def _inline_refs(schema: dict) -> dict:
+    """The JSON schema with $defs inlined and titles dropped: some OpenAI-compatible servers
+    do not resolve $ref."""
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {k: resolve(v) for k, v in node.items() if not (k == "title" and isinstance(v, str))}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    return resolve(schema)
+
+
 @dataclass(frozen=True)
 class Tool:
     name: str
@@ -29,8 +46,7 @@ class Tool:
 
     def definition(self) -> dict:
         """The tool in OpenAI Chat Completions format."""
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
+        schema = _inline_refs(self.arguments.model_json_schema())
         return {
             "type": "function",
             "function": {"name": self.name, "description": self.description, "parameters": schema},
