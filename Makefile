@@ -7,6 +7,7 @@ PROMPT ?= Build a todo app
 ARGS   ?=
 
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
+export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: install run test bench synth clean
 

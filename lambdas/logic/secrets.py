@@ -17,7 +17,14 @@ def get_api_key(env_var: str, secret_name_var: str) -> str:
     if secret_name:
         from aws_lambda_powertools.utilities import parameters  # only deployed functions need it
 
-        value = parameters.get_secret(secret_name, max_age=SECRET_CACHE_SECONDS)
+        try:
+            value = parameters.get_secret(secret_name, max_age=SECRET_CACHE_SECONDS)
+        except parameters.exceptions.GetParameterError as exc:
+            # Most often: the secret exists but has no value yet. Permanent until someone sets it.
+            reason = type(exc.__cause__).__name__ if exc.__cause__ else "GetParameterError"
+            raise ConfigurationError(
+                f"secret {secret_name} could not be read ({reason}): set its value (see README, Deploy)"
+            ) from None
         if isinstance(value, bytes):
             value = value.decode()
         if not value:
