@@ -1,14 +1,23 @@
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lambdas.handlers.shared import idempotent_step, logger, network_state, settings
+from lambdas.handlers.shared import idempotent_step, logger, metrics, network_state, settings, tracer
 from lambdas.logic.steps.run_tool import run_tool
 
 
 @logger.inject_lambda_context(correlation_id_path="runId")
+@tracer.capture_lambda_handler
+@metrics.log_metrics
 @idempotent_step("RunTool", "[runId, iteration, toolCallId]")
 def handler(event: dict, context: LambdaContext) -> dict:
     result = run_tool(
         event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state()
     )
-    logger.info("tool call done", extra={"tool": event.get("name"), "ok": result["ok"]})
+    tool, outcome = str(event.get("name")), "ok" if result["ok"] else "error"
+    # One invocation is one tool call, so these dimensions describe exactly this data point
+    # (log_metrics flushes and clears them when the invocation ends).
+    metrics.add_dimension(name="tool", value=tool)
+    metrics.add_dimension(name="outcome", value=outcome)
+    metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
+    logger.info("tool call done", extra={"tool": tool, "ok": result["ok"]})
     return result

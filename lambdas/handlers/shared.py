@@ -10,7 +10,7 @@ import sys
 from functools import cache
 from typing import Any, Callable
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -20,8 +20,24 @@ from aws_lambda_powertools.utilities.idempotency import (
 from lambdas.dal.network_state import RUN_TTL_SECONDS, NetworkState
 from lambdas.logic.config import Settings
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a record is logged, not when the handler was made
+    (the CLI and test runners redirect it)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 # stderr keeps stdout clean for the CLI's --json; Lambda sends both to CloudWatch.
-logger = Logger(service="pixie", logger_handler=logging.StreamHandler(sys.stderr))
+logger = Logger(service="pixie", logger_handler=_StderrHandler())
+# X-Ray traces and CloudWatch EMF metrics when deployed; the CLI disables both locally.
+tracer = Tracer(service="pixie")
+metrics = Metrics(namespace="Pixie", service="pixie")
 
 
 @cache

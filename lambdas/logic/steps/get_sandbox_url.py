@@ -21,4 +21,5 @@ def get_sandbox_url(run_id: str, settings: Settings, state: NetworkState) -> dic
         "title": run.title,
         "summary": run.summary,
         "files": sorted(state.list_files(run_id)),
+        "iterations": run.iteration,
     }

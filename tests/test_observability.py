@@ -1,0 +1,54 @@
+"""What a deployed run reports to CloudWatch: EMF metrics for model tokens per turn, tool calls
+by name and outcome, and iterations per run; JSON logs correlated by run id."""
+
+from __future__ import annotations
+
+import json
+
+from lambdas.handlers import agent_turn, create_sandbox, get_sandbox_url, run_tool
+from statemachine.engine import LambdaContext, hello_world_event
+
+RUN = "run-observed"
+
+
+def emf_records(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def metric_names(record: dict) -> set[str]:
+    return {m["Name"] for d in record["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+
+
+def test_handlers_emit_tokens_tool_outcomes_and_iterations(table, pixie_home, monkeypatch, write_script, capsys):
+    monkeypatch.setenv("PIXIE_SANDBOX", "local")
+    script = write_script(
+        [
+            {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "exit 1"}}, {"name": "nope", "arguments": {}}]},
+            {"content": "<task_summary>Done</task_summary>"},
+        ]
+    )
+    monkeypatch.setenv("PIXIE_MODEL", f"scripted:{script}")
+
+    create_sandbox.handler({"runId": RUN, "event": hello_world_event("Build")}, LambdaContext("pixie-create-sandbox"))
+    first = agent_turn.handler({"runId": RUN, "iteration": 0, "maxIterations": 5}, LambdaContext("pixie-agent-turn"))
+    for index, call in enumerate(first["toolCalls"]):
+        run_tool.handler(
+            {"runId": RUN, "iteration": 1, "index": index, "toolCallId": call["id"], "name": call["name"]},
+            LambdaContext("pixie-run-tool"),
+        )
+    agent_turn.handler({"runId": RUN, "iteration": 1, "maxIterations": 5}, LambdaContext("pixie-agent-turn"))
+    get_sandbox_url.handler({"runId": RUN}, LambdaContext("pixie-get-sandbox-url"))
+    captured = capsys.readouterr()
+
+    records = emf_records(captured.out)
+    turns = [r for r in records if "ModelInputTokens" in metric_names(r)]
+    assert len(turns) == 2 and all(r["ModelInputTokens"][0] > 0 and r["ModelOutputTokens"][0] > 0 for r in turns)
+    tools = [(r["tool"], r["outcome"]) for r in records if "ToolCalls" in metric_names(r)]
+    assert tools == [("terminal", "ok"), ("nope", "error")]  # a failing command is still a valid call
+    finished = next(r for r in records if "IterationsPerRun" in metric_names(r))
+    assert finished["IterationsPerRun"] == [2.0]
+    assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Pixie" for r in records)
+
+    logs = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
+    assert {entry["correlation_id"] for entry in logs} == {RUN}
+    assert {"run created", "turn done", "tool call done", "run finished"} <= {entry["message"] for entry in logs}
