@@ -42,7 +42,7 @@ def lambda_error_message(cause: str | None) -> str | None:
 class LiveDisplay:
     def __init__(self, stream: TextIO = sys.stderr) -> None:
         self.stream = stream
-        self.entered: dict[int, tuple[str, datetime | None]] = {}
+        self.started: dict[str, datetime | None] = {}  # state name -> when it was last entered
         self.depth = 0
         self.tool_name: str | None = None
 
@@ -54,7 +54,7 @@ class LiveDisplay:
         kind = event.get("type", "")
         details = _details(event)
         if kind.endswith("StateEntered"):
-            self.entered[event["id"]] = (details.get("name", "?"), _timestamp(event))
+            self.started[details.get("name", "?")] = _timestamp(event)
             if kind == "MapStateEntered":
                 self._print(f"▸ {details.get('name')}")
                 self.depth += 1
@@ -68,11 +68,8 @@ class LiveDisplay:
             self._print(f"✗ {details.get('error')}: {message}")
 
     def _exited(self, event: dict, kind: str, details: dict) -> None:
-        entered = self.entered.get(event.get("previousEventId", -1))
         name = details.get("name", "?")
-        start = next((ts for n, ts in reversed(list(self.entered.values())) if n == name), None)
-        start = entered[1] if entered else start
-        end = _timestamp(event)
+        start, end = self.started.get(name), _timestamp(event)
         duration = f"{(end - start).total_seconds():.2f}s" if start and end else ""
         if kind == "MapStateExited":
             self.depth = max(self.depth - 1, 0)

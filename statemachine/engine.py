@@ -200,7 +200,7 @@ class LocalEngine:
         self._stack.close()
 
     def _load_handlers(self) -> None:
-        for variable, (name, module) in FUNCTIONS.items():
+        for name, module in FUNCTIONS.values():
             handler = (self._handlers or {}).get(name) or importlib.import_module(module).handler
             self._by_name[function_arn(name)] = (name, handler)
             self._by_name[name] = (name, handler)

@@ -14,8 +14,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
         event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state()
     )
     tool, outcome = str(event.get("name")), "ok" if result["ok"] else "error"
-    # One invocation is one tool call, so these dimensions describe exactly this data point
-    # (log_metrics flushes and clears them when the invocation ends).
+    # One invocation is one tool call, so these dimensions describe exactly this data point.
+    # log_metrics flushes and clears them at the end, except when metrics are disabled (the local
+    # engine), hence the explicit clear.
+    metrics.clear_metrics()
     metrics.add_dimension(name="tool", value=tool)
     metrics.add_dimension(name="outcome", value=outcome)
     metrics.add_metric(name="ToolCalls", unit=MetricUnit.Count, value=1)
