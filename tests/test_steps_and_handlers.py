@@ -462,8 +462,9 @@ def test_get_sandbox_url_returns_the_result_and_marks_the_run_succeeded(env):
     assert turn(1)["hasSummary"] is True
 
     result = get_sandbox_url_handler.handler({"runId": RUN}, ctx("url"))
-    assert set(result) == {"runId", "url", "title", "summary", "files"}
+    assert set(result) == {"runId", "url", "title", "summary", "files", "iterations"}
     assert result["runId"] == RUN
+    assert result["iterations"] == 2
     assert result["summary"] == "Built a todo list page."
     assert result["title"] == "Built a todo list page"
     assert result["files"] == ["b.css", "index.html", "src/app.js"]

@@ -88,6 +88,7 @@ def reset() -> None:
     """Forget cached settings and clients, and re-read the log level (the embedded engine calls
     this per run, since one process may run many)."""
     logger.setLevel(os.environ.get("POWERTOOLS_LOG_LEVEL", "INFO"))
+    metrics.clear_metrics()  # with metrics disabled (locally) they are never flushed
     settings.cache_clear()
     network_state.cache_clear()
     idempotency_store.cache_clear()
