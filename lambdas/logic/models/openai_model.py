@@ -30,7 +30,9 @@ class OpenAIChatModel:
         api_key: str | None = None,
         base_url: str | None = None,
         max_retries: int = 2,
-        timeout_s: float = 600,
+        # Per HTTP attempt. With the SDK's 2 retries this stays inside AgentTurn's 600 s Lambda
+        # timeout, so a hung request ends as ModelUnavailable (retried by the state machine).
+        timeout_s: float = 180,
         client: openai.OpenAI | None = None,
     ) -> None:
         self.model = model
