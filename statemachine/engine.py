@@ -262,11 +262,11 @@ class LocalEngine:
         while True:
             description = self.sfn.describe_execution(executionArn=arn)
             done = description["status"] in TERMINAL_STATUSES
-            events = self.history(arn)
-            if on_event:
-                for event in events[seen:]:
+            if on_event or done:  # the history is read whole each time: only when it is shown
+                events = self.history(arn)
+                for event in events[seen:] if on_event else ():
                     on_event(event)
-            seen = len(events)
+                seen = len(events)
             if done:
                 break
             time.sleep(poll_s)

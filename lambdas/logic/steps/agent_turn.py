@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdas.dal.network_state import NetworkState, assistant_message_key, user_message_key
+from lambdas.dal.network_state import NetworkState, RunRecord, assistant_message_key, user_message_key
 from lambdas.logic.models import model_from_spec
 from lambdas.logic.models.base import ModelReply
 from lambdas.logic.prompts import CONTINUE_PROMPT, system_prompt
@@ -34,6 +34,18 @@ def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind:
     return reply.to_message(), usage
 
 
+def _next_state(run: RunRecord, iteration: int, has_summary: bool, tool_calls: list, usage: dict) -> dict[str, Any]:
+    """What the Router decides on: counters, a flag and the pending calls' ids and names."""
+    return {
+        "runId": run.run_id,
+        "iteration": iteration,
+        "maxIterations": run.max_iterations,
+        "hasSummary": has_summary,
+        "toolCalls": tool_calls,
+        "usage": usage,
+    }
+
+
 def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, Any]:
     run = state.get_run(run_id)
     turn = iteration + 1
@@ -41,14 +53,7 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, An
     if message is None and run.summary:
         # The summarizing reply's tool calls have run: the task is done, as AgentKit's router
         # would decide. No further (paid) model call.
-        return {
-            "runId": run_id,
-            "iteration": iteration,
-            "maxIterations": run.max_iterations,
-            "hasSummary": True,
-            "toolCalls": [],
-            "usage": {},
-        }
+        return _next_state(run, iteration, True, [], {})
     usage: dict[str, int] = {}
     if message is None:  # a retry after the reply was saved does not pay for a second call
         message, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
@@ -60,12 +65,5 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, An
     if summary and summary != run.summary:
         updates.update(summary=summary, title=title_from_summary(summary))
     state.update_run(run_id, **updates)
-    return {
-        "runId": run_id,
-        "iteration": turn,
-        "maxIterations": run.max_iterations,
-        # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
-        "hasSummary": bool(summary) and not tool_calls,
-        "toolCalls": tool_calls,
-        "usage": usage,
-    }
+    # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
+    return _next_state(run, turn, bool(summary) and not tool_calls, tool_calls, usage)
