@@ -33,25 +33,20 @@ def test_run_without_keys_uses_the_announced_demo_and_prints_url_files_summary(t
     assert "CreateSandbox" in result.stderr and "GetSandboxUrl" in result.stderr
 
 
-def test_run_json_with_a_script_then_show_json(tmp_path):
-    script = tmp_path / "script.json"
-    script.write_text(
-        json.dumps(
+def test_run_json_with_a_script_then_show_json(tmp_path, write_script):
+    script = write_script(
+        [
             {
-                "turns": [
+                "content": None,
+                "tool_calls": [
                     {
-                        "content": None,
-                        "tool_calls": [
-                            {
-                                "name": "createOrUpdateFiles",
-                                "arguments": {"files": [{"path": "src/main.js", "content": "console.log(1)"}]},
-                            }
-                        ],
-                    },
-                    {"content": "Done. <task_summary>Wrote main.js</task_summary>"},
-                ]
-            }
-        )
+                        "name": "createOrUpdateFiles",
+                        "arguments": {"files": [{"path": "src/main.js", "content": "console.log(1)"}]},
+                    }
+                ],
+            },
+            {"content": "Done. <task_summary>Wrote main.js</task_summary>"},
+        ]
     )
     result = pixie("run", "--json", "--no-serve", "--model", f"scripted:{script}", "Write main.js", home=tmp_path)
 

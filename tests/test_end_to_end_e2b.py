@@ -80,24 +80,22 @@ def fake_e2b(monkeypatch):
     monkeypatch.setenv("E2B_API_KEY", KEY)
 
 
-def test_e2b_run_creates_once_reconnects_by_id_and_returns_the_https_preview(tmp_path):
-    script = tmp_path / "script.json"
-    script.write_text(
-        json.dumps(
+def test_e2b_run_creates_once_reconnects_by_id_and_returns_the_https_preview(tmp_path, write_script):
+    script = write_script(
+        [
             {
-                "turns": [
+                "content": None,
+                "tool_calls": [
                     {
-                        "content": None,
-                        "tool_calls": [
-                            {"name": "createOrUpdateFiles", "arguments": {"files": [{"path": "/home/user/app/page.tsx", "content": "export default 1"}]}},
-                            {"name": "terminal", "arguments": {"command": "npm install zod --yes"}},
-                            {"name": "readFiles", "arguments": {"files": ["app/page.tsx"]}},
-                        ],
+                        "name": "createOrUpdateFiles",
+                        "arguments": {"files": [{"path": "/home/user/app/page.tsx", "content": "export default 1"}]},
                     },
-                    {"content": "<task_summary>Edited the page</task_summary>"},
-                ]
-            }
-        )
+                    {"name": "terminal", "arguments": {"command": "npm install zod --yes"}},
+                    {"name": "readFiles", "arguments": {"files": ["app/page.tsx"]}},
+                ],
+            },
+            {"content": "<task_summary>Edited the page</task_summary>"},
+        ]
     )
     record = run_locally("Edit the page", RunOptions(model=f"scripted:{script}", sandbox="e2b", pixie_home=tmp_path))
 
