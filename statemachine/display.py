@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TextIO
 
 
 def _details(event: dict) -> dict:

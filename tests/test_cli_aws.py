@@ -21,7 +21,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, create_table, user_message_key
-from statemachine import aws_runs, cli
+from statemachine import cli
 from statemachine.aws_runs import AwsRunsError, HistoryFollower, send, show_aws, stack_outputs, watch
 from statemachine.display import LiveDisplay
 
