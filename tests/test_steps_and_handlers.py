@@ -422,7 +422,7 @@ def test_bad_tool_calls_become_error_results_and_the_run_goes_on(env):
 
     tool_messages = [m for m in env.state.list_messages(RUN) if m["role"] == "tool"]
     assert [m["tool_call_id"] for m in tool_messages] == [c["id"] for c in calls]  # exactly one result each
-    for message, (_, expected) in zip(tool_messages, bad_calls, strict=True):
+    for message, (_, expected) in zip(tool_messages, bad_calls, strict=False):  # the last call is a good one
         assert message["content"].startswith("Error: ") and expected in message["content"]
     assert "still fine" in tool_messages[-1]["content"]
     # a retry of a failed call reports the same failure from the saved result
