@@ -46,5 +46,6 @@ class Settings:
             sandbox_timeout_s=_int("PIXIE_SANDBOX_TIMEOUT", 3600),
             max_prompt_chars=_int("PIXIE_MAX_PROMPT_CHARS", 20_000),
             max_tool_output_chars=_int("PIXIE_MAX_TOOL_OUTPUT_CHARS", 10_000),
-            pixie_home=Path(os.environ.get("PIXIE_HOME") or Path.home() / ".pixie"),
+            # expanduser never raises, even where no home directory can be found (Lambda)
+            pixie_home=Path(os.environ.get("PIXIE_HOME") or "~/.pixie").expanduser(),
         )
