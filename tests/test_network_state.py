@@ -215,3 +215,16 @@ def test_a_second_store_on_the_same_table_sees_the_same_state(table):
     other = NetworkState(table.table.name, boto3.resource("dynamodb", region_name="us-east-1"))
     assert other.get_run("run-1").prompt == "Build a todo app"
     assert other.list_files("run-1") == {"a.txt": "A"}
+
+
+def test_file_paths_are_listed_sorted_without_reading_contents(table):
+    table.put_files("run-paths", {"src/b.js": "b" * 50_000, "a.html": "a", "src/a.js": "x"})
+    returned: list[dict] = []
+    events = table.table.meta.client.meta.events
+    capture = lambda parsed, **_: returned.extend(parsed.get("Items", []))  # noqa: E731
+    events.register("after-call.dynamodb.Query", capture)
+    try:
+        assert table.list_file_paths("run-paths") == ["a.html", "src/a.js", "src/b.js"]
+    finally:
+        events.unregister("after-call.dynamodb.Query", capture)
+    assert returned and all(set(item) == {"path"} for item in returned)  # no content came back

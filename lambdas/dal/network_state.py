@@ -162,12 +162,19 @@ class NetworkState:
     def list_files(self, run_id: str) -> dict[str, str]:
         return {item["path"]: item["content"] for item in self._query(run_id, "FILE#")}
 
-    def _query(self, run_id: str, prefix: str) -> list[dict[str, Any]]:
+    def list_file_paths(self, run_id: str) -> list[str]:
+        """Sorted paths only: reads no file contents (capacity is billed by bytes read)."""
+        return sorted(item["path"] for item in self._query(run_id, "FILE#", projection="#path"))
+
+    def _query(self, run_id: str, prefix: str, projection: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("pk").eq(_pk(run_id)) & Key("sk").begins_with(prefix),
             "ConsistentRead": True,
         }
+        if projection:
+            kwargs["ProjectionExpression"] = projection
+            kwargs["ExpressionAttributeNames"] = {name: name[1:] for name in projection.split(", ")}
         while True:
             page = self.table.query(**kwargs)
             items.extend(page["Items"])

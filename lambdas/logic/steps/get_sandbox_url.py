@@ -20,6 +20,6 @@ def get_sandbox_url(run_id: str, settings: Settings, state: NetworkState) -> dic
         "url": url,
         "title": run.title,
         "summary": run.summary,
-        "files": sorted(state.list_files(run_id)),
+        "files": state.list_file_paths(run_id),
         "iterations": run.iteration,
     }
