@@ -99,7 +99,7 @@ def _serve_until_interrupted(url: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from statemachine.display import LiveDisplay
-    from statemachine.local_run import RunOptions, run_locally
+    from statemachine.local_run import RunInterrupted, RunOptions, run_locally
 
     model, notice = _resolve_model(args.model)
     if notice:
@@ -110,7 +110,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations,
         pixie_home=pixie_home(),
         template=args.template,
-        log_level="INFO" if args.verbose else "WARNING",
+        log_level="INFO" if args.verbose else "ERROR",
     )
     sys.stderr.write(f"pixie: {model} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
     faults = None
@@ -119,7 +119,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         faults = FaultInjector(args.inject_faults, args.fault_seed)
         sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
-    record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+    try:
+        record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+    except RunInterrupted as interrupted:
+        run_id = interrupted.record["runId"]
+        sys.stderr.write(f"\npixie: interrupted; run {run_id} stopped and saved (pixie show {run_id})\n")
+        return 130
     if faults:
         sys.stderr.write(f"pixie: {len(faults.injected)} faults injected\n")
     if args.json:

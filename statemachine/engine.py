@@ -49,6 +49,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "GetSandboxUrlFunctionArn": ("pixie-get-sandbox-url", "lambdas.handlers.get_sandbox_url"),
     "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
 }
+CLEANUP_FUNCTION = FUNCTIONS["CleanupSandboxFunctionArn"][0]
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 
 Handler = Callable[[dict, Any], Any]
@@ -162,6 +163,7 @@ class LocalEngine:
         self._by_name: dict[str, tuple[str, Handler]] = {}
         self.invocations = 0
         self._lock = threading.Lock()
+        self.interrupted: str | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -214,6 +216,9 @@ class LocalEngine:
             return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
         name, handler = self._by_name[target]
         event = json.loads(params.get("body") or b"{}")
+        if self.interrupted and name != CLEANUP_FUNCTION:
+            payload = {"errorType": "Interrupted", "errorMessage": self.interrupted}
+            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
         with self._lock:
             self.invocations += 1
 
@@ -234,6 +239,12 @@ class LocalEngine:
             payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
             return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
         return AWSResponse("", 200, {}, None), {"StatusCode": 200, "Payload": _streaming(result)}
+
+    def interrupt(self, reason: str) -> None:
+        """From now on every step fails with `Interrupted` (not retried), except CleanupSandbox:
+        the execution runs its failure path and ends. (moto's StopExecution does not halt its
+        interpreter, so this is how a local run is stopped.)"""
+        self.interrupted = reason
 
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lambdas.dal.network_state import NetworkState
+from lambdas.logic.sandboxes.local import kill_running_commands
 from statemachine.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
 from statemachine.runs import save_run
@@ -69,9 +70,30 @@ def run_locally(
     invoke_wrapper: InvokeWrapper | None = None,
     retry_delay_scale: float = 1.0,
 ) -> dict[str, Any]:
+    """One run to its end. On Ctrl-C the running command is killed, the execution fails with
+    `Interrupted` through its cleanup path, the run is saved all the same, and the interrupt goes
+    on to the caller."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
+    interrupted = False
     with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper, retry_delay_scale=retry_delay_scale) as engine:
-        execution = engine.run(event, on_event=on_event)
+        arn, _ = engine.start(event)
+        try:
+            execution = engine.wait(arn, on_event)
+        except KeyboardInterrupt:
+            interrupted = True
+            engine.interrupt("pixie was interrupted (Ctrl-C)")
+            kill_running_commands()
+            execution = engine.wait(arn)
         record = run_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     save_run(options.pixie_home, record)
+    if interrupted:
+        raise RunInterrupted(record)
     return record
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; carries the saved record."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__(record["runId"])
+        self.record = record

@@ -178,3 +178,40 @@ def test_state_payloads_stay_small_when_tool_output_is_large(tmp_path):
     assert max(sizes) < 2_000
     # The model saw a bounded result that says what was cut.
     assert all("omitted" in content and len(content) <= 10_000 for content in tool_results(record).values())
+
+
+def test_interrupted_run_kills_its_command_fails_through_cleanup_and_is_saved(tmp_path):
+    import os
+    import signal
+    import time
+
+    from statemachine.local_run import RunInterrupted
+
+    turn = {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "echo $$ > pid; sleep 30"}}]}
+    script = write_script(tmp_path, [turn, {"content": "<task_summary>never</task_summary>"}])
+    sandboxes = tmp_path / "sandboxes"
+
+    def ctrl_c_once_the_command_runs(signum, frame):
+        if any((box / "pid").exists() for box in sandboxes.glob("*")):
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c_once_the_command_runs)
+    signal.setitimer(signal.ITIMER_REAL, 0.2, 0.2)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RunInterrupted) as interrupted:
+            run_locally("Sleep", options(tmp_path, script))
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+    assert time.monotonic() - started < 15  # not the 30 s of the command
+    record = interrupted.value.record
+    assert record["status"] == "FAILED" and record["error"] == "Interrupted"
+    assert entered_states(record)[-2:] == ["CleanupSandbox", "RunFailed"]
+    pgid = int(next(sandboxes.glob("*/pid")).read_text())
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)  # the command's whole process group is gone
+    saved = json.loads((tmp_path / "runs" / f"{record['runId']}.json").read_text())
+    assert saved["error"] == "Interrupted"

@@ -33,6 +33,9 @@ _SECRET_ENV = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL)|^AWS_", re.IGN
 
 _previews: dict[str, ThreadingHTTPServer] = {}
 _previews_lock = threading.Lock()
+# Process groups of the commands running now, so an interrupted CLI can end them too.
+_running: set[int] = set()
+_running_lock = threading.Lock()
 
 
 def _read_bounded(handle) -> str:
@@ -95,13 +98,18 @@ class LocalSandbox:
                 env=env,
                 start_new_session=True,  # its own process group, so a timeout kills all of it
             )
+            with _running_lock:
+                _running.add(proc.pid)
             timed_out = False
             try:
                 proc.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
                 timed_out = True
-            # Also ends background children: a command's processes do not outlive it here.
-            _kill_group(proc.pid)
+            finally:
+                # Also ends background children: a command's processes do not outlive it here.
+                _kill_group(proc.pid)
+                with _running_lock:
+                    _running.discard(proc.pid)
             proc.wait(timeout=KILL_GRACE_S)
             return CommandResult(
                 stdout=_read_bounded(out),
@@ -168,6 +176,15 @@ def stop_preview(sandbox_id: str) -> None:
     if server is not None:
         server.shutdown()
         server.server_close()
+
+
+def kill_running_commands() -> None:
+    """Ends every command still running (with its process group): used when pixie is interrupted,
+    since a command's own timeout dies with the process."""
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        _kill_group(pgid)
 
 
 def stop_all_previews() -> None:
