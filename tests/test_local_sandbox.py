@@ -340,6 +340,18 @@ def test_the_preview_does_not_serve_files_outside_the_project(local_sandbox, tmp
     assert info.value.code == 404
 
 
+def test_the_preview_does_not_follow_symlinks_out_of_the_project(local_sandbox, tmp_path):
+    (tmp_path / "outside.txt").write_text("secret")
+    (local_sandbox.root / "leak.txt").symlink_to(tmp_path / "outside.txt")
+    (local_sandbox.root / "inside.txt").write_text("fine")
+    (local_sandbox.root / "alias.txt").symlink_to(local_sandbox.root / "inside.txt")
+    url = local_sandbox.get_url()
+    with pytest.raises(urllib.error.HTTPError) as info:
+        fetch(url + "leak.txt")
+    assert info.value.code == 404
+    assert fetch(url + "alias.txt") == (200, b"fine")  # links that stay inside still work
+
+
 def test_local_sandbox_is_constructible_from_a_plain_directory(tmp_path):
     sandbox = LocalSandbox("local-aaaaaaaaaaaa", tmp_path)
     sandbox.write_files({"f.txt": "1"})

@@ -63,7 +63,16 @@ def _kill_group(pgid: int) -> None:
             threading.Event().wait(0.1)
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class _PreviewHandler(SimpleHTTPRequestHandler):
+    """Serves the project folder quietly, and nothing outside it: a symlink the agent made to
+    a file elsewhere answers 404, as the tools refuse it."""
+
+    def translate_path(self, path: str) -> str:
+        translated = super().translate_path(path)
+        root = os.path.realpath(self.directory)
+        real = os.path.realpath(translated)
+        return translated if os.path.commonpath([real, root]) == root else ""  # "" opens as 404
+
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         pass
 
@@ -158,7 +167,7 @@ class LocalSandbox:
         with _previews_lock:
             server = _previews.get(self.id)
             if server is None:
-                handler = functools.partial(_QuietHandler, directory=str(self.root))
+                handler = functools.partial(_PreviewHandler, directory=str(self.root))
                 server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
                 server.daemon_threads = True
                 threading.Thread(target=server.serve_forever, name=f"preview-{self.id}", daemon=True).start()
