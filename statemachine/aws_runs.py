@@ -258,28 +258,13 @@ def show_aws(
     history are added (the table alone cannot tell a failed run from a running one)."""
     from lambdas.dal.network_state import NetworkState
     from statemachine.display import lambda_error_message
+    from statemachine.runs import jsonable, run_record
 
     state = NetworkState(table, dynamodb_resource)
     run = state.find_run(run_id)
     if run is None:
         raise AwsRunsError(f"no run {run_id!r} in table {table}")
-    record: dict[str, Any] = {
-        "runId": run_id,
-        "status": run.status,
-        "url": run.url,
-        "title": run.title,
-        "summary": run.summary,
-        "files": state.list_files(run_id),
-        "sandboxId": run.sandbox_id,
-        "error": None,
-        "cause": None,
-        "prompt": run.prompt,
-        "model": run.model,
-        "iterations": run.iteration,
-        "executionArn": None,
-        "conversation": state.list_messages(run_id),
-        "history": [],
-    }
+    execution: dict[str, Any] = {"status": run.status}
     if sfn_client is not None and state_machine_arn:
         arn = execution_arn_for(state_machine_arn, run_id)
         try:
@@ -289,15 +274,11 @@ def show_aws(
                 raise
         else:
             result = execution_result(description)
-            record.update(
-                status=result["status"],
-                error=result["error"],
-                cause=lambda_error_message(result["cause"]),
-                executionArn=arn,
-                history=[_jsonable(e) for e in HistoryFollower(sfn_client, arn).new_events()],
-            )
-    return record
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+            execution = {
+                "status": result["status"],
+                "error": result["error"],
+                "cause": lambda_error_message(result["cause"]),
+                "execution_arn": arn,
+                "history": [jsonable(e) for e in HistoryFollower(sfn_client, arn).new_events()],
+            }
+    return run_record(state, run_id, **execution)

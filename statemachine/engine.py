@@ -35,6 +35,7 @@ from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
+from statemachine.runs import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
 REGION = "us-east-1"
@@ -289,16 +290,12 @@ class LocalEngine:
             output=json.loads(output) if output else None,
             error=description.get("error"),
             cause=description.get("cause"),
-            history=[_jsonable(e) for e in events],
+            history=[jsonable(e) for e in events],
         )
 
     def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
         arn, _ = self.start(event, run_id)
         return self.wait(arn, on_event)
-
-
-def _jsonable(event: dict) -> dict:
-    return json.loads(json.dumps(event, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
 
 
 def hello_world_event(prompt: Any) -> dict:

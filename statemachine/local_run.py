@@ -11,7 +11,7 @@ from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
 from statemachine.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
-from statemachine.runs import save_run
+from statemachine.runs import run_record, save_run
 
 DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
 
@@ -40,27 +40,17 @@ class RunOptions:
         }
 
 
-def run_record(execution: Execution, state: NetworkState) -> dict[str, Any]:
-    """Everything a finished run left behind, as `pixie show` and `--json` present it."""
-    run = state.find_run(execution.run_id)
-    output = execution.output if isinstance(execution.output, dict) else {}
-    return {
-        "runId": execution.run_id,
-        "status": execution.status,
-        "url": output.get("url"),
-        "title": output.get("title") or (run.title if run else None),
-        "summary": output.get("summary") or (run.summary if run else None),
-        "files": state.list_files(execution.run_id) if run else {},
-        "sandboxId": run.sandbox_id if run else None,
-        "error": execution.error,
-        "cause": lambda_error_message(execution.cause),
-        "prompt": run.prompt if run else None,
-        "model": run.model if run else None,
-        "iterations": run.iteration if run else 0,
-        "executionArn": execution.arn,
-        "conversation": state.list_messages(execution.run_id) if run else [],
-        "history": execution.history,
-    }
+def execution_record(execution: Execution, state: NetworkState) -> dict[str, Any]:
+    """The run record of a finished local execution."""
+    return run_record(
+        state,
+        execution.run_id,
+        status=execution.status,
+        error=execution.error,
+        cause=lambda_error_message(execution.cause),
+        execution_arn=execution.arn,
+        history=execution.history,
+    )
 
 
 def run_locally(
@@ -84,7 +74,7 @@ def run_locally(
             engine.interrupt("pixie was interrupted (Ctrl-C)")
             kill_running_commands()
             execution = engine.wait(arn)
-        record = run_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+        record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     save_run(options.pixie_home, record)
     if interrupted:
         raise RunInterrupted(record)

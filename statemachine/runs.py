@@ -1,5 +1,6 @@
-"""Finished local runs, saved under $PIXIE_HOME/runs/<runId>.json: the result, the
-conversation, the files and the execution history, success or not."""
+"""Run records: what a run left behind (result, conversation, files, execution history), as
+`pixie show` and `--json` present it, for local and deployed runs alike. Finished local runs are
+saved under $PIXIE_HOME/runs/<runId>.json, success or not."""
 
 from __future__ import annotations
 
@@ -10,6 +11,43 @@ from pathlib import Path
 from typing import Any
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+
+
+def run_record(
+    state: Any,
+    run_id: str,
+    *,
+    status: str,
+    error: str | None = None,
+    cause: str | None = None,
+    execution_arn: str | None = None,
+    history: list[dict] | None = None,
+) -> dict[str, Any]:
+    """The record of one run: its network state (a NetworkState) plus what the execution said.
+    A run that failed before it was recorded (a bad event) has only the execution's part."""
+    run = state.find_run(run_id)
+    return {
+        "runId": run_id,
+        "status": status,
+        "url": run.url if run else None,
+        "title": run.title if run else None,
+        "summary": run.summary if run else None,
+        "files": state.list_files(run_id) if run else {},
+        "sandboxId": run.sandbox_id if run else None,
+        "error": error,
+        "cause": cause,
+        "prompt": run.prompt if run else None,
+        "model": run.model if run else None,
+        "iterations": run.iteration if run else 0,
+        "executionArn": execution_arn,
+        "conversation": state.list_messages(run_id) if run else [],
+        "history": history or [],
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """History events as plain JSON (timestamps as ISO strings)."""
+    return json.loads(json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
 
 
 def runs_dir(pixie_home: Path) -> Path:

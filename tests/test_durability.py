@@ -16,7 +16,7 @@ from openai_stub import OpenAIStub, chat_completion, error_body
 
 from lambdas.logic.sandboxes.local import _previews, stop_all_previews
 from statemachine.engine import FaultInjector, LocalEngine, hello_world_event
-from statemachine.local_run import RunOptions, run_locally, run_record
+from statemachine.local_run import RunOptions, execution_record, run_locally
 
 FAST = 0.01  # retry waits at 1 % of their real length
 
@@ -180,7 +180,7 @@ def test_secrets_never_reach_history_table_saved_run_logs_or_commands(tmp_path, 
         execution = engine.run(hello_world_event("Show me the environment"))
         from lambdas.dal.network_state import NetworkState
 
-        record = run_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+        record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
         items = engine.dynamodb.scan(TableName=engine.env["PIXIE_TABLE"])["Items"]
     assert execution.status == "SUCCEEDED"
     # The key did reach the model endpoint, as it must.
