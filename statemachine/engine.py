@@ -146,6 +146,17 @@ def _streaming(payload: Any) -> StreamingBody:
     return StreamingBody(io.BytesIO(body), len(body))
 
 
+def _invoke_response(fields: dict) -> tuple[AWSResponse, dict]:
+    """What short-circuits botocore's lambda.Invoke: an HTTP response and the parsed result."""
+    return AWSResponse("", 200, {}, None), {"StatusCode": 200, **fields}
+
+
+def _invoke_error(error_type: str, message: str) -> tuple[AWSResponse, dict]:
+    """A function error, shaped as Lambda reports an unhandled exception."""
+    payload = {"errorType": error_type, "errorMessage": message}
+    return _invoke_response({"FunctionError": "Unhandled", "Payload": _streaming(payload)})
+
+
 class LocalEngine:
     """Use as a context manager: everything AWS inside it is moto, in this process."""
 
@@ -213,13 +224,11 @@ class LocalEngine:
         match = re.search(r"/functions/([^/]+)/invocations", params["url_path"])
         target = urllib.parse.unquote(match.group(1)) if match else ""
         if target not in self._by_name:
-            payload = {"errorType": "ResourceNotFoundException", "errorMessage": f"no local function {target!r}"}
-            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
+            return _invoke_error("ResourceNotFoundException", f"no local function {target!r}")
         name, handler = self._by_name[target]
         event = json.loads(params.get("body") or b"{}")
         if self.interrupted and name != CLEANUP_FUNCTION:
-            payload = {"errorType": "Interrupted", "errorMessage": self.interrupted}
-            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
+            return _invoke_error("Interrupted", self.interrupted)
         with self._lock:
             self.invocations += 1
 
@@ -237,9 +246,8 @@ class LocalEngine:
                 "Invoke",
             ) from None
         except Exception as exc:  # reported exactly as Lambda reports an unhandled error
-            payload = {"errorType": type(exc).__name__, "errorMessage": str(exc)}
-            return AWSResponse("", 200, {}, None), {"StatusCode": 200, "FunctionError": "Unhandled", "Payload": _streaming(payload)}
-        return AWSResponse("", 200, {}, None), {"StatusCode": 200, "Payload": _streaming(result)}
+            return _invoke_error(type(exc).__name__, str(exc))
+        return _invoke_response({"Payload": _streaming(result)})
 
     def interrupt(self, reason: str) -> None:
         """From now on every step fails with `Interrupted` (not retried), except CleanupSandbox:

@@ -63,3 +63,9 @@ class SandboxUnavailable(PixieError):
 class ToolError(Exception):
     """A tool call that cannot be carried out. Never escapes a step: its message becomes the
     call's tool result, so the model can correct itself and the run goes on."""
+
+
+def describe_validation_error(error, subject: str) -> str:
+    """A pydantic ValidationError as one readable line: `field.path: message; ...`, with
+    `subject` naming the whole input when the error is about the input itself."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or subject}: {e['msg']}" for e in error.errors())

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from lambdas.logic.errors import InvalidEvent
+from lambdas.logic.errors import InvalidEvent, describe_validation_error
 
 DETAIL_TYPE = "test/hello.world"
 
@@ -24,12 +24,6 @@ class HelloWorldEvent(EventBridgeModel):
     detail: HelloWorldDetail
 
 
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'event'}: {e['msg']}" for e in error.errors()
-    )
-
-
 def parse_prompt(event: Any, max_chars: int) -> str:
     """The prompt, trimmed; InvalidEvent saying what is wrong otherwise."""
     if not isinstance(event, dict):
@@ -37,7 +31,8 @@ def parse_prompt(event: Any, max_chars: int) -> str:
     try:
         parsed = parse(event=event, model=HelloWorldEvent)
     except ValidationError as exc:
-        raise InvalidEvent(f"not a {DETAIL_TYPE} event with a prompt in detail.value: {_describe(exc)}") from None
+        problem = describe_validation_error(exc, "event")
+        raise InvalidEvent(f"not a {DETAIL_TYPE} event with a prompt in detail.value: {problem}") from None
     if parsed.detail_type != DETAIL_TYPE:
         raise InvalidEvent(f"detail-type must be {DETAIL_TYPE!r}, got {parsed.detail_type!r}")
     prompt = parsed.detail.value.strip()

@@ -6,7 +6,7 @@ import json
 
 from pydantic import ValidationError
 
-from lambdas.logic.errors import ToolError
+from lambdas.logic.errors import ToolError, describe_validation_error
 from lambdas.logic.tools.base import Tool, ToolContext
 from lambdas.logic.tools.files import CREATE_OR_UPDATE_FILES, READ_FILES
 from lambdas.logic.tools.terminal import TERMINAL
@@ -17,12 +17,6 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (TERMINAL, CREATE_OR_UPDAT
 
 def tool_definitions() -> list[dict]:
     return [tool.definition() for tool in TOOLS.values()]
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}" for e in error.errors()
-    )
 
 
 def execute_tool(name: str, raw_arguments: str, ctx: ToolContext, max_output_chars: int) -> tuple[str, bool]:
@@ -39,7 +33,7 @@ def execute_tool(name: str, raw_arguments: str, ctx: ToolContext, max_output_cha
         try:
             args = tool.arguments.model_validate(parsed)
         except ValidationError as exc:
-            raise ToolError(f"invalid arguments for {name}: {_describe(exc)}") from None
+            raise ToolError(f"invalid arguments for {name}: {describe_validation_error(exc, 'arguments')}") from None
         return bound_text(tool.run(args, ctx), max_output_chars), True
     except ToolError as exc:
         return bound_text(f"Error: {exc}", max_output_chars), False
