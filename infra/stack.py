@@ -27,9 +27,9 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.bundling import REPO_ROOT, lambda_code
+from lambdas.logic.config import DETAIL_TYPE
 
 ASL_PATH = REPO_ROOT / "statemachine" / "agent.asl.json"
-DETAIL_TYPE = "test/hello.world"
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 
 # Removal policy for everything stateful. pixie is a developer tool: `cdk destroy` should leave

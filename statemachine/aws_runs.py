@@ -13,10 +13,11 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
+from lambdas.logic.config import DETAIL_TYPE
+
 DEFAULT_STACK = "PixieStack"
 DEFAULT_EVENT_BUS = "default"
 EVENT_SOURCE = "pixie.cli"
-DETAIL_TYPE = "test/hello.world"
 # Environment variables that stand in for stack outputs (no CloudFormation read access needed).
 ENV_OVERRIDES = {"StateMachineArn": "PIXIE_STATE_MACHINE_ARN", "TableName": "PIXIE_TABLE"}
 # Statuses in which an execution may still produce history events.

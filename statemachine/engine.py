@@ -35,6 +35,7 @@ from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
+from lambdas.logic.config import DETAIL_TYPE
 from statemachine.runs import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
@@ -311,7 +312,7 @@ def hello_world_event(prompt: Any) -> dict:
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
-        "detail-type": "test/hello.world",
+        "detail-type": DETAIL_TYPE,
         "source": "pixie.cli",
         "account": ACCOUNT,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

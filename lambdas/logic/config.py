@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# The EventBridge detail-type that starts a run (the rule, the CLI and the validation agree on it).
+DETAIL_TYPE = "test/hello.world"
 DEFAULT_MODEL = "openai:gpt-4.1"
 DEFAULT_TEMPLATE = "pixie"
 

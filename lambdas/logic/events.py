@@ -9,9 +9,8 @@ from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, StrictStr
 
+from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.errors import InvalidEvent, describe_validation_error
-
-DETAIL_TYPE = "test/hello.world"
 
 
 class HelloWorldDetail(BaseModel):
