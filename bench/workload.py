@@ -21,7 +21,7 @@ from bench.metrics import DynamoDBMeter, metering
 from lambdas.dal.network_state import create_table
 from lambdas.logic.sandboxes.local import stop_all_previews
 from statemachine.engine import REGION, TABLE_NAME, LambdaContext, LocalEngine, hello_world_event
-from statemachine.local_run import RunOptions
+from pixie.local_run import RunOptions
 
 PROMPT = "Build a todo app"
 LINE = "pixie bench: a line of tool output, 0123456789 abcdefghij\n"

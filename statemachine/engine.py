@@ -36,7 +36,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
 from lambdas.logic.config import DETAIL_TYPE
-from statemachine.runs import jsonable
+from statemachine.history import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
 REGION = "us-east-1"

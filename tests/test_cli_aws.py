@@ -21,9 +21,9 @@ import pytest
 from moto import mock_aws
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, create_table, user_message_key
-from statemachine import cli
-from statemachine.aws_runs import AwsRunsError, HistoryFollower, send, show_aws, stack_outputs, watch
-from statemachine.display import LiveDisplay
+from pixie import cli
+from pixie.aws_runs import AwsRunsError, HistoryFollower, send, show_aws, stack_outputs, watch
+from pixie.display import LiveDisplay
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"

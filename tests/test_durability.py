@@ -16,7 +16,7 @@ from openai_stub import OpenAIStub, chat_completion, error_body
 
 from lambdas.logic.sandboxes.local import _previews, stop_all_previews
 from statemachine.engine import FaultInjector, LocalEngine, hello_world_event
-from statemachine.local_run import RunOptions, execution_record, run_locally
+from pixie.local_run import RunOptions, execution_record, run_locally
 
 FAST = 0.01  # retry waits at 1 % of their real length
 
@@ -91,7 +91,7 @@ def test_twenty_runs_with_injected_faults_each_effect_exactly_once(tmp_path, ses
 
 
 def test_cli_inject_faults_run_is_visible_in_show(tmp_path, session_script, monkeypatch, capsys):
-    from statemachine.cli import main
+    from pixie.cli import main
 
     monkeypatch.setenv("PIXIE_HOME", str(tmp_path))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
@@ -185,7 +185,7 @@ def test_secrets_never_reach_history_table_saved_run_logs_or_commands(tmp_path, 
     assert execution.status == "SUCCEEDED"
     # The key did reach the model endpoint, as it must.
     assert openai_stub.requests[0].headers["authorization"] == f"Bearer {openai_key}"
-    from statemachine.runs import save_run
+    from pixie.runs import save_run
 
     saved = save_run(tmp_path, record).read_text()
     streams = capfd.readouterr()

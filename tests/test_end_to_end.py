@@ -11,7 +11,7 @@ import pytest
 
 from lambdas.logic.sandboxes.local import stop_all_previews
 from statemachine.engine import hello_world_event
-from statemachine.local_run import RunOptions, run_locally
+from pixie.local_run import RunOptions, run_locally
 
 
 def write_script(directory: Path, turns: list[dict], name: str = "script.json") -> Path:
@@ -185,7 +185,7 @@ def test_interrupted_run_kills_its_command_fails_through_cleanup_and_is_saved(tm
     import signal
     import time
 
-    from statemachine.local_run import RunInterrupted
+    from pixie.local_run import RunInterrupted
 
     turn = {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "echo $$ > pid; sleep 30"}}]}
     script = write_script(tmp_path, [turn, {"content": "<task_summary>never</task_summary>"}])

@@ -9,7 +9,7 @@ import json
 import e2b
 import pytest
 
-from statemachine.local_run import RunOptions, run_locally
+from pixie.local_run import RunOptions, run_locally
 
 KEY = "e2b_end_to_end_fake_key"
 

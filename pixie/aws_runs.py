@@ -258,8 +258,8 @@ def show_aws(
     With a Step Functions client and the state machine ARN, the execution's status, error and
     history are added (the table alone cannot tell a failed run from a running one)."""
     from lambdas.dal.network_state import NetworkState
-    from statemachine.display import lambda_error_message
-    from statemachine.runs import jsonable, run_record
+    from pixie.display import lambda_error_message
+    from pixie.runs import jsonable, run_record
 
     state = NetworkState(table, dynamodb_resource)
     run = state.find_run(run_id)

@@ -9,9 +9,9 @@ from typing import Any, Callable
 
 from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
-from statemachine.display import lambda_error_message
+from pixie.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
-from statemachine.runs import run_record, save_run
+from pixie.runs import run_record, save_run
 
 DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
 

@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from statemachine.history import jsonable  # noqa: F401 - re-exported for the app
+
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 
 
@@ -43,11 +45,6 @@ def run_record(
         "conversation": state.list_messages(run_id) if run else [],
         "history": history or [],
     }
-
-
-def jsonable(value: Any) -> Any:
-    """History events as plain JSON (timestamps as ISO strings)."""
-    return json.loads(json.dumps(value, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
 
 
 def runs_dir(pixie_home: Path) -> Path:

@@ -47,7 +47,7 @@ def _fault_rate(text: str) -> float:
 
 def _resolve_model(spec: str | None) -> tuple[str, str | None]:
     """The model spec to use, and a notice for stderr when it is the offline demo."""
-    from statemachine.local_run import DEMO_SCRIPT
+    from pixie.local_run import DEMO_SCRIPT
 
     if spec is None:
         if os.environ.get("OPENAI_API_KEY"):
@@ -98,8 +98,8 @@ def _serve_until_interrupted(url: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from statemachine.display import LiveDisplay
-    from statemachine.local_run import RunInterrupted, RunOptions, run_locally
+    from pixie.display import LiveDisplay
+    from pixie.local_run import RunInterrupted, RunOptions, run_locally
 
     model, notice = _resolve_model(args.model)
     if notice:
@@ -148,7 +148,7 @@ def _format_message(message: dict[str, Any]) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from statemachine.runs import load_run
+    from pixie.runs import load_run
 
     if args.aws:
         record = _aws_call(lambda: _show_aws_record(args))
@@ -168,7 +168,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     for message in record["conversation"]:
         print(_format_message(message) + "\n")
     print("History:")
-    from statemachine.display import LiveDisplay
+    from pixie.display import LiveDisplay
 
     display = LiveDisplay(sys.stdout)
     for event in record["history"]:
@@ -181,7 +181,7 @@ def _aws_call(function: Any) -> Any:
     """Runs function(), turning configuration and AWS errors into one line on stderr (None)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    from statemachine.aws_runs import AwsRunsError
+    from pixie.aws_runs import AwsRunsError
 
     try:
         return function()
@@ -193,7 +193,7 @@ def _aws_call(function: Any) -> Any:
 def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
     import boto3
 
-    from statemachine.aws_runs import show_aws, stack_outputs
+    from pixie.aws_runs import show_aws, stack_outputs
 
     outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
     sfn = boto3.client("stepfunctions") if outputs.get("StateMachineArn") else None
@@ -202,7 +202,7 @@ def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
 
 def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
     """A finished execution as `pixie run` reports a run (sandboxId lives in the table)."""
-    from statemachine.display import lambda_error_message
+    from pixie.display import lambda_error_message
 
     output = result["output"] if isinstance(result["output"], dict) else {}
     return {
@@ -222,8 +222,8 @@ def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
 def _watch_and_report(execution_arn: str, as_json: bool) -> int:
     import boto3
 
-    from statemachine.aws_runs import watch
-    from statemachine.display import LiveDisplay
+    from pixie.aws_runs import watch
+    from pixie.display import LiveDisplay
 
     def follow() -> dict[str, Any]:
         return watch(execution_arn, boto3.client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
@@ -247,7 +247,7 @@ def cmd_send(args: argparse.Namespace) -> int:
     def start() -> str:
         import boto3
 
-        from statemachine.aws_runs import send, stack_outputs
+        from pixie.aws_runs import send, stack_outputs
 
         outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
         return send(
