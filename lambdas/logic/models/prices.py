@@ -4,6 +4,8 @@ estimate rather than a wrong one. Checked against the providers' public price pa
 
 from __future__ import annotations
 
+from lambdas.logic.models.bedrock_ids import split_profile
+
 # Keyed by the model spec without the provider prefix where unambiguous.
 PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "openai:gpt-4.1": (2.00, 8.00),
@@ -29,17 +31,13 @@ PRICES_PER_MILLION: dict[str, tuple[float, float]] = {
     "bedrock:meta.llama3-3-70b-instruct-v1:0": (0.72, 0.72),
 }
 
-# Cross-region inference profile ids put a geography before the model id.
-BEDROCK_PROFILE_PREFIXES = ("us.", "eu.", "apac.", "us-gov.", "jp.", "au.", "ca.", "global.")
 
 
 def _table_key(model_spec: str) -> str:
-    """`bedrock:us.<model id>` is priced as `bedrock:<model id>`."""
+    """`bedrock:us.<model id>` (an inference profile) is priced as `bedrock:<model id>`."""
     provider, _, name = model_spec.partition(":")
     if provider == "bedrock":
-        for prefix in BEDROCK_PROFILE_PREFIXES:
-            if name.startswith(prefix):
-                return f"bedrock:{name[len(prefix):]}"
+        return f"bedrock:{split_profile(name)[1]}"
     return model_spec
 
 
