@@ -33,9 +33,12 @@ from botocore.exceptions import (
     ClientError,
     ConnectionError as BotoConnectionError,
     EventStreamError,
+    HTTPClientError,
+    IncompleteReadError,
     NoCredentialsError,
-    NoRegionError,
-    ReadTimeoutError,
+    ParamValidationError,
+    PartialCredentialsError,
+    TokenRetrievalError,
 )
 
 from lambdas.logic.errors import (
@@ -216,14 +219,15 @@ class BedrockChatModel:
                     f"{self.name}: no such model or inference profile in this region ({detail})"
                 )
             return ModelRequestRejected(f"{self.name}: request rejected ({detail})")
-        if isinstance(err, NoCredentialsError):
-            return ModelAuthFailed(f"{self.name}: no AWS credentials found (configure them as for the AWS CLI)")
-        if isinstance(err, NoRegionError):
-            return ConfigurationError(f"{self.name}: no AWS region configured: set AWS_REGION")
-        if isinstance(err, (BotoConnectionError, ReadTimeoutError)):
+        if isinstance(err, (NoCredentialsError, PartialCredentialsError, TokenRetrievalError)):
+            return ModelAuthFailed(f"{self.name}: no usable AWS credentials ({err}); configure them as for the AWS CLI")
+        if isinstance(err, (BotoConnectionError, HTTPClientError, IncompleteReadError)):
+            # Connection refused or reset, timeouts, a stream cut short: worth retrying later.
             return ModelUnavailable(f"{self.name}: cannot reach Bedrock ({type(err).__name__}: {err})")
-        # Anything else from botocore (an unparsable response, a broken stream) is transient.
-        return ModelUnavailable(f"{self.name}: {type(err).__name__}: {err}")
+        if isinstance(err, ParamValidationError):
+            return ModelRequestRejected(f"{self.name}: request rejected by the SDK ({err})")
+        # The rest is how the client is set up (endpoint, region, auth): retrying cannot help.
+        return ConfigurationError(f"{self.name}: {type(err).__name__}: {err}")
 
 
 # --- requests: OpenAI-shaped messages -> Converse ------------------------------------------------
