@@ -76,8 +76,9 @@ MAX_OUTPUT_TOKENS: list[tuple[str, int]] = [
 
 # Where Bedrock says the error is about access rather than the request.
 ACCESS_HINT = (
-    "check that model access is granted for this model in the Bedrock console (Model access) in "
-    "this region, and that the credentials may call bedrock:InvokeModelWithResponseStream on it"
+    "check that this account may use the model in this region (Bedrock console: Model access / "
+    "model catalog; Anthropic models first need the one-time use-case form) and that the "
+    "credentials may call bedrock:InvokeModelWithResponseStream on it"
 )
 THROTTLED = {"throttlingexception", "servicequotaexceededexception"}
 UNAVAILABLE = {
