@@ -99,6 +99,16 @@ def test_tool_use_reply_streams_text_and_calls_and_reports_usage(stub):
         assert spec["description"] == definition["function"]["description"]
 
 
+def test_a_failing_live_view_never_fails_the_turn(stub):
+    stub.reply(converse_reply("still here", [("tu", "terminal", '{"command": "true"}')]))
+
+    def broken(delta: dict) -> None:
+        raise RuntimeError("display crashed")
+
+    reply = BedrockChatModel(HAIKU).complete([USER], tool_definitions(), turn=1, on_delta=broken)
+    assert reply.content == "still here" and reply.tool_calls[0].arguments == '{"command": "true"}'
+
+
 def test_tool_results_go_back_as_tool_result_blocks_in_alternating_messages(stub):
     stub.reply(converse_reply("Done. <task_summary>Built it</task_summary>", usage=(300, 9)))
     conversation = [
