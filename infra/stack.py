@@ -26,6 +26,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.bedrock import bedrock_model_id, grant_invoke_model
 from infra.bundling import REPO_ROOT, lambda_code
 from lambdas.logic.config import DETAIL_TYPE
 
@@ -80,19 +81,20 @@ class ApiKeySecrets(Construct):
     """Two secrets, created without a value: nothing secret is ever in the template. The user sets
     them once with `aws secretsmanager put-secret-value` (see the outputs for their names)."""
 
-    def __init__(self, scope: Construct, construct_id: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, openai: bool = True) -> None:
         super().__init__(scope, construct_id)
         stack_name = Stack.of(self).stack_name
         # Plain names (not Secret.secret_name, which CDK re-parses from the ARN with Fn::Split):
         # they go into the functions' environment and the stack outputs as literal strings.
         self.openai_name = f"{stack_name}/openai-api-key"
         self.e2b_name = f"{stack_name}/e2b-api-key"
-        self.openai = self._secret("OpenAIApiKey", self.openai_name, "OpenAI API key")
+        # A Bedrock model needs no key: then there is no OpenAI secret to read, pay for or leak.
+        self.openai = self._secret("OpenAIApiKey", self.openai_name, "OpenAI API key") if openai else None
         self.e2b = self._secret("E2BApiKey", self.e2b_name, "E2B API key")
 
     def by_key(self, key: str) -> tuple[secretsmanager.Secret, str, str]:
         """(secret, its name, the env var that carries the name) for "openai" or "e2b"."""
-        if key == "openai":
+        if key == "openai" and self.openai is not None:
             return self.openai, self.openai_name, "PIXIE_OPENAI_SECRET_NAME"
         if key == "e2b":
             return self.e2b, self.e2b_name, "PIXIE_E2B_SECRET_NAME"
@@ -145,13 +147,14 @@ class NetworkStateTable(Construct):
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """One step's Lambda. `secret` is the only API key it may read: "openai" or "e2b"."""
+    """One step's Lambda. `secret` is the only API key it may read: "openai", "e2b" or None
+    (AgentTurn with a Bedrock model, which is authorized by its role instead)."""
 
     handler: str
     description: str
     timeout_s: int
     memory_mb: int
-    secret: str
+    secret: str | None
 
 
 def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
@@ -167,10 +170,10 @@ def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
         ),
         "AgentTurn": FunctionSpec(
             "lambdas.handlers.agent_turn.handler",
-            "pixie: one model turn (OpenAI) with the tools; saves the reply",
+            f"pixie: one model turn ({settings.model.partition(':')[0]}) with the tools; saves the reply",
             600,  # an LLM turn can take minutes (the SDK retries 429/5xx itself)
             1024,
-            "openai",
+            "openai" if settings.model.startswith("openai:") else None,  # Bedrock: IAM, scripted: nothing
         ),
         "RunTool": FunctionSpec(
             "lambdas.handlers.run_tool.handler",
@@ -252,7 +255,6 @@ class AgentFunctions(Construct):
         secrets: ApiKeySecrets,
         common_env: dict[str, str],
     ) -> lambda_.Function:
-        secret, secret_name, secret_env = secrets.by_key(spec.secret)
         log_group = logs.LogGroup(self, f"{name}Logs", retention=LOG_RETENTION, removal_policy=REMOVAL_POLICY)
         # Own role instead of the AWSLambdaBasicExecutionRole managed policy: logs only to its group.
         role = iam.Role(
@@ -263,7 +265,14 @@ class AgentFunctions(Construct):
         )
         log_group.grant_write(role)
         table.grant_read_write_data(role)  # network state + Powertools idempotency records
-        secret.grant_read(role)
+        secret_env: dict[str, str] = {}
+        if spec.secret is not None:
+            secret, secret_name, secret_env_var = secrets.by_key(spec.secret)
+            secret.grant_read(role)
+            secret_env = {secret_env_var: secret_name}
+        model_id = bedrock_model_id(common_env["PIXIE_MODEL"])
+        if name == "AgentTurn" and model_id:
+            grant_invoke_model(role, model_id)
 
         fn = lambda_.Function(
             self,
@@ -279,7 +288,7 @@ class AgentFunctions(Construct):
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
             # Names only: the key itself is read at run time (Powertools Parameters, cached).
-            environment={**common_env, secret_env: secret_name},
+            environment={**common_env, **secret_env},
         )
         _acknowledge(role, "AwsSolutions-IAM5[Resource::*]", XRAY_WILDCARD_REASON)
         _acknowledge(
@@ -388,7 +397,7 @@ class PixieStack(Stack):
             **kwargs,  # type: ignore[arg-type]
         )
         settings = PixieSettings.from_context(self)
-        self.secrets = ApiKeySecrets(self, "Secrets")
+        self.secrets = ApiKeySecrets(self, "Secrets", openai=settings.model.startswith("openai:"))
         self.table = NetworkStateTable(self, "NetworkState").table
         definition = ASL_PATH.read_text(encoding="utf-8")
         self.functions = AgentFunctions(
@@ -414,6 +423,8 @@ class PixieStack(Stack):
             "EventRuleName": (trigger.rule.rule_name, "The EventBridge rule"),
             "DeadLetterQueueUrl": (trigger.dead_letter_queue.queue_url, "Events that could not start a run"),
         }
+        if self.secrets.openai is None:
+            del outputs["OpenAISecretName"]
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)
 

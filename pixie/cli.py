@@ -66,7 +66,14 @@ def _resolve_model(spec: str | None) -> tuple[str, str | None]:
         return f"scripted:{path}", None
     if provider == "openai" and rest:
         return spec, None
-    raise SystemExit(f"pixie: unknown --model {spec!r}: use openai:MODEL or scripted:FILE")
+    if provider == "bedrock" and rest:
+        from lambdas.logic.models.bedrock_model import aws_region
+
+        if not aws_region():
+            sys.stderr.write("pixie: bedrock models need an AWS region: set AWS_REGION (or a region in your AWS profile)\n")
+            raise SystemExit(2)
+        return spec, None
+    raise SystemExit(f"pixie: unknown --model {spec!r}: use openai:MODEL, bedrock:MODEL_ID or scripted:FILE")
 
 
 def _print_human(record: dict[str, Any], show_flags: str = "") -> None:

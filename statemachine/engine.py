@@ -53,6 +53,13 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
 }
 CLEANUP_FUNCTION = FUNCTIONS["CleanupSandboxFunctionArn"][0]
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+# Services a step calls for real, past moto (moto's names for them): Bedrock is a model provider.
+PASSTHROUGH_SERVICES = ["bedrockruntime"]
+MOCK_CONFIG = {
+    "stepfunctions": {"execute_state_machine": True},
+    "lambda": {"use_docker": False},
+    "core": {"mock_credentials": True, "passthrough": {"services": PASSTHROUGH_SERVICES, "urls": []}},
+}
 
 Handler = Callable[[dict, Any], Any]
 # Called around each in-process invocation; may raise to simulate a failure (fault injection).
@@ -180,10 +187,10 @@ class LocalEngine:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
+        if self.env.get("PIXIE_MODEL", "").startswith("bedrock:"):
+            self._use_outside_aws_for_bedrock()  # before moto swaps the credentials
         self._stack.enter_context(mock.patch.dict(os.environ, self.env))
-        self._stack.enter_context(
-            mock_aws(config={"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}})
-        )
+        self._stack.enter_context(mock_aws(config=MOCK_CONFIG))
         if self.retry_delay_scale != 1.0:  # tests only: Retry policies run as written, faster
             self._stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(self.retry_delay_scale)))
         for noisy in ("moto", "moto.stepfunctions", "botocore.credentials"):
@@ -213,6 +220,25 @@ class LocalEngine:
 
     def __exit__(self, *exc_info: Any) -> None:
         self._stack.close()
+
+    def _use_outside_aws_for_bedrock(self) -> None:
+        """Inside the engine, the environment says region us-east-1 and moto's fake keys; a real
+        Bedrock call needs the user's own region and credentials (environment, profile, SSO).
+        Resolve them now and hand the Bedrock adapter a session that carries them. Frozen: a
+        refresh inside the engine would reach moto's STS instead of AWS's."""
+        from lambdas.logic.models import bedrock_model
+
+        outside = boto3.session.Session(region_name=bedrock_model.aws_region())
+        credentials = outside.get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            outside = boto3.session.Session(
+                aws_access_key_id=frozen.access_key,
+                aws_secret_access_key=frozen.secret_key,
+                aws_session_token=frozen.token,
+                region_name=outside.region_name,
+            )
+        self._stack.callback(bedrock_model.use_session(outside))
 
     def _load_handlers(self) -> None:
         for name, module in FUNCTIONS.values():
