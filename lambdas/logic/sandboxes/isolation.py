@@ -177,9 +177,12 @@ def limits_script(limits: Limits, timeout_s: int, processes: bool = True) -> str
     return " && ".join(f"ulimit -S -H {s}" for s in settings) + ' && exec /bin/bash -c "$1"'
 
 
-def bwrap_argv(info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120) -> list[str]:
+def bwrap_argv(
+    info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120, also_at: str | None = None
+) -> list[str]:
     """The whole command line: bwrap, its options, then bash setting the limits and running
-    `command` in `project` (mounted at its own path, so absolute paths mean the same inside)."""
+    `command` in `project` (its real path, mounted at that same path so absolute paths mean the
+    same inside, and at `also_at` too: the path through symlinks the model was told)."""
     argv = [info.path, "--unshare-all", "--die-with-parent", "--new-session"]
     if policy.allow_network:
         argv.append("--share-net")
@@ -201,7 +204,10 @@ def bwrap_argv(info: Bubblewrap, policy: IsolationPolicy, project: str, command:
     # rest of the new root, /dev included, is made read-only once everything is mounted.
     size = ["--size", str(policy.limits.tmp_mb * 1024 * 1024)] if info.sized_tmp else []
     argv += ["--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--proc", "/proc"]
-    argv += [*size, "--tmpfs", "/tmp", "--bind", project, project, "--remount-ro", "/"]
+    argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
+    if also_at and os.path.normpath(also_at) != project:
+        argv += ["--bind", project, os.path.normpath(also_at)]
+    argv += ["--remount-ro", "/"]
     argv += ["--chdir", project, "--clearenv"]
     for name, value in (("PATH", SANDBOX_PATH), ("HOME", project), ("LANG", SANDBOX_LANG), ("TERM", SANDBOX_TERM), ("TMPDIR", "/tmp")):
         argv += ["--setenv", name, value]

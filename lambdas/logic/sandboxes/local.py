@@ -197,7 +197,7 @@ class LocalSandbox:
             bwrap = find_bubblewrap(policy.bwrap)  # IsolationUnavailable: the run fails, nothing runs unisolated
             cgroup = PidsCgroup(policy.limits.processes)
             # bwrap starts with an empty environment: inside, its /proc/1/environ is readable.
-            return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s)), {}, cgroup
+            return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root))), {}, cgroup
         env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
         # Unisolated, a process limit would count all of your processes: only the others apply.
         script = limits_script(policy.limits, timeout_s, processes=False)
