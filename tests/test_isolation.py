@@ -292,6 +292,13 @@ def test_output_is_bounded_in_memory_and_never_spooled_to_disk(fake_home):
     assert largest[0] < 1_000_000, f"an open file grew to {largest[0]} bytes"
 
 
+def test_a_command_that_closes_its_output_still_runs_to_its_end(fake_home):
+    sandbox = sandbox_in(fake_home)
+    result = sandbox.run_command("echo before; exec >/dev/null 2>&1; sleep 1; echo done > finished.txt", 10)
+    assert (result.exit_code, result.stdout, result.timed_out) == (0, "before\n", False)
+    assert (Path(sandbox.project_root) / "finished.txt").read_text() == "done\n"
+
+
 def test_output_streams_live_while_the_command_runs(fake_home):
     sandbox = sandbox_in(fake_home)
     pieces: list[tuple[float, str, str]] = []

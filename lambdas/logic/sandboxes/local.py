@@ -287,9 +287,9 @@ def _policy_from_env() -> IsolationPolicy:
 def _read_until_done(
     proc: subprocess.Popen, timeout_s: int, on_output: OutputCallback | None
 ) -> tuple[dict[str, _BoundedCapture], bool]:
-    """Reads both pipes until they close (the command and all it started are gone), the
-    command times out (then it is killed), or DRAIN_S after it ended. Returns the captures and
-    whether it timed out."""
+    """Reads both pipes until the command has exited and they are closed (or DRAIN_S after it
+    exited), or until it times out (then it is killed). Returns the captures and whether it
+    timed out."""
     captures = {"stdout": _BoundedCapture(), "stderr": _BoundedCapture()}
     live = {name: _LiveOutput(name, on_output) for name in captures}
     deadline = time.monotonic() + timeout_s
@@ -298,7 +298,7 @@ def _read_until_done(
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
         selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
-        while selector.get_map():
+        while True:
             now = time.monotonic()
             if drain_until is None:
                 if proc.poll() is not None:
@@ -308,7 +308,8 @@ def _read_until_done(
                     timed_out = True
                     _kill_group(proc.pid)
                     drain_until = time.monotonic() + DRAIN_S
-            elif now >= drain_until:
+            # A command may close its output and go on: it has ended only when it has exited.
+            if drain_until is not None and (not selector.get_map() or now >= drain_until):
                 break
             wait = (drain_until or deadline) - time.monotonic()
             for key, _ in selector.select(timeout=min(0.25, max(0.0, wait))):
