@@ -395,6 +395,20 @@ def test_a_run_whose_commands_attack_leaks_nothing_changes_nothing_and_leaves_no
     assert "notes.txt" in record["files"]
 
 
+def test_a_run_that_must_isolate_and_cannot_fails_instead_of_running_unisolated(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXIE_BWRAP", str(tmp_path / "no-bwrap-here"))
+    planted = tmp_path / "planted.txt"
+    script = write_script_file(
+        tmp_path / "s.json",
+        [{"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": f"echo x > {planted}"}}]},
+         {"content": "<task_summary>x</task_summary>"}],
+    )
+    record = run_locally("Try", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home", isolation="bwrap"))
+    assert record["status"] == "FAILED" and record["error"] == "IsolationUnavailable"
+    assert "no-bwrap-here" in (record["cause"] or "")
+    assert not planted.exists()
+
+
 # --- the CLI ---------------------------------------------------------------------------------------------
 def pixie(*args: str, home: Path, env: dict | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
