@@ -167,7 +167,7 @@ def limits_script(limits: Limits, timeout_s: int, processes: bool = True) -> str
     limited inside a user namespace of the command's own (`processes`)."""
     cpu_s = limits.cpu_s if limits.cpu_s is not None else max(1, int(timeout_s))
     settings = [
-        f"-c 0",
+        "-c 0",
         f"-f {_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024) // 1024}",  # 1024-byte blocks
         f"-d {_limit(resource.RLIMIT_DATA, limits.memory_mb * 1024 * 1024) // 1024}",  # KiB
         f"-t {_limit(resource.RLIMIT_CPU, cpu_s)}",
