@@ -1,8 +1,9 @@
 """pixie: run the coding agent on the embedded engine, and look at finished runs.
 
     pixie run [--model openai:MODEL | scripted:FILE] [--sandbox local|e2b] [--max-iterations N]
-              [--json] [--no-serve] PROMPT
+              [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
     pixie show RUN_ID [--json]
+    pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from the usual AWS configuration):
 
@@ -108,10 +109,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pixie.display import LiveDisplay
     from pixie.local_run import RunInterrupted, RunOptions, run_locally
 
+    from pixie.doctor import isolation_for_run, network_allowed
+
     model, notice = _resolve_model(args.model)
     if notice:
         sys.stderr.write(f"pixie: {notice}\n")
+    isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
     options = RunOptions(
+        isolation=isolation,
+        allow_network=network_allowed(args.allow_network),
         model=model,
         sandbox=args.sandbox,
         max_iterations=args.max_iterations,
@@ -142,6 +148,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if succeeded and args.sandbox == "local" and not args.no_serve:
         _serve_until_interrupted(record["url"])
     return 0 if succeeded else 1
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from pixie.doctor import doctor
+
+    return doctor(args.allow_network)
 
 
 def _format_message(message: dict[str, Any]) -> str:
@@ -302,7 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="make each Lambda invocation fail with this probability (0 to <1), to test durability")
     run.add_argument("--fault-seed", type=int, default=None, metavar="N", help="seed for --inject-faults (replayable)")
     run.add_argument("--verbose", action="store_true", help="show the handlers' logs")
+    run.add_argument("--allow-network", action="store_true",
+                     help="let the local sandbox's commands use the network (off by default; PIXIE_ALLOW_NETWORK=1)")
+    run.add_argument("--no-isolation", action="store_true",
+                     help="run the local sandbox's commands unisolated, as you (warned on every run)")
     run.set_defaults(func=cmd_run)
+
+    doctor = commands.add_parser("doctor", help="show how local commands are isolated here, and check that it works")
+    doctor.add_argument("--allow-network", action="store_true", help="check with network allowed, as --allow-network runs")
+    doctor.set_defaults(func=cmd_doctor)
 
     show = commands.add_parser("show", help="a finished run: result, conversation, execution history")
     show.add_argument("run_id")

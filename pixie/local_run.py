@@ -25,9 +25,16 @@ class RunOptions:
     template: str = "pixie"
     log_level: str = "WARNING"
     extra_env: tuple[tuple[str, str], ...] = ()
+    # Local sandbox isolation ("bwrap" or "none") and network; None keeps what the environment says.
+    isolation: str | None = None
+    allow_network: bool | None = None
 
     def env(self) -> dict[str, str]:
+        isolation = {} if self.isolation is None else {"PIXIE_ISOLATION": self.isolation}
+        if self.allow_network is not None:
+            isolation["PIXIE_ALLOW_NETWORK"] = "1" if self.allow_network else "0"
         return {
+            **isolation,
             "PIXIE_MODEL": self.model,
             "PIXIE_SANDBOX": self.sandbox,
             "PIXIE_MAX_ITERATIONS": str(self.max_iterations),

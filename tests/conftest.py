@@ -3,7 +3,9 @@ tests start the embedded engine, which brings its own mock_aws."""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -31,7 +33,33 @@ _PIXIE_ENV = (
     "PIXIE_MAX_TOOL_OUTPUT_CHARS",
     "PIXIE_OPENAI_SECRET_NAME",
     "PIXIE_E2B_SECRET_NAME",
+    "PIXIE_ALLOW_NETWORK",
+    "PIXIE_BWRAP",
 )
+
+
+@functools.cache
+def isolation_problem() -> str | None:
+    """Why commands cannot run under bubblewrap here (None: they can)."""
+    from lambdas.logic.errors import IsolationUnavailable
+    from lambdas.logic.sandboxes.isolation import find_bubblewrap
+
+    try:
+        find_bubblewrap()
+    except IsolationUnavailable as exc:
+        return str(exc)
+    return None
+
+
+def require_isolation() -> None:
+    """Skips the test where bubblewrap cannot run, saying why; PIXIE_REQUIRE_ISOLATION=1
+    (.ci/run) makes that a failure."""
+    problem = isolation_problem()
+    if problem is None:
+        return
+    if os.environ.get("PIXIE_REQUIRE_ISOLATION") == "1":
+        pytest.fail(f"PIXIE_REQUIRE_ISOLATION=1 but commands cannot be isolated here: {problem}")
+    pytest.skip(f"no working bubblewrap here: {problem}")
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +67,9 @@ def _fresh_handler_caches(monkeypatch):
     """Cached settings and clients (lambdas.handlers.shared) must not leak between tests."""
     for name in _PIXIE_ENV:
         monkeypatch.delenv(name, raising=False)
+    # Commands run isolated wherever bubblewrap works (tests/test_isolation.py checks that it
+    # isolates); elsewhere the other tests still run their commands, unisolated.
+    monkeypatch.setenv("PIXIE_ISOLATION", "bwrap" if isolation_problem() is None else "none")
     shared.reset()
     yield
     shared.reset()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -25,13 +26,33 @@ def process_gone(pid: int) -> bool:
         return True
 
 
-def wait_gone(pid: int, within_s: float = 3.0) -> bool:
+def processes_running(argument: str) -> list[int]:
+    """Host pids of live processes with `argument` in their command line (pids a command
+    prints are its own PID namespace's, so tests find processes by a unique argument)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if argument.encode() in (entry / "cmdline").read_bytes().split(b"\0") and not process_gone(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_none_running(argument: str, within_s: float = 3.0) -> bool:
     deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if process_gone(pid):
-            return True
+    while processes_running(argument):
+        if time.monotonic() > deadline:
+            return False
         time.sleep(0.05)
-    return process_gone(pid)
+    return True
+
+
+def unique_sleep() -> str:
+    """A sleep duration no other process uses, so it names the process."""
+    return f"300.{uuid.uuid4().int % 10**9:09d}"
 
 
 def fetch(url: str) -> tuple[int, bytes]:
@@ -103,29 +124,29 @@ def test_commands_run_in_bash_and_get_no_stdin(local_sandbox):
 
 
 def test_a_hung_command_times_out_and_its_whole_process_group_is_killed(local_sandbox):
+    sleep = unique_sleep()
     started = time.monotonic()
-    result = local_sandbox.run_command("sleep 300 & echo $! > child.pid; echo started; sleep 30", 1)
+    result = local_sandbox.run_command(f"sleep {sleep} & echo started; sleep 30", 1)
     elapsed = time.monotonic() - started
     assert result.timed_out is True
     assert result.exit_code is None
     assert result.stdout == "started\n"  # output so far is kept
     assert elapsed < 6
-    child = int((Path(local_sandbox.project_root) / "child.pid").read_text())
-    assert wait_gone(child), f"background child {child} survived the timeout"
+    assert wait_none_running(sleep), "the background child survived the timeout"
 
 
 def test_a_command_ignoring_sigterm_is_still_killed(local_sandbox):
-    result = local_sandbox.run_command("trap '' TERM; sleep 300 & echo $! > stubborn.pid; wait", 1)
+    sleep = unique_sleep()
+    result = local_sandbox.run_command(f"trap '' TERM; sleep {sleep} & wait", 1)
     assert result.timed_out
-    child = int((Path(local_sandbox.project_root) / "stubborn.pid").read_text())
-    assert wait_gone(child), f"{child} ignored SIGTERM and was never SIGKILLed"
+    assert wait_none_running(sleep), "a child ignored SIGTERM and was never SIGKILLed"
 
 
 def test_background_processes_do_not_outlive_a_finished_command(local_sandbox):
-    result = local_sandbox.run_command("sleep 300 >/dev/null 2>&1 & echo $! > bg.pid; echo done", 10)
+    sleep = unique_sleep()
+    result = local_sandbox.run_command(f"sleep {sleep} >/dev/null 2>&1 & echo done", 10)
     assert (result.exit_code, result.stdout, result.timed_out) == (0, "done\n", False)
-    child = int((Path(local_sandbox.project_root) / "bg.pid").read_text())
-    assert wait_gone(child), f"background process {child} kept running"
+    assert wait_none_running(sleep), "the background process kept running"
 
 
 def test_megabytes_of_output_are_bounded_keeping_head_and_tail(local_sandbox):
@@ -162,7 +183,10 @@ def test_secrets_in_the_environment_are_not_visible_to_commands(local_sandbox, m
     monkeypatch.setenv("PIXIE_VISIBLE_MARKER", "plain-setting-visible")
 
     result = local_sandbox.run_command("env", 10)
-    assert "plain-setting-visible" in result.stdout  # the environment is passed, minus secrets
+    if local_sandbox.policy.mode == "none":
+        assert "plain-setting-visible" in result.stdout  # unisolated: the environment minus secrets
+    else:
+        assert "plain-setting-visible" not in result.stdout  # isolated: a fixed environment only
     for name, value in secrets.items():
         assert value not in result.stdout, f"{name} leaked to the command"
         assert f"{name}=" not in result.stdout

@@ -23,6 +23,17 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
 
 
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name) or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 @dataclass(frozen=True)
 class Settings:
     table_name: str
@@ -35,6 +46,11 @@ class Settings:
     max_prompt_chars: int
     max_tool_output_chars: int
     pixie_home: Path
+    # Local sandbox: "bwrap" runs each command under bubblewrap (and refuses to run without it);
+    # "none" runs it as you, unisolated. Network inside is off unless allowed.
+    isolation: str = "bwrap"
+    allow_network: bool = False
+    bwrap_path: str | None = None  # a bubblewrap to use instead of looking for one
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,4 +66,7 @@ class Settings:
             max_tool_output_chars=_int("PIXIE_MAX_TOOL_OUTPUT_CHARS", 10_000),
             # expanduser never raises, even where no home directory can be found (Lambda)
             pixie_home=Path(os.environ.get("PIXIE_HOME") or "~/.pixie").expanduser(),
+            isolation=_choice("PIXIE_ISOLATION", ("bwrap", "none")),
+            allow_network=_flag("PIXIE_ALLOW_NETWORK"),
+            bwrap_path=os.environ.get("PIXIE_BWRAP") or None,
         )

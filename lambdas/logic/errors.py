@@ -39,6 +39,10 @@ class SandboxNotFound(PixieError):
     """The run's sandbox no longer exists (expired or killed)."""
 
 
+class IsolationUnavailable(PixieError):
+    """Local commands must run isolated and this machine cannot isolate them (no working bwrap)."""
+
+
 class ConfigurationError(PixieError):
     """pixie is configured inconsistently (unknown model provider, missing secret, ...)."""
 

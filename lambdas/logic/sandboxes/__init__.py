@@ -9,9 +9,10 @@ from lambdas.logic.sandboxes.base import SandboxProvider
 
 def sandbox_provider(kind: str, settings: Settings) -> SandboxProvider:
     if kind == "local":
+        from lambdas.logic.sandboxes.isolation import policy_from_settings
         from lambdas.logic.sandboxes.local import LocalSandboxProvider
 
-        return LocalSandboxProvider(settings.pixie_home)
+        return LocalSandboxProvider(settings.pixie_home, policy_from_settings(settings))
     if kind == "e2b":
         from lambdas.logic.sandboxes.e2b_sandbox import E2BSandboxProvider  # imports the SDK only when used
 

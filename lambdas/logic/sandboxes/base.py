@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
 from lambdas.logic.errors import ToolError
 
 PREVIEW_PORT = 3000
+
+# Called with ("stdout" | "stderr", text) as a command's output arrives, for live display.
+OutputCallback = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -24,7 +27,7 @@ class Sandbox(Protocol):
     id: str
     project_root: str  # the project directory as the model may name it in absolute paths
 
-    def run_command(self, command: str, timeout_s: int) -> CommandResult: ...
+    def run_command(self, command: str, timeout_s: int, on_output: OutputCallback | None = None) -> CommandResult: ...
 
     def write_files(self, files: dict[str, str]) -> None: ...
 

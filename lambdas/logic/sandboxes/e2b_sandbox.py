@@ -20,7 +20,7 @@ from lambdas.logic.errors import (
     SandboxUnavailable,
     ToolError,
 )
-from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, normalize_project_path
+from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, OutputCallback, normalize_project_path
 from lambdas.logic.secrets import get_api_key
 
 # The default user's home in E2B templates; the SDK resolves relative paths against it too.
@@ -74,6 +74,13 @@ def _file_problems(action: str) -> Iterator[None]:
         raise ToolError(f"could not {action}: {exc}") from None
 
 
+def _live_output(on_output: OutputCallback | None) -> dict[str, Any]:
+    """The SDK's on_stdout/on_stderr callbacks, passing output on as it arrives."""
+    if on_output is None:
+        return {}
+    return {"on_stdout": lambda text: on_output("stdout", text), "on_stderr": lambda text: on_output("stderr", text)}
+
+
 class E2BSandbox:
     """One E2B sandbox. Paths are relative to PROJECT_ROOT; absolute ones only inside it."""
 
@@ -90,7 +97,7 @@ class E2BSandbox:
         self._clock = clock
         self.id: str = sdk_sandbox.sandbox_id
 
-    def run_command(self, command: str, timeout_s: int) -> CommandResult:
+    def run_command(self, command: str, timeout_s: int, on_output: OutputCallback | None = None) -> CommandResult:
         # `timeout 0` and the SDK's timeout=0 both mean "no limit": never pass 0 on.
         timeout_s = max(1, int(timeout_s))
         # The command reaches bash as one quoted word, so quotes, $(...) and ; stay the command's own.
@@ -102,6 +109,7 @@ class E2BSandbox:
                     wrapped,
                     timeout=timeout_s + KILL_AFTER_S + SDK_TIMEOUT_SLACK_S,
                     cwd=PROJECT_ROOT,
+                    **_live_output(on_output),
                 )
             except e2b.CommandExitException as exc:  # a non-zero exit is a result, not an error
                 result = exc

@@ -2,32 +2,49 @@
 seeded from a static web template shipped in the repo, with a preview HTTP server on
 127.0.0.1 standing in for E2B's dev server on port 3000.
 
-It confines paths (symlinks included) and bounds commands in time and output, but it is not
-an isolation boundary: commands run as you, on your machine. Use E2B for untrusted prompts."""
+It confines paths (symlinks included) and bounds commands in time and output. Commands run
+under bubblewrap (isolation.py): only the project folder is writable, home and $PIXIE_HOME are
+absent, no network unless allowed, and nothing a command starts outlives it. With isolation
+"none" they run as you, on your machine."""
 
 from __future__ import annotations
 
+import codecs
 import functools
 import os
 import re
+import selectors
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
+import time
 import uuid
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from lambdas.logic.errors import SandboxNotFound, ToolError
-from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, normalize_project_path
+from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, OutputCallback, normalize_project_path
+from lambdas.logic.sandboxes.isolation import (
+    ISOLATION_BWRAP,
+    IsolationPolicy,
+    PidsCgroup,
+    bwrap_argv,
+    find_bubblewrap,
+    limits_script,
+)
 
 TEMPLATE_DIR = Path(__file__).parent / "local_template"
 MAX_READ_BYTES = 1_000_000
 # Bytes kept from each end of a command's stdout/stderr; the tool layer bounds it further.
 CAPTURE_HEAD_BYTES = 64_000
 CAPTURE_TAIL_BYTES = 64_000
+LIVE_OUTPUT_BYTES = 256_000  # per stream, passed on live (on_output) before only the capture goes on
+READ_CHUNK_BYTES = 65_536
 KILL_GRACE_S = 2
+# After a command ended (or was killed), how long pixie still reads what is left in its pipes:
+# an unisolated command's escaped background process may hold them open.
+DRAIN_S = 1.0
 # Variables never passed to commands the model runs (its output goes back to the model).
 _SECRET_ENV = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL)|^AWS_", re.IGNORECASE)
 
@@ -38,19 +55,56 @@ _running: set[int] = set()
 _running_lock = threading.Lock()
 
 
-def _read_bounded(handle) -> str:
-    handle.flush()
-    size = handle.seek(0, os.SEEK_END)
-    handle.seek(0)
-    if size <= CAPTURE_HEAD_BYTES + CAPTURE_TAIL_BYTES:
-        data = handle.read()
-    else:
-        head = handle.read(CAPTURE_HEAD_BYTES)
-        handle.seek(size - CAPTURE_TAIL_BYTES)
-        tail = handle.read()
-        omitted = size - len(head) - len(tail)
-        data = head + f"\n[... {omitted} bytes omitted ...]\n".encode() + tail
-    return data.decode("utf-8", errors="replace")
+class _BoundedCapture:
+    """One stream's output as it arrives, keeping only the first and last bytes: whatever a
+    command prints, pixie holds at most CAPTURE_HEAD_BYTES + CAPTURE_TAIL_BYTES of it, in memory
+    and never on disk."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        room = CAPTURE_HEAD_BYTES - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data:
+            self.tail += data
+            if len(self.tail) > CAPTURE_TAIL_BYTES:
+                del self.tail[: len(self.tail) - CAPTURE_TAIL_BYTES]
+
+    def text(self) -> str:
+        omitted = self.total - len(self.head) - len(self.tail)
+        cut = f"\n[... {omitted} bytes omitted ...]\n".encode() if omitted else b""
+        return bytes(self.head + cut + self.tail).decode("utf-8", errors="replace")
+
+
+class _LiveOutput:
+    """Passes a stream's output on as text while it arrives (split multi-byte characters are
+    joined), up to LIVE_OUTPUT_BYTES; past that only the capture keeps it."""
+
+    def __init__(self, stream: str, callback: OutputCallback | None) -> None:
+        self.stream = stream
+        self.callback = callback
+        self.left = LIVE_OUTPUT_BYTES
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def add(self, data: bytes, final: bool = False) -> None:
+        if self.callback is None or self.left <= 0:
+            return
+        piece = data[: self.left]
+        self.left -= len(data)
+        text = self.decoder.decode(piece, final=final or self.left <= 0)
+        if self.left <= 0:
+            text += "\n[... more output, not shown live ...]\n"
+        if text:
+            try:
+                self.callback(self.stream, text)
+            except Exception:  # noqa: BLE001 - watching must never break the command
+                pass
 
 
 def _kill_group(pgid: int) -> None:
@@ -78,11 +132,12 @@ class _PreviewHandler(SimpleHTTPRequestHandler):
 
 
 class LocalSandbox:
-    def __init__(self, sandbox_id: str, root: Path) -> None:
+    def __init__(self, sandbox_id: str, root: Path, policy: IsolationPolicy | None = None) -> None:
         self.id = sandbox_id
         self.root = root
         self.project_root = str(root)
         self._real_root = os.path.realpath(root)
+        self.policy = policy if policy is not None else _policy_from_env()
 
     # --- paths --------------------------------------------------------------------------------
     def resolve(self, path: object) -> Path:
@@ -95,37 +150,58 @@ class LocalSandbox:
         return Path(real)
 
     # --- Sandbox protocol ---------------------------------------------------------------------
-    def run_command(self, command: str, timeout_s: int) -> CommandResult:
-        env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    def run_command(self, command: str, timeout_s: int, on_output: OutputCallback | None = None) -> CommandResult:
+        """Runs `command` with bash in the project folder: under bubblewrap (see isolation.py)
+        unless the policy says "none", in its own process group, killed with everything it
+        started at `timeout_s`. Output is read as it arrives, bounded, and passed to `on_output`."""
+        argv, env, cgroup = self._launch(command, timeout_s)
+        try:
             proc = subprocess.Popen(
-                ["/bin/bash", "-c", command],
+                argv,
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=env,
                 start_new_session=True,  # its own process group, so a timeout kills all of it
             )
+        except BaseException:
+            cgroup.remove()
+            raise
+        with _running_lock:
+            _running.add(proc.pid)
+        try:
+            streams, timed_out = _read_until_done(proc, timeout_s, on_output)
+        finally:
+            # Also ends background children: a command's processes do not outlive it here.
+            _kill_group(proc.pid)
             with _running_lock:
-                _running.add(proc.pid)
-            timed_out = False
+                _running.discard(proc.pid)
+            proc.stdout.close()
+            proc.stderr.close()
             try:
-                proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
+                proc.wait(timeout=KILL_GRACE_S)
             finally:
-                # Also ends background children: a command's processes do not outlive it here.
-                _kill_group(proc.pid)
-                with _running_lock:
-                    _running.discard(proc.pid)
-            proc.wait(timeout=KILL_GRACE_S)
-            return CommandResult(
-                stdout=_read_bounded(out),
-                stderr=_read_bounded(err),
-                exit_code=None if timed_out else proc.returncode,
-                timed_out=timed_out,
-            )
+                cgroup.remove()
+        return CommandResult(
+            stdout=streams["stdout"].text(),
+            stderr=streams["stderr"].text(),
+            exit_code=None if timed_out else proc.returncode,
+            timed_out=timed_out,
+        )
+
+    def _launch(self, command: str, timeout_s: int) -> tuple[list[str], dict[str, str], PidsCgroup]:
+        """The command line, its environment and the pids cgroup it runs in."""
+        policy = self.policy
+        if policy.mode == ISOLATION_BWRAP:
+            bwrap = find_bubblewrap(policy.bwrap)  # IsolationUnavailable: the run fails, nothing runs unisolated
+            cgroup = PidsCgroup(policy.limits.processes)
+            # bwrap starts with an empty environment: inside, its /proc/1/environ is readable.
+            return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root))), {}, cgroup
+        env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
+        # Unisolated, a process limit would count all of your processes: only the others apply.
+        script = limits_script(policy.limits, timeout_s, processes=False)
+        return ["/bin/bash", "-c", script, "/bin/bash", command], env, PidsCgroup(0, enabled=False)
 
     def write_files(self, files: dict[str, str]) -> None:
         targets = {self.resolve(path): content for path, content in files.items()}  # validate all first
@@ -201,17 +277,64 @@ def stop_all_previews() -> None:
         stop_preview(sandbox_id)
 
 
+def _policy_from_env() -> IsolationPolicy:
+    from lambdas.logic.config import Settings
+    from lambdas.logic.sandboxes.isolation import policy_from_settings
+
+    return policy_from_settings(Settings.from_env())
+
+
+def _read_until_done(
+    proc: subprocess.Popen, timeout_s: int, on_output: OutputCallback | None
+) -> tuple[dict[str, _BoundedCapture], bool]:
+    """Reads both pipes until the command has exited and they are closed (or DRAIN_S after it
+    exited), or until it times out (then it is killed). Returns the captures and whether it
+    timed out."""
+    captures = {"stdout": _BoundedCapture(), "stderr": _BoundedCapture()}
+    live = {name: _LiveOutput(name, on_output) for name in captures}
+    deadline = time.monotonic() + timeout_s
+    drain_until: float | None = None
+    timed_out = False
+    with selectors.DefaultSelector() as selector:
+        selector.register(proc.stdout, selectors.EVENT_READ, "stdout")
+        selector.register(proc.stderr, selectors.EVENT_READ, "stderr")
+        while True:
+            now = time.monotonic()
+            if drain_until is None:
+                if proc.poll() is not None:
+                    _kill_group(proc.pid)  # what an unisolated command left behind
+                    drain_until = now + DRAIN_S
+                elif now >= deadline:
+                    timed_out = True
+                    _kill_group(proc.pid)
+                    drain_until = time.monotonic() + DRAIN_S
+            # A command may close its output and go on: it has ended only when it has exited.
+            if drain_until is not None and (not selector.get_map() or now >= drain_until):
+                break
+            wait = (drain_until or deadline) - time.monotonic()
+            for key, _ in selector.select(timeout=min(0.25, max(0.0, wait))):
+                data = os.read(key.fd, READ_CHUNK_BYTES)
+                if not data:
+                    selector.unregister(key.fileobj)
+                    live[key.data].add(b"", final=True)
+                    continue
+                captures[key.data].add(data)
+                live[key.data].add(data)
+    return captures, timed_out
+
+
 class LocalSandboxProvider:
     kind = "local"
 
-    def __init__(self, pixie_home: Path) -> None:
+    def __init__(self, pixie_home: Path, policy: IsolationPolicy | None = None) -> None:
         self.base = Path(pixie_home) / "sandboxes"
+        self.policy = policy
 
     def create(self, template: str, timeout_s: int) -> LocalSandbox:
         sandbox_id = f"local-{uuid.uuid4().hex[:12]}"
         root = self.base / sandbox_id
         shutil.copytree(TEMPLATE_DIR, root)
-        return LocalSandbox(sandbox_id, root)
+        return LocalSandbox(sandbox_id, root, self.policy)
 
     def connect(self, sandbox_id: str, timeout_s: int) -> LocalSandbox:
         if not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id or ""):
@@ -219,4 +342,4 @@ class LocalSandboxProvider:
         root = self.base / sandbox_id
         if not root.is_dir():
             raise SandboxNotFound(f"local sandbox {sandbox_id} no longer exists ({root})")
-        return LocalSandbox(sandbox_id, root)
+        return LocalSandbox(sandbox_id, root, self.policy)

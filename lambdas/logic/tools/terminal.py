@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from lambdas.logic import progress
 from lambdas.logic.tools.base import Tool, ToolContext
 
 
@@ -13,7 +14,13 @@ class TerminalArgs(BaseModel):
 
 
 def run_terminal(args: TerminalArgs, ctx: ToolContext) -> str:
-    result = ctx.sandbox.run_command(args.command, ctx.command_timeout_s)
+    progress.emit(ctx.run_id, "command.start", command=args.command)
+
+    def on_output(stream: str, text: str) -> None:
+        progress.emit(ctx.run_id, "command.output", stream=stream, text=text)
+
+    result = ctx.sandbox.run_command(args.command, ctx.command_timeout_s, on_output=on_output)
+    progress.emit(ctx.run_id, "command.end", exitCode=result.exit_code, timedOut=result.timed_out)
     if result.timed_out:
         status = f"killed after the {ctx.command_timeout_s}s timeout (never start long-running servers)"
     else:

