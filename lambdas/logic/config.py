@@ -35,6 +35,7 @@ class Settings:
     max_prompt_chars: int
     max_tool_output_chars: int
     pixie_home: Path
+    event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -50,4 +51,5 @@ class Settings:
             max_tool_output_chars=_int("PIXIE_MAX_TOOL_OUTPUT_CHARS", 10_000),
             # expanduser never raises, even where no home directory can be found (Lambda)
             pixie_home=Path(os.environ.get("PIXIE_HOME") or "~/.pixie").expanduser(),
+            event_overrides=frozenset(filter(None, os.environ.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
         )
