@@ -49,6 +49,7 @@
       document.getElementById("sandbox").append(...config.sandboxes.map((s) => el("option", { value: s, text: s })));
       document.getElementById("max-iterations").placeholder = String(config.maxIterations);
     }
+    if (config && config.startupError) document.getElementById("start-error").textContent = config.startupError;
     document.getElementById("start-form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const error = document.getElementById("start-error");
