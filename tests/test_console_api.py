@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import httpx
@@ -341,3 +342,21 @@ def test_tokens_and_cost_per_turn_from_the_history():
     row = run_row({"runId": "r", "status": "FAILED", "model": "openai:gpt-4.1", "history": history})
     assert row["costUsd"] == 6.0 and row["durationS"] == 12.5 and row["prompt"] == "a prompt"
     assert run_row({"runId": "r", "status": "FAILED", "model": "somebody:else", "history": history})["costUsd"] is None
+
+
+def test_stopping_the_console_stops_its_runs_and_saves_them(tmp_path):
+    script = write_script_file(tmp_path / "slow.json", [
+        {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "sleep 60"}}]},
+        {"content": "<task_summary>never</task_summary>"},
+    ])
+    with ConsoleProcess(tmp_path / "home") as process:
+        run_id = process.start_run("Sleep a while", model=f"scripted:{script}")
+        deadline = time.monotonic() + 60
+        while "RunTool" not in states_entered(process.client.get(f"/api/runs/{run_id}").json()["history"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    # Ctrl-C (the fixture's SIGINT): the command was killed, the run failed through its cleanup.
+    assert process.proc.returncode == 0
+    saved = json.loads((tmp_path / "home" / "runs" / f"{run_id}.json").read_text())
+    assert saved["status"] == "FAILED" and saved["error"] == "Interrupted"
+    assert "CleanupSandbox" in states_entered(saved["history"])

@@ -165,10 +165,11 @@ def test_model_output_is_shown_as_text_never_as_html(console, page, tmp_path):
     assert page.locator("h1#title img").count() == 0
 
 
-def test_a_deep_link_needs_the_token_and_a_late_page_replays_the_run(console, browser, tmp_path):
-    script = write_script_file(tmp_path / "late.json", LIVE_SCRIPT[2:])
+def test_a_run_started_with_the_api_shows_on_its_page_after_a_deep_link_with_the_token(console, browser, tmp_path):
+    quick = [LIVE_SCRIPT[0], {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "echo hi"}}]}, LIVE_SCRIPT[2]]
+    script = write_script_file(tmp_path / "late.json", quick)
     run_id = console.start_run("Look later", model=f"scripted:{script}")
-    console.wait_for(run_id)
+    assert console.wait_for(run_id)["status"] == "SUCCEEDED"
 
     context = browser.new_context()
     try:
@@ -178,8 +179,15 @@ def test_a_deep_link_needs_the_token_and_a_late_page_replays_the_run(console, br
         page.goto(f"{console.base}/runs/{run_id}?token={console.token}")
         page.wait_for_selector("body[data-ended='SUCCEEDED']")
         assert page.url == f"{console.base}/runs/{run_id}"
-        assert "GetSandboxUrl" in page.locator("#timeline").inner_text()
+        # A page opened after the run replays it: title, every state, every tool call, the preview.
+        assert page.locator("h1#title").inner_text() == "Browser test page with a greeting"
+        timeline = page.locator("#timeline").inner_text()
+        for state in ("CreateSandbox", "AgentTurn", "RunTools", "GetSandboxUrl"):
+            assert state in timeline
         assert page.locator("#timeline .step.running").count() == 0
+        tools = page.locator("#conversation .tool-name").all_inner_texts()
+        assert tools == ["createOrUpdateFiles", "summonDragons", "terminal"]
+        assert page.frame_locator("#preview").locator("#hello").inner_text(timeout=15_000) == "Hello from the browser test"
         # The follow-up box is there exactly when this pixie can continue a run.
         assert page.locator("#follow-up").is_visible() == console.client.get("/api/config").json()["continue"]
     finally:

@@ -44,11 +44,14 @@ def serve(runs: Runs, host: str = "127.0.0.1", port: int = 8765, open_browser: b
     sys.stderr.flush()
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off", access_log=False)
     server = uvicorn.Server(config)
-    runs_opened = runs.open() if hasattr(runs, "open") else runs
+    runs.open()  # a local engine warms up in the background; start requests wait for it
     try:
         if open_browser:
             webbrowser.open(url)
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down gracefully, then re-raised the Ctrl-C it caught
     finally:
-        runs_opened.close()
+        sys.stderr.write("pixie console: stopping (runs still going are stopped and saved)\n")
+        runs.close()
         sock.close()
