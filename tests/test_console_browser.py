@@ -192,3 +192,34 @@ def test_a_run_started_with_the_api_shows_on_its_page_after_a_deep_link_with_the
         assert page.locator("#follow-up").is_visible() == console.client.get("/api/config").json()["continue"]
     finally:
         context.close()
+
+
+def test_retried_steps_show_their_attempts_and_errors(console, page, tmp_path):
+    """A run made by `pixie run` with injected Lambda faults, in the console's PIXIE_HOME."""
+    import json
+    import subprocess
+
+    from console_server import PIXIE
+
+    made = subprocess.run(
+        [str(PIXIE), "run", "--no-serve", "--json", "--inject-faults", "0.3", "--fault-seed", "7",
+         "--model", "scripted:examples/hello.json", "Retry me"],
+        capture_output=True, text=True, cwd=ROOT, env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=180,
+    )
+    assert made.returncode == 0, made.stderr
+    run_id = json.loads(made.stdout)["runId"]
+    history = console.client.get(f"/api/runs/{run_id}").json()["history"]
+    failed = sum(1 for e in history if e["type"] == "TaskFailed")
+    assert failed > 0  # the seed injects faults
+
+    page.goto(f"{console.base}/runs/{run_id}?token={console.token}")
+    page.wait_for_selector("body[data-ended='SUCCEEDED']")
+    retried = page.locator("#timeline .step.had-errors")
+    assert retried.count() >= 1
+    assert page.locator("#timeline .step-errors .error").count() == failed  # one line per failed attempt
+    first = retried.first
+    assert "attempts" in first.locator(".step-attempts").inner_text()
+    assert "Lambda.ServiceException" in first.inner_text()
+    first.click()
+    assert "failed: Lambda.ServiceException" in page.locator("#step-attempts").inner_text()
+    assert page.locator("#graph g.failed").count() >= 1
