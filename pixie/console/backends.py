@@ -181,7 +181,11 @@ class LocalRuns:
         with self._lock:
             self.channels[run_id] = channel  # before the start: the first step may emit at once
             self._forget_old_channels()
-        arn, _ = start_run(self.engine, event, run_id)
+        try:
+            arn, _ = start_run(self.engine, event, run_id)
+        except Exception:
+            self.channels.pop(run_id, None)  # never started: no stream that would never end
+            raise
         self.active[run_id] = arn
         thread = threading.Thread(target=self._follow, args=(run_id, arn, channel), name=f"run-{run_id}", daemon=True)
         self._threads[run_id] = thread
