@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import asset, imports
+from bench.console import bench_console
 from bench.metrics import (
     PRICES,
     FunctionSize,
@@ -51,6 +52,7 @@ TARGETS = {
     "own_import_ms": 50.0,
     "asset_mb": 64.0,
     "prompt_growth_overhead_bytes": 2048,  # per turn, beyond the tool-output bound
+    "console_vs_cli_ratio": 0.5,  # a scripted run through the warm console vs through `pixie run`
 }
 
 
@@ -292,6 +294,13 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("engine_ms_per_iteration", r["engine_ms_per_iteration"])
         row("plain_ms_per_iteration", r["plain_ms_per_iteration"])
         row("engine_overhead_ms_per_iteration", r["engine_overhead_ms_per_iteration"])
+    if "console_run_ms" in r:
+        row("scripted run through the warm console (ms)", r["console_run_ms"])
+        row("same run through `pixie run` (ms)", r["cli_run_ms"])
+        ratio = r["console_vs_cli_ratio"]
+        row("console / pixie run wall time", f"{ratio:.2f}", f"<= {TARGETS['console_vs_cli_ratio']}",
+            ratio <= TARGETS["console_vs_cli_ratio"])
+        row("  console: engine start once, first run", f"{r['console_engine_start_s']} s, {r['console_first_run_ms']} ms")
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
         limit = r.get("prompt_tool_output_bound_chars", 10_000) + TARGETS["prompt_growth_overhead_bytes"]
@@ -328,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     cost_iterations, cost_repeats = (3, 1) if q else (15, 3)
     engine_iterations, engine_repeats = (3, 1) if q else (20, 3)
     prompt_iterations = 3 if q else 15
+    console_iterations, console_repeats = (2, 1) if q else (3, 3)
     import_repeats = 1 if q else 5
 
     from lambdas.logic.config import Settings
@@ -357,6 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         results.update(cost_results(chosen, pessimistic, heavy))
         results.update(bench_engine_vs_plain(home, engine_iterations, engine_repeats))
         results.update(bench_prompt(home, prompt_iterations, 50 * 1024))
+        log("console: the same scripted run through `pixie run` and through the warm `pixie ui`")
+        results.update(bench_console(home, console_iterations, console_repeats))
 
     table = rows(results)
     results["passed"] = {metric: ok == "pass" for metric, _, _, ok in table if ok}

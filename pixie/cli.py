@@ -10,6 +10,10 @@ and against a deployed stack (boto3; region and credentials from the usual AWS c
     pixie send PROMPT [--stack NAME] [--no-watch] [--json]
     pixie watch EXECUTION_ARN [--json]
     pixie show RUN_ID --aws [--stack NAME] [--json]
+
+and a local web console for both:
+
+    pixie ui [--port N] [--host 127.0.0.1] [--no-open] [--aws [--stack NAME]]
 """
 
 from __future__ import annotations
@@ -298,6 +302,26 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return _watch_and_report(args.execution_arn, args.json)
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from pixie.console.server import serve
+
+    if args.aws:
+        from pixie.console.backends import AwsRuns
+
+        runs = _aws_call(lambda: AwsRuns(args.stack))
+        if runs is None:
+            return 2
+    else:
+        from pixie.console.backends import LocalRuns
+
+        model, notice = _resolve_model(args.model)
+        if notice:
+            sys.stderr.write(f"pixie: {notice} (each run may pick another model)\n")
+        runs = LocalRuns(pixie_home(), model, template=args.template)
+    serve(runs, host=args.host, port=args.port, open_browser=not args.no_open)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixie", description="A durable coding agent on AWS Step Functions.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -343,6 +367,16 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("execution_arn")
     watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     watch.set_defaults(func=cmd_watch)
+
+    ui = commands.add_parser("ui", help="a local web console: start, watch and inspect runs")
+    ui.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    ui.add_argument("--no-open", action="store_true", help="do not open a browser")
+    ui.add_argument("--model", help="default model of runs started here (as for pixie run)")
+    ui.add_argument("--template", default="pixie", help="E2B template name for runs with the e2b sandbox")
+    ui.add_argument("--aws", action="store_true", help="the deployed stack's runs instead of local ones")
+    ui.add_argument("--stack", default="PixieStack", help="with --aws: the stack (default PixieStack)")
+    ui.set_defaults(func=cmd_ui)
     return parser
 
 

@@ -60,6 +60,30 @@ def execution_record(execution: Execution, state: NetworkState) -> dict[str, Any
     )
 
 
+def start_run(engine: LocalEngine, event_or_prompt: Any, run_id: str | None = None, **choices: Any) -> tuple[str, str]:
+    """Starts one run on a running engine: (execution ARN, run id). `choices` (model, sandbox,
+    maxIterations, ...) go into the event's detail, since several runs may share the engine."""
+    event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
+    if choices:
+        event = {**event, "detail": {**event["detail"], **choices}}
+    return engine.start(event, run_id)
+
+
+def finish_run(
+    engine: LocalEngine,
+    arn: str,
+    pixie_home: Path,
+    on_event: Callable[[dict], None] | None = None,
+    poll_s: float = 0.05,
+) -> dict[str, Any]:
+    """Waits for the run to end, then saves its record and returns it: how every local run ends,
+    in `pixie run` and in the console alike."""
+    execution = engine.wait(arn, on_event, poll_s=poll_s)
+    record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+    save_run(pixie_home, record)
+    return record
+
+
 def run_locally(
     event_or_prompt: Any,
     options: RunOptions,
@@ -67,25 +91,17 @@ def run_locally(
     invoke_wrapper: InvokeWrapper | None = None,
     retry_delay_scale: float = 1.0,
 ) -> dict[str, Any]:
-    """One run to its end. On Ctrl-C the running command is killed, the execution fails with
-    `Interrupted` through its cleanup path, the run is saved all the same, and the interrupt goes
-    on to the caller."""
-    event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
-    interrupted = False
+    """One run to its end on an engine of its own. On Ctrl-C the running command is killed, the
+    execution fails with `Interrupted` through its cleanup path, the run is saved all the same,
+    and the interrupt goes on to the caller."""
     with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper, retry_delay_scale=retry_delay_scale) as engine:
-        arn, _ = engine.start(event)
+        arn, _ = start_run(engine, event_or_prompt)
         try:
-            execution = engine.wait(arn, on_event)
+            return finish_run(engine, arn, options.pixie_home, on_event)
         except KeyboardInterrupt:
-            interrupted = True
             engine.interrupt("pixie was interrupted (Ctrl-C)")
             kill_running_commands()
-            execution = engine.wait(arn)
-        record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
-    save_run(options.pixie_home, record)
-    if interrupted:
-        raise RunInterrupted(record)
-    return record
+            raise RunInterrupted(finish_run(engine, arn, options.pixie_home)) from None
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -36,6 +36,7 @@ from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
 from lambdas.logic.config import DETAIL_TYPE
+from lambdas.logic.events import RUN_CHOICES
 from statemachine.history import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
@@ -176,7 +177,13 @@ class LocalEngine:
         retry_delay_scale: float = 1.0,
     ) -> None:
         self.retry_delay_scale = retry_delay_scale
-        self.env = {"PIXIE_TABLE": TABLE_NAME, "AWS_DEFAULT_REGION": REGION, **(env or {})}
+        self.env = {
+            "PIXIE_TABLE": TABLE_NAME,
+            "AWS_DEFAULT_REGION": REGION,
+            # Runs overlap in one engine, so per-run choices travel in the event, not the environment.
+            "PIXIE_EVENT_OVERRIDES": ",".join(RUN_CHOICES),
+            **(env or {}),
+        }
         self._handlers = handlers
         self.invoke_wrapper = invoke_wrapper
         self._stack = ExitStack()

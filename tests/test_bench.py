@@ -157,3 +157,12 @@ def test_results_json_has_every_figure_the_issue_asks_for():
         assert key in results, key
     assert set(results["max_payload_bytes"]) == {"5", "50"}
     assert set(results["cold_import_ms"]) == set(imports.HANDLERS)
+
+
+def test_the_table_holds_the_console_against_pixie_run():
+    figures = {"console_run_ms": 900, "cli_run_ms": 8000, "console_vs_cli_ratio": 0.11,
+               "console_engine_start_s": 5.1, "console_first_run_ms": 2100}
+    results = {metric: ok for metric, _, _, ok in rows(figures)}
+    assert results["console / pixie run wall time"] == "pass"
+    slow = {metric: ok for metric, _, _, ok in rows({**figures, "console_vs_cli_ratio": 0.6})}
+    assert slow["console / pixie run wall time"] == "FAIL"

@@ -51,6 +51,7 @@ class Settings:
     isolation: str = "bwrap"
     allow_network: bool = False
     bwrap_path: str | None = None  # a bubblewrap to use instead of looking for one
+    event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -69,4 +70,5 @@ class Settings:
             isolation=_choice("PIXIE_ISOLATION", ("bwrap", "none")),
             allow_network=_flag("PIXIE_ALLOW_NETWORK"),
             bwrap_path=os.environ.get("PIXIE_BWRAP") or None,
+            event_overrides=frozenset(filter(None, os.environ.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
         )

@@ -3,11 +3,11 @@ detail.value is the prompt."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Collection, Literal
 
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.errors import InvalidEvent, describe_validation_error
@@ -17,6 +17,10 @@ class HelloWorldDetail(BaseModel):
     # Unknown fields are refused rather than silently dropped: a typo must not go unnoticed.
     model_config = ConfigDict(extra="forbid")
     value: StrictStr
+    # Per-run choices (see parse_run_choices); absent means the deployment's settings.
+    model: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*:\S{1,1000}$")] | None = None
+    sandbox: Literal["local", "e2b"] | None = None
+    maxIterations: Annotated[StrictInt, Field(ge=1, le=200)] | None = None
 
 
 class HelloWorldEvent(EventBridgeModel):
@@ -40,3 +44,23 @@ def parse_prompt(event: Any, max_chars: int) -> str:
     if len(prompt) > max_chars:
         raise InvalidEvent(f"detail.value (the prompt) is {len(prompt)} characters; the limit is {max_chars}")
     return prompt
+
+
+# Choices an event may make for its own run instead of the deployment's settings. A deployment
+# honours only those it lists in PIXIE_EVENT_OVERRIDES: the embedded engine lists them all, the
+# deployed stack none, so whoever may put events on a deployed bus cannot pick a costlier model.
+RUN_CHOICES = ("model", "sandbox", "maxIterations")
+
+
+def parse_run_choices(event: Any, allowed: Collection[str]) -> dict[str, Any]:
+    """The per-run choices in `detail` ({"model": ..., ...}, only those given), after
+    parse_prompt has accepted the event; InvalidEvent for one this deployment does not allow."""
+    detail = parse(event=event, model=HelloWorldEvent).detail
+    chosen = {name: getattr(detail, name) for name in RUN_CHOICES if getattr(detail, name) is not None}
+    refused = [name for name in chosen if name not in allowed]
+    if refused:
+        raise InvalidEvent(
+            f"detail.{refused[0]} cannot be chosen per run on this deployment; "
+            "it uses its configured setting (leave the field out)"
+        )
+    return chosen

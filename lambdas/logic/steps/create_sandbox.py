@@ -6,7 +6,7 @@ from typing import Any
 
 from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
 from lambdas.logic.config import Settings
-from lambdas.logic.events import parse_prompt
+from lambdas.logic.events import parse_prompt, parse_run_choices
 from lambdas.logic.sandboxes import sandbox_provider
 
 
@@ -17,18 +17,20 @@ def loop_state(run: RunRecord) -> dict[str, Any]:
 
 def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkState) -> dict[str, Any]:
     prompt = parse_prompt(event, settings.max_prompt_chars)
+    choices = parse_run_choices(event, settings.event_overrides)
+    sandbox_kind = choices.get("sandbox", settings.sandbox)
     existing = state.find_run(run_id)
     if existing is not None:  # a retry after the run was recorded: never a second sandbox
         return loop_state(existing)
-    sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s)
+    sandbox = sandbox_provider(sandbox_kind, settings).create(settings.template, settings.sandbox_timeout_s)
     state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
     run = state.create_run(
         run_id=run_id,
         prompt=prompt,
         sandbox_id=sandbox.id,
-        sandbox_kind=settings.sandbox,
-        model=settings.model,
+        sandbox_kind=sandbox_kind,
+        model=choices.get("model", settings.model),
         template=settings.template,
-        max_iterations=settings.max_iterations,
+        max_iterations=choices.get("maxIterations", settings.max_iterations),
     )
     return loop_state(run)

@@ -1,0 +1,123 @@
+"""The console's HTTP surface (Starlette): the pages, the JSON API they use (scripts may use it
+too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
+
+    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "continueFrom"?} -> {"runId"}
+    GET  /api/runs                 newest first
+    GET  /api/runs/{id}            the record (as `pixie show --json`) plus tokens and cost per turn
+    GET  /api/runs/{id}/events     SSE: history, progress, end (Last-Event-ID / ?after= resumes)
+    GET  /api/config               what this console can do (mode, choices, continue)
+    GET  /api/graph                the state machine drawn from agent.asl.json
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from sse_starlette.sse import EventSourceResponse
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from pixie.console.backends import CHOICE_FIELDS, BadRequest, NotReady, Runs
+from pixie.console.graph import graph_from_file
+from pixie.console.security import ConsoleGuard
+from statemachine.engine import ASL_PATH
+
+STATIC = Path(__file__).parent / "static"
+RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
+MAX_BODY_BYTES = 256 * 1024
+START_FIELDS = {"prompt", "continueFrom", *CHOICE_FIELDS}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixie_console") -> Any:
+    """The ASGI app: the routes behind the token/Host/Origin guard."""
+    graph = graph_from_file(ASL_PATH)
+
+    def config(request: Request) -> JSONResponse:
+        return JSONResponse(runs.capabilities())
+
+    def state_machine_graph(request: Request) -> JSONResponse:
+        return JSONResponse(graph)
+
+    async def start_run(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+        try:
+            payload = json.loads(body or b"null")
+        except json.JSONDecodeError as exc:
+            return _error(400, f"the body is not JSON: {exc}")
+        if not isinstance(payload, dict):
+            return _error(400, 'send a JSON object: {"prompt": "..."}')
+        unknown = sorted(set(payload) - START_FIELDS)
+        if unknown:
+            return _error(400, f"unknown field {unknown[0]!r}; known: {', '.join(sorted(START_FIELDS))}")
+        choices = {k: payload[k] for k in CHOICE_FIELDS if payload.get(k) not in (None, "")}
+        continue_from = payload.get("continueFrom") or None
+        if continue_from is not None and not (isinstance(continue_from, str) and RUN_ID.fullmatch(continue_from)):
+            return _error(400, "continueFrom must be a run id")
+        try:
+            run_id = await run_in_threadpool(runs.start, payload.get("prompt"), choices, continue_from)
+        except BadRequest as exc:
+            return _error(400, str(exc))
+        except NotReady as exc:
+            return _error(503, str(exc))
+        return JSONResponse({"runId": run_id}, status_code=201)
+
+    def list_runs(request: Request) -> JSONResponse:
+        return JSONResponse({"runs": runs.list_runs()})
+
+    def get_run(request: Request) -> JSONResponse:
+        run_id = request.path_params["run_id"]
+        record = runs.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
+        if record is None:
+            return _error(404, f"no run {run_id!r}")
+        return JSONResponse(record)
+
+    async def run_events(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        channel = await run_in_threadpool(runs.channel, run_id) if RUN_ID.fullmatch(run_id) else None
+        if channel is None:
+            return _error(404, f"no run {run_id!r}")
+        resume = request.headers.get("last-event-id") or request.query_params.get("after") or "0"
+        after = int(resume) if resume.isdigit() else 0
+
+        async def events():
+            async for item in channel.stream(after):
+                yield {"event": item["type"], "id": str(item["seq"]), "data": json.dumps(item["data"], ensure_ascii=False)}
+
+        return EventSourceResponse(events(), ping=10, send_timeout=30)
+
+    def page(name: str):
+        def handler(request: Request) -> Response:
+            return FileResponse(STATIC / name, media_type="text/html")
+
+        return handler
+
+    def no_icon(request: Request) -> Response:
+        return Response(status_code=204)
+
+    routes = [
+        Route("/", page("index.html")),
+        Route("/favicon.ico", no_icon),
+        Route("/runs/{run_id}", page("run.html")),
+        Route("/api/config", config),
+        Route("/api/graph", state_machine_graph),
+        Route("/api/runs", list_runs, methods=["GET"]),
+        Route("/api/runs", start_run, methods=["POST"]),
+        Route("/api/runs/{run_id}", get_run),
+        Route("/api/runs/{run_id}/events", run_events),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    app = Starlette(routes=routes)
+    return ConsoleGuard(app, token, hosts, cookie_name)

@@ -1,0 +1,446 @@
+"""Where the console's runs come from: the warm embedded engine of this process (LocalRuns), or a
+deployed stack (AwsRuns). The API (app.py) talks to either through the same few methods."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from pathlib import Path
+from typing import Any, Protocol
+
+from lambdas.logic.events import HelloWorldDetail
+from pixie.console.channel import RunChannel, replay
+from pixie.console.views import run_row, run_view
+from statemachine.history import jsonable
+
+log = logging.getLogger("pixie.console")
+
+# The follow-up box needs `continueFrom` in the event; shown only once the event model has it.
+CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
+CHOICE_FIELDS = ("model", "sandbox", "maxIterations")
+KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
+
+
+class BadRequest(Exception):
+    """The request cannot be carried out as sent; the message says why (HTTP 400)."""
+
+
+class NotReady(Exception):
+    """The backend cannot start runs (yet); the message says why (HTTP 503)."""
+
+
+class Runs(Protocol):
+    def open(self) -> "Runs": ...
+    def capabilities(self) -> dict[str, Any]: ...
+    def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
+    def list_runs(self) -> list[dict[str, Any]]: ...
+    def get_run(self, run_id: str) -> dict[str, Any] | None: ...
+    def channel(self, run_id: str) -> RunChannel | None: ...
+    def close(self) -> None: ...
+
+
+def _newest_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(rows, key=lambda r: r.get("startedAt") or "", reverse=True)
+
+
+# --- local: one warm engine in this process ---------------------------------------------------
+class LocalRuns:
+    """One long-lived LocalEngine (moto's mocks and the environment patch are process-wide, so one
+    per process), warmed in the background; runs overlap on it, each followed by a thread that
+    feeds its channel and saves its record when it ends, as `pixie run` does."""
+
+    def __init__(
+        self,
+        pixie_home: Path,
+        default_model: str,
+        *,
+        template: str = "pixie",
+        max_iterations: int = 15,
+        poll_s: float = 0.1,
+        log_level: str = "ERROR",
+    ) -> None:
+        self.home = Path(pixie_home)
+        self.default_model = default_model
+        self.template = template
+        self.max_iterations = max_iterations
+        self.poll_s = poll_s
+        self.log_level = log_level
+        self.engine: Any = None
+        self.ready = threading.Event()
+        self.startup_error: str | None = None
+        self.channels: dict[str, RunChannel] = {}
+        self.active: dict[str, str] = {}  # run id -> execution ARN
+        self._threads: dict[str, threading.Thread] = {}
+        self._rows: dict[Path, tuple[float, int, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+        self._unsubscribe: Any = None
+
+    # lifecycle
+    def open(self) -> "LocalRuns":
+        threading.Thread(target=self._warm, name="pixie-engine-warmup", daemon=True).start()
+        return self
+
+    def _warm(self) -> None:
+        from lambdas.logic import progress
+        from pixie.local_run import RunOptions
+        from statemachine.engine import LocalEngine
+
+        try:
+            options = RunOptions(
+                model=self.default_model, sandbox="local", max_iterations=self.max_iterations,
+                pixie_home=self.home, template=self.template, log_level=self.log_level,
+            )
+            engine = LocalEngine(options.env())
+            engine.__enter__()
+            self.engine = engine
+            self._unsubscribe = progress.subscribe(self._on_progress)
+        except Exception as exc:  # noqa: BLE001 - reported on every start request
+            self.startup_error = f"the embedded engine did not start: {type(exc).__name__}: {exc}"
+            log.exception("engine start failed")
+        finally:
+            self.ready.set()
+
+    def close(self) -> None:
+        """Stops running runs through their cleanup path (saved as `Interrupted`), then the engine."""
+        from lambdas.logic.sandboxes.local import kill_running_commands, stop_all_previews
+
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self.engine is not None:
+            if self.active:
+                self.engine.interrupt("the pixie console was stopped")
+                kill_running_commands()
+            for thread in list(self._threads.values()):
+                thread.join(timeout=15)
+            self.engine.__exit__(None, None, None)
+            self.engine = None
+        stop_all_previews()
+
+    def _on_progress(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
+        channel = self.channels.get(run_id)
+        if channel is not None:
+            channel.progress(kind, jsonable(data))
+
+    # API
+    def capabilities(self) -> dict[str, Any]:
+        from lambdas.logic.models.prices import PRICES_PER_MILLION
+        from pixie.local_run import DEMO_SCRIPT
+
+        models = [self.default_model, f"scripted:{DEMO_SCRIPT}", *PRICES_PER_MILLION]
+        return {
+            "mode": "local",
+            "ready": self.ready.is_set() and self.engine is not None,
+            "startupError": self.startup_error,
+            "continue": CONTINUE_SUPPORTED,
+            "choices": True,
+            "defaultModel": self.default_model,
+            "models": list(dict.fromkeys(models)),
+            "sandboxes": ["local", "e2b"],
+            "maxIterations": self.max_iterations,
+            "pixieHome": str(self.home),
+        }
+
+    def _event(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> dict[str, Any]:
+        """The event this run starts with, checked by the same validation CreateSandbox runs, so a
+        bad request is refused here with the step's own message instead of a failed run."""
+        from lambdas.logic.config import Settings
+        from lambdas.logic.errors import InvalidEvent
+        from lambdas.logic.events import RUN_CHOICES, parse_prompt, parse_run_choices
+        from statemachine.engine import hello_world_event
+
+        detail = dict(choices)
+        model = detail.get("model")
+        if isinstance(model, str) and model.startswith("scripted:"):
+            path = Path(model.removeprefix("scripted:")).expanduser().resolve()
+            if not path.is_file():
+                raise BadRequest(f"script file {path} does not exist")
+            detail["model"] = f"scripted:{path}"
+        if continue_from is not None:
+            detail["continueFrom"] = continue_from
+        event = hello_world_event(prompt)
+        event["detail"].update(detail)
+        try:
+            parse_prompt(event, Settings.from_env().max_prompt_chars)
+            parse_run_choices(event, RUN_CHOICES)
+        except InvalidEvent as exc:
+            raise BadRequest(str(exc)) from None
+        return event
+
+    def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str:
+        from pixie.local_run import start_run
+
+        if continue_from is not None and not CONTINUE_SUPPORTED:
+            raise BadRequest("continuing a run is not available in this version of pixie")
+        event = self._event(prompt, choices, continue_from)
+        if not self.ready.wait(timeout=120) or self.engine is None:
+            raise NotReady(self.startup_error or "the embedded engine is still starting; try again")
+        run_id = uuid.uuid4().hex[:16]
+        channel = RunChannel(run_id)
+        with self._lock:
+            self.channels[run_id] = channel  # before the start: the first step may emit at once
+            self._forget_old_channels()
+        try:
+            arn, _ = start_run(self.engine, event, run_id)
+        except Exception:
+            self.channels.pop(run_id, None)  # never started: no stream that would never end
+            raise
+        self.active[run_id] = arn
+        thread = threading.Thread(target=self._follow, args=(run_id, arn, channel), name=f"run-{run_id}", daemon=True)
+        self._threads[run_id] = thread
+        thread.start()
+        return run_id
+
+    def _forget_old_channels(self) -> None:
+        finished = [rid for rid, ch in self.channels.items() if ch.done]
+        for rid in finished[: max(0, len(finished) - KEPT_CHANNELS)]:
+            self.channels.pop(rid, None)
+
+    def _follow(self, run_id: str, arn: str, channel: RunChannel) -> None:
+        from pixie.local_run import finish_run
+
+        try:
+            record = finish_run(self.engine, arn, self.home, on_event=lambda e: channel.history(jsonable(e)), poll_s=self.poll_s)
+            channel.end(record["status"], record.get("error"))
+        except Exception as exc:  # noqa: BLE001 - the page must hear that following failed
+            log.exception("following run %s failed", run_id)
+            channel.end("UNKNOWN", f"the console lost track of the run: {type(exc).__name__}: {exc}")
+        finally:
+            self.active.pop(run_id, None)
+            self._threads.pop(run_id, None)
+
+    def _live_record(self, run_id: str, arn: str) -> dict[str, Any]:
+        from lambdas.dal.network_state import NetworkState
+        from pixie.runs import run_record
+
+        return run_record(
+            NetworkState(self.engine.env["PIXIE_TABLE"]), run_id, status="RUNNING",
+            execution_arn=arn, history=[jsonable(e) for e in self.engine.history(arn)],
+        )
+
+    def _saved_rows(self) -> list[dict[str, Any]]:
+        from pixie.runs import runs_dir
+
+        rows = []
+        seen: set[Path] = set()
+        for path in runs_dir(self.home).glob("*.json"):
+            seen.add(path)
+            try:
+                stat = path.stat()
+                cached = self._rows.get(path)
+                if cached and cached[:2] == (stat.st_mtime, stat.st_size):
+                    rows.append(cached[2])
+                    continue
+                row = run_row(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a file that is not a run record
+            self._rows[path] = (stat.st_mtime, stat.st_size, row)
+            rows.append(row)
+        for gone in set(self._rows) - seen:
+            self._rows.pop(gone, None)
+        return rows
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        rows = {row["runId"]: row for row in self._saved_rows()}
+        for run_id, arn in list(self.active.items()):
+            try:
+                rows[run_id] = run_row(self._live_record(run_id, arn))
+            except Exception:  # noqa: BLE001 - it just ended: its saved row is read next time
+                continue
+        return _newest_first(list(rows.values()))
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        from pixie.runs import load_run
+
+        arn = self.active.get(run_id)
+        record = None
+        if arn is not None:
+            try:
+                record = self._live_record(run_id, arn)
+            except Exception:  # noqa: BLE001 - ended meanwhile: read it from disk
+                record = None
+        if record is None:
+            try:
+                record = load_run(self.home, run_id)
+            except FileNotFoundError:
+                return None
+        view = run_view(record)
+        view["previewUrl"] = self._preview_url(record)
+        view["live"] = run_id in self.active
+        return view
+
+    def _preview_url(self, record: dict[str, Any]) -> str | None:
+        """The preview of a finished local run, served again by this process if needed (a run
+        made by `pixie run` stopped serving when that process ended)."""
+        sandbox_id = record.get("sandboxId") or ""
+        if record.get("status") != "SUCCEEDED" or not sandbox_id.startswith("local-"):
+            return record.get("url")
+        from lambdas.logic.errors import SandboxNotFound
+        from lambdas.logic.sandboxes.local import LocalSandboxProvider
+
+        try:
+            return LocalSandboxProvider(self.home).connect(sandbox_id, 0).get_url()
+        except SandboxNotFound:
+            return None
+
+    def channel(self, run_id: str) -> RunChannel | None:
+        from pixie.runs import load_run
+
+        channel = self.channels.get(run_id)
+        if channel is not None:
+            return channel
+        try:
+            record = load_run(self.home, run_id)
+        except FileNotFoundError:
+            return None
+        return replay(run_id, record.get("history") or [], record.get("status") or "UNKNOWN", record.get("error"))
+
+
+# --- a deployed stack -------------------------------------------------------------------------
+def aws_console_url(region: str, execution_arn: str) -> str:
+    return f"https://{region}.console.aws.amazon.com/states/home?region={region}#/v2/executions/details/{execution_arn}"
+
+
+class AwsRuns:
+    """The stack's executions (ListExecutions, GetExecutionHistory) and its table; runs start with
+    PutEvents, as `pixie send` does. Choices stay the stack's (its functions allow none per event)."""
+
+    def __init__(
+        self,
+        stack: str,
+        *,
+        sfn: Any = None,
+        events: Any = None,
+        dynamodb: Any = None,
+        cloudformation: Any = None,
+        poll_s: float = 2.0,
+        start_timeout_s: float = 30.0,
+        list_limit: int = 50,
+    ) -> None:
+        import boto3
+
+        from pixie.aws_runs import stack_outputs
+
+        outputs = stack_outputs(cloudformation, stack, required=("StateMachineArn", "TableName"))
+        self.stack = stack
+        self.state_machine_arn = outputs["StateMachineArn"]
+        self.table = outputs["TableName"]
+        self.event_bus = outputs.get("EventBusName") or "default"
+        self.sfn = sfn or boto3.client("stepfunctions")
+        self.events = events or boto3.client("events")
+        self.dynamodb = dynamodb
+        self.region = self.sfn.meta.region_name
+        self.poll_s = poll_s
+        self.start_timeout_s = start_timeout_s
+        self.list_limit = list_limit
+        self.channels: dict[str, RunChannel] = {}
+        self._lock = threading.Lock()
+
+    def open(self) -> "AwsRuns":
+        return self
+
+    def close(self) -> None:
+        pass
+
+    def _state(self) -> Any:
+        from lambdas.dal.network_state import NetworkState
+
+        return NetworkState(self.table, self.dynamodb)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "mode": "aws", "ready": True, "startupError": None, "continue": False, "choices": False,
+            "stack": self.stack, "stateMachineArn": self.state_machine_arn, "region": self.region,
+            "stateMachineConsoleUrl": f"https://{self.region}.console.aws.amazon.com/states/home?region={self.region}#/statemachines/view/{self.state_machine_arn}",
+        }
+
+    def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str:
+        from pixie.aws_runs import send
+
+        if choices or continue_from is not None:
+            raise BadRequest(
+                "a deployed stack runs with its own settings (cdk context pixie:model, pixie:maxIterations); "
+                "send only a prompt"
+            )
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadRequest("prompt must be a non-empty string")
+        arn = send(prompt, self.events, self.sfn, self.state_machine_arn, timeout_s=self.start_timeout_s,
+                   event_bus_name=self.event_bus, poll_s=min(self.poll_s, 1.0))
+        return arn.rsplit(":", 1)[-1]
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        page = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, maxResults=self.list_limit)
+        state = self._state()
+        rows = []
+        for execution in page.get("executions", []):
+            run_id = execution["name"]
+            run = state.find_run(run_id)
+            started, stopped = execution.get("startDate"), execution.get("stopDate")
+            rows.append({
+                "runId": run_id,
+                "status": execution["status"],
+                "title": run.title if run else None,
+                "prompt": (run.prompt if run else "")[:240],
+                "model": run.model if run else None,
+                "startedAt": started.isoformat() if started else None,
+                "durationS": round((stopped - started).total_seconds(), 2) if started and stopped else None,
+                "turns": run.iteration if run else 0,
+                "tokens": None,  # in the history only: shown on the run's page
+                "costUsd": None,
+                "error": None,
+                "source": "aws",
+                "consoleUrl": aws_console_url(self.region, execution["executionArn"]),
+            })
+        return _newest_first(rows)
+
+    def get_run(self, run_id: str) -> dict[str, Any] | None:
+        from pixie.aws_runs import HistoryFollower, execution_arn_for, execution_result
+        from pixie.display import lambda_error_message
+        from pixie.runs import run_record
+
+        arn = execution_arn_for(self.state_machine_arn, run_id)
+        try:
+            description = self.sfn.describe_execution(executionArn=arn)
+        except Exception as exc:  # noqa: BLE001 - botocore ClientError
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("ExecutionDoesNotExist", "InvalidArn"):
+                return None
+            raise
+        result = execution_result(description)
+        history = [jsonable(e) for e in HistoryFollower(self.sfn, arn).new_events()]
+        record = run_record(
+            self._state(), run_id, status=result["status"], error=result["error"],
+            cause=lambda_error_message(result["cause"]), execution_arn=arn, history=history,
+        )
+        view = run_view(record)
+        view.update(previewUrl=record.get("url"), live=result["status"] == "RUNNING",
+                    consoleUrl=aws_console_url(self.region, arn))
+        return view
+
+    def channel(self, run_id: str) -> RunChannel | None:
+        from pixie.aws_runs import execution_arn_for, watch
+
+        with self._lock:
+            channel = self.channels.get(run_id)
+            if channel is not None:
+                return channel
+            arn = execution_arn_for(self.state_machine_arn, run_id)
+            try:
+                self.sfn.describe_execution(executionArn=arn)
+            except Exception as exc:  # noqa: BLE001
+                if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("ExecutionDoesNotExist", "InvalidArn"):
+                    return None
+                raise
+            channel = self.channels[run_id] = RunChannel(run_id)
+
+        def follow() -> None:
+            try:
+                result = watch(arn, self.sfn, on_event=lambda e: channel.history(jsonable(e)), poll_s=self.poll_s)
+                channel.end(result["status"], result["error"])
+            except Exception as exc:  # noqa: BLE001 - the page must hear that following failed
+                channel.end("UNKNOWN", f"the console lost track of the execution: {exc}")
+
+        # One follower per execution, however many pages watch it; a finished channel stays for replay.
+        threading.Thread(target=follow, name=f"watch-{run_id}", daemon=True).start()
+        return channel
+
