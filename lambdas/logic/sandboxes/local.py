@@ -7,11 +7,13 @@ an isolation boundary: commands run as you, on your machine. Use E2B for untrust
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import threading
@@ -61,6 +63,79 @@ def _kill_group(pgid: int) -> None:
             return
         if sig == signal.SIGTERM:
             threading.Event().wait(0.1)
+
+
+# --- file tools: regular files only, never blocking, never writing through a link ------------------
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _check_writable(target: Path, name: object) -> None:
+    """Only a regular file (or nothing yet) may be written: writing to a FIFO would block."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"cannot write {name}: it is {_kind(info.st_mode)}, not a regular file")
+
+
+def _replace_file(target: Path, data: bytes) -> None:
+    """Writes a new file next to `target` and renames it over it: a hard link to a file outside
+    the project keeps pointing at the old, untouched content. The mode of the file replaced is kept."""
+    try:
+        mode = stat.S_IMODE(os.lstat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o644
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".pixie-write-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _read_regular_file(target: Path, shown: str) -> bytes:
+    """The file's bytes, if it is a regular file with one link and within the read limit.
+    Opened without blocking (a FIFO with no writer would wait forever) and checked again on the
+    open descriptor, so a file swapped in between is caught too."""
+    try:
+        info = os.lstat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"{shown} does not exist") from None
+    _check_readable(info, shown)
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        _check_readable(os.fstat(handle.fileno()), shown)
+        data = handle.read(MAX_READ_BYTES + 1)
+    if len(data) > MAX_READ_BYTES:
+        raise ToolError(f"{shown} is over the {MAX_READ_BYTES}-byte read limit")
+    return data
+
+
+def _check_readable(info: os.stat_result, shown: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ToolError(f"{shown} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{shown} is {_kind(info.st_mode)}, not a regular file; only regular files can be read")
+    if info.st_nlink > 1:
+        # Another name for the same file may be outside the project (a hard link): not ours to read.
+        raise ToolError(f"{shown} has {info.st_nlink} hard links; only files with one link can be read")
+    if info.st_size > MAX_READ_BYTES:
+        raise ToolError(f"{shown} is {info.st_size} bytes, over the {MAX_READ_BYTES}-byte read limit")
 
 
 class _PreviewHandler(SimpleHTTPRequestHandler):
@@ -132,10 +207,9 @@ class LocalSandbox:
         for target, content in targets.items():
             name = target.relative_to(self._real_root)
             try:
-                if target.is_dir():
-                    raise ToolError(f"{name} is a directory")
+                _check_writable(target, name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content, encoding="utf-8")
+                _replace_file(target, content.encode("utf-8"))
             except (FileExistsError, NotADirectoryError):
                 raise ToolError(f"cannot write {name}: a parent of it is a file, not a directory") from None
             except OSError as exc:  # name too long, permission denied, disk full...: the model's problem to route around
@@ -144,14 +218,7 @@ class LocalSandbox:
     def read_file(self, path: str) -> str:
         target = self.resolve(path)
         try:
-            if not target.exists():
-                raise ToolError(f"{path} does not exist")
-            if target.is_dir():
-                raise ToolError(f"{path} is a directory, not a file")
-            size = target.stat().st_size
-            if size > MAX_READ_BYTES:
-                raise ToolError(f"{path} is {size} bytes, over the {MAX_READ_BYTES}-byte read limit")
-            data = target.read_bytes()
+            data = _read_regular_file(target, path)
         except OSError as exc:  # name too long, permission denied, ...
             raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
         if b"\x00" in data:
