@@ -18,6 +18,8 @@ import subprocess
 import tempfile
 import threading
 import uuid
+import urllib.parse
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -138,18 +140,75 @@ def _check_readable(info: os.stat_result, shown: str) -> None:
         raise ToolError(f"{shown} is {info.st_size} bytes, over the {MAX_READ_BYTES}-byte read limit")
 
 
-class _PreviewHandler(SimpleHTTPRequestHandler):
-    """Serves the project folder quietly, and nothing outside it: a symlink the agent made to
-    a file elsewhere answers 404, as the tools refuse it."""
+_PREVIEW_HOSTS = ("127.0.0.1", "localhost")
 
-    def translate_path(self, path: str) -> str:
-        translated = super().translate_path(path)
+
+class _PreviewHandler(SimpleHTTPRequestHandler):
+    """Serves the project folder quietly, and nothing else: only regular files inside it (a
+    symlink or hard link to a file elsewhere answers 404, as the tools refuse it), no dotfiles
+    (.env, .git/), no directory listings, and only to requests addressed to 127.0.0.1 or
+    localhost, so a web page cannot reach it through a rebound DNS name. Any bad path is a 404."""
+
+    def send_head(self):  # type: ignore[override] - the stdlib hook behind GET and HEAD
+        if not self._host_allowed():
+            self.send_error(HTTPStatus.FORBIDDEN, "Unknown Host: use 127.0.0.1 or localhost")
+            return None
+        try:
+            return self._open_file()
+        except (OSError, ValueError):  # a NUL byte, an undecodable name, a vanished file, ...
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+
+    def _host_allowed(self) -> bool:
+        name, _, port = (self.headers.get("Host") or "").strip().lower().partition(":")
+        return name in _PREVIEW_HOSTS and (not port or port == str(self.server.server_address[1]))
+
+    def _open_file(self):
         root = os.path.realpath(self.directory)
+        url_path = urllib.parse.urlsplit(self.path).path
+        translated = self.translate_path(self.path)
+        relative = os.path.relpath(translated, self.directory)
+        if any(part.startswith(".") for part in Path(relative).parts if part != "."):
+            raise FileNotFoundError(relative)
         real = os.path.realpath(translated)
-        return translated if os.path.commonpath([real, root]) == root else ""  # "" opens as 404
+        if os.path.commonpath([real, root]) != root:
+            raise FileNotFoundError(relative)
+        if os.path.isdir(real):
+            if not url_path.endswith("/"):
+                self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                self.send_header("Location", url_path + "/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            real = os.path.join(real, "index.html")  # a folder is its index page, never a listing
+        elif url_path.endswith("/"):
+            raise FileNotFoundError(relative)
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        handle = os.fdopen(fd, "rb")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            handle.close()
+            raise FileNotFoundError(relative)
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-type", self.guess_type(real))
+        self.send_header("Content-Length", str(info.st_size))
+        self.send_header("Last-Modified", self.date_time_string(int(info.st_mtime)))
+        self.end_headers()
+        return handle
+
+    def list_directory(self, path):  # never used by send_head above; refused all the same
+        self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+        return None
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+class _PreviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that hung up mid-answer is no traceback on the user's terminal
 
 
 class LocalSandbox:
@@ -235,8 +294,7 @@ class LocalSandbox:
             server = _previews.get(self.id)
             if server is None:
                 handler = functools.partial(_PreviewHandler, directory=str(self.root))
-                server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-                server.daemon_threads = True
+                server = _PreviewServer(("127.0.0.1", 0), handler)
                 threading.Thread(target=server.serve_forever, name=f"preview-{self.id}", daemon=True).start()
                 _previews[self.id] = server
         return f"http://127.0.0.1:{server.server_address[1]}/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
@@ -21,14 +22,21 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
     if existing is not None:  # a retry after the run was recorded: never a second sandbox
         return loop_state(existing)
     sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s)
-    state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
-    run = state.create_run(
-        run_id=run_id,
-        prompt=prompt,
-        sandbox_id=sandbox.id,
-        sandbox_kind=settings.sandbox,
-        model=settings.model,
-        template=settings.template,
-        max_iterations=settings.max_iterations,
-    )
+    try:
+        # The prompt, then the record (a retry that finds the record finds the prompt too).
+        state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
+        run = state.create_run(
+            run_id=run_id,
+            prompt=prompt,
+            sandbox_id=sandbox.id,
+            sandbox_kind=settings.sandbox,
+            model=settings.model,
+            template=settings.template,
+            max_iterations=settings.max_iterations,
+        )
+    except BaseException:
+        # No record, so CleanupSandbox could not find this sandbox: release it here.
+        with contextlib.suppress(Exception):
+            sandbox.kill()
+        raise
     return loop_state(run)
