@@ -7,6 +7,7 @@ nothing to catch it)."""
 from __future__ import annotations
 
 import json
+import re
 
 # --- the history: no execution may reach 25,000 events -----------------------------------------
 HISTORY_EVENT_LIMIT = 25_000
@@ -82,7 +83,7 @@ def json_size(value: object) -> int:
 def fit_json(text: str, max_json_chars: int, note: str = "\n[… cut: {omitted} characters omitted]") -> str:
     """`text`, or its head with `note` when its JSON form is longer than `max_json_chars`.
     Lone surrogates (which no UTF-8 store accepts) become U+FFFD."""
-    text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace") if _has_surrogates(text) else text
+    text = replace_lone_surrogates(text)
     if json_size(text) <= max_json_chars:
         return text
     low, high = 0, min(len(text), max_json_chars)  # JSON is never shorter than the text
@@ -101,6 +102,14 @@ def _has_surrogates(text: str) -> bool:
     except UnicodeEncodeError:
         return True
     return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """`text` as every UTF-8 store and API accepts it: each lone surrogate becomes U+FFFD."""
+    return _SURROGATE.sub("\ufffd", text) if _has_surrogates(text) else text
 
 
 def has_lone_surrogates(text: str) -> bool:

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from lambdas.logic.limits import MAX_TOOL_CALL_ID_CHARS, MAX_TOOL_NAME_CHARS, json_size
+from lambdas.logic.limits import MAX_TOOL_CALL_ID_CHARS, MAX_TOOL_NAME_CHARS, json_size, replace_lone_surrogates
 from lambdas.logic.truncate import bound_text
 
 # What OpenAI and the compatible servers we know send (call_…, toolu_…, functions.x:0, 9-char ids).
@@ -28,11 +28,7 @@ def clean_text(text: Any) -> str:
     """`text` as a str every store and API accepts: lone surrogates become U+FFFD."""
     if not isinstance(text, str):
         text = "" if text is None else str(text)
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return replace_lone_surrogates(text)
 
 
 def normalize_reply(message: dict[str, Any], turn: int) -> dict[str, Any]:
