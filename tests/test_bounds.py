@@ -170,9 +170,10 @@ def test_every_state_payload_stays_under_8_kb_at_the_limits(tmp_path):
     """Drives every bound a reply can push at once: the most calls with the longest ids and
     names, more files than the result lists, a reply over the limit, a summary and title of
     characters that JSON escapes the most."""
-    odd_calls = [
-        {"id": "\u00e9" * 64 + str(i), "name": "\U0001F600" * 300, "arguments": {}} for i in range(DEFAULT_MAX_TOOL_CALLS + 8)
-    ]
+    odd_calls = [  # the longest ids kept as they are, names that escape the most
+        {"id": f"{i:02d}" + "a" * 62, "name": "\\" * 300 if i % 2 else "\U0001F600" * 300, "arguments": {}}
+        for i in range(DEFAULT_MAX_TOOL_CALLS + 8)
+    ] + [{"id": "\u00e9" * 64, "name": "terminal", "arguments": {"command": "true"}}]
     accents = "\u00e9" * 20
     files = [{"path": f"{'d' * 90}/{i:04d}-{accents}.txt", "content": "x"} for i in range(600)]
     summary = '"\\\n\U0001F600\x1b' * 30_000
@@ -196,6 +197,7 @@ def test_every_state_payload_stays_under_8_kb_at_the_limits(tmp_path):
                 if isinstance(details.get(field), str):
                     sizes.append((len(details[field].encode("utf-8")), event["type"], details.get("name")))
     largest = max(sizes)
+    print("largest state payload:", largest)
     assert largest[0] < STATE_PAYLOAD_TARGET_BYTES, largest
     final = json.loads(next(e for e in record["history"] if e["type"] == "ExecutionSucceeded")["executionSucceededEventDetails"]["output"])
     assert final["fileCount"] == 600 and 0 < len(final["files"]) < 600

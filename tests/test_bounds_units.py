@@ -232,3 +232,22 @@ def test_cdk_context_out_of_range_fails_the_synth_naming_the_key(key, value, mes
 
     with pytest.raises(ValueError, match=f"pixie:{key}.*{message}"):
         PixieSettings.from_context(App(context={f"pixie:{key}": value}))
+
+
+# --- RunTool's identity: turn and position ---------------------------------------------------------------------
+def test_run_tool_keys_a_call_by_position_so_a_repeated_id_still_runs(table, local_sandbox, monkeypatch):
+    """A reply saved with two calls under one id (as a model sent it): the idempotency key must
+    not make the second invocation return the first one's result."""
+    from lambdas.handlers import run_tool as run_tool_handler
+    from statemachine.engine import LambdaContext
+
+    monkeypatch.setenv("PIXIE_SANDBOX", "local")
+    table.create_run(run_id="r", prompt="p", sandbox_id=local_sandbox.id, sandbox_kind="local",
+                     model="scripted:x", template="pixie", max_iterations=5)
+    command = '{"command": "echo ran >> log.txt"}'
+    table.put_message("r", assistant_message_key(1), {"role": "assistant", "content": None,
+                                                        "tool_calls": [call("same", arguments=command)] * 2})
+    for index in (0, 1):
+        event = {"runId": "r", "iteration": 1, "index": index, "toolCallId": "same", "name": "terminal"}
+        assert run_tool_handler.handler(event, LambdaContext(function_name="tool"))["ok"]
+    assert (Path(local_sandbox.project_root) / "log.txt").read_text() == "ran\nran\n"
