@@ -71,11 +71,15 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Setti
         message = _save_reply(state, run_id, turn, reply, settings)
 
     calls = message.get("tool_calls") or []
-    # Calls past the cap were answered when the reply was saved; the Map runs the others.
-    tool_calls = [
-        {"id": c["id"], "name": state_name(c["function"]["name"], frozenset(TOOLS))}
-        for c in calls[: settings.max_tool_calls]
-    ]
+    cap = settings.max_tool_calls
+    if len(calls) > cap:
+        # Answered here, each with its error result; the Map runs the others. Written after the
+        # reply (and again by a retry that finds it), so no result ever names a call not saved.
+        state.put_messages(
+            run_id,
+            {tool_message_key(turn, i): not_run_result(c["id"], i, len(calls), cap) for i, c in enumerate(calls) if i >= cap},
+        )
+    tool_calls = [{"id": c["id"], "name": state_name(c["function"]["name"], frozenset(TOOLS))} for c in calls[:cap]]
     summary = extract_summary(message.get("content")) or run.summary
     updates: dict[str, Any] = {"iteration": turn}
     if summary and summary != run.summary:
@@ -89,19 +93,10 @@ def _save_reply(state: NetworkState, run_id: str, turn: int, reply: dict, settin
     """Stores the reply as the turn's assistant message, bounded; returns what was stored."""
     message = normalize_reply(reply, turn)
     size = stored_size(message)
+    notice = None
     if size > settings.max_reply_chars:
         message, notice = too_large_reply(message, size, settings.max_reply_chars)
-        state.put_message(run_id, user_message_key(turn + 1), notice)  # the next turn starts with it
-    calls = message.get("tool_calls") or []
-    cap = settings.max_tool_calls
-    if len(calls) > cap:  # answered here, before the reply is saved, so a retry finds both
-        state.put_messages(
-            run_id,
-            {
-                tool_message_key(turn, index): not_run_result(call["id"], index, len(calls), cap)
-                for index, call in enumerate(calls)
-                if index >= cap
-            },
-        )
     state.put_message(run_id, assistant_message_key(turn), message)
+    if notice:
+        state.put_message(run_id, user_message_key(turn + 1), notice)  # the next turn starts with it
     return message
