@@ -43,7 +43,7 @@ def _max_iterations(text: str) -> int:
     from lambdas.logic.limits import check_max_iterations
 
     try:
-        return check_max_iterations(int(text))
+        return check_max_iterations(int(text) if text.strip().lstrip("-").isdigit() else text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
