@@ -156,8 +156,14 @@ class _Sandbox:
 
 
 class _Provider:
-    def create(self, template, timeout_s):
+    released: list[str] = []
+
+    def create(self, template, timeout_s, run_id=None):
         return _Sandbox()
+
+    def release_run(self, run_id):
+        _Provider.released.append(run_id)
+        return 1
 
 
 def test_create_sandbox_releases_the_sandbox_when_the_run_cannot_be_recorded(table, monkeypatch):
@@ -173,6 +179,70 @@ def test_create_sandbox_releases_the_sandbox_when_the_run_cannot_be_recorded(tab
     with pytest.raises(RuntimeError, match="unavailable"):
         create_sandbox_step.create_sandbox("r", hello_world_event("hi"), Settings.from_env({}), table)
     assert _Sandbox.killed == 1
+
+
+def test_cleanup_without_a_run_record_releases_the_sandboxes_tagged_with_the_run(table, monkeypatch):
+    from lambdas.logic.steps import cleanup_sandbox as cleanup_step
+
+    monkeypatch.setattr(cleanup_step, "sandbox_provider", lambda kind, settings: _Provider())
+    _Provider.released = []
+    result = cleanup_step.cleanup_sandbox("r-lost", {"Error": "Lambda.Timeout"}, Settings.from_env({}), table)
+    assert result == {"runId": "r-lost", "cleaned": True} and _Provider.released == ["r-lost"]
+
+
+def test_e2b_sandboxes_are_tagged_with_their_run_and_released_by_it():
+    """Against the real SDK's signatures (bound, not called): create's metadata, list's query,
+    the paginator, and kill by id."""
+    import inspect
+
+    import e2b
+
+    from lambdas.logic.sandboxes.e2b_sandbox import RUN_ID_METADATA, E2BSandboxProvider
+
+    calls: dict[str, list] = {"create": [], "list": [], "kill": []}
+
+    class Info:
+        def __init__(self, sandbox_id):
+            self.sandbox_id = sandbox_id
+
+    class Pages:
+        def __init__(self):
+            self.pages = [[Info("sbx-1"), Info("sbx-2")]]
+
+        @property
+        def has_next(self):
+            return bool(self.pages)
+
+        def next_items(self):
+            return self.pages.pop(0)
+
+    class FakeSdk:
+        sandbox_id = "sbx-1"
+
+        @classmethod
+        def create(cls, **kwargs):
+            inspect.signature(e2b.Sandbox.create).bind(**kwargs)
+            calls["create"].append(kwargs)
+            return cls()
+
+        @classmethod
+        def list(cls, **kwargs):
+            inspect.signature(e2b.Sandbox.list).bind(**kwargs)
+            calls["list"].append(kwargs)
+            return Pages()
+
+        @staticmethod
+        def kill(sandbox_id, **kwargs):
+            calls["kill"].append(sandbox_id)
+            return True
+
+    provider = E2BSandboxProvider(api_key="k", sandbox_cls=FakeSdk)
+    provider.create("pixie", 60, run_id="run-7")
+    assert calls["create"][0]["metadata"] == {RUN_ID_METADATA: "run-7"}
+    assert provider.release_run("run-7") == 2
+    assert calls["list"][0]["query"] == e2b.SandboxQuery(metadata={RUN_ID_METADATA: "run-7"})
+    assert calls["kill"] == ["sbx-1", "sbx-2"]
+    assert hasattr(e2b.Sandbox.list(query=None, api_key="k"), "next_items")  # a paginator (no request yet)
 
 
 # --- the preview ------------------------------------------------------------------------------------------------

@@ -332,11 +332,15 @@ class LocalSandboxProvider:
     def __init__(self, pixie_home: Path) -> None:
         self.base = Path(pixie_home) / "sandboxes"
 
-    def create(self, template: str, timeout_s: int) -> LocalSandbox:
+    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> LocalSandbox:
         sandbox_id = f"local-{uuid.uuid4().hex[:12]}"
         root = self.base / sandbox_id
         shutil.copytree(TEMPLATE_DIR, root)
         return LocalSandbox(sandbox_id, root)
+
+    def release_run(self, run_id: str) -> int:
+        """Nothing runs for a local sandbox until its preview starts, which needs a recorded run."""
+        return 0
 
     def connect(self, sandbox_id: str, timeout_s: int) -> LocalSandbox:
         if not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id or ""):

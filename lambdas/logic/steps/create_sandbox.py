@@ -21,7 +21,7 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
     existing = state.find_run(run_id)
     if existing is not None:  # a retry after the run was recorded: never a second sandbox
         return loop_state(existing)
-    sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s)
+    sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s, run_id=run_id)
     try:
         # The prompt, then the record (a retry that finds the record finds the prompt too).
         state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
@@ -35,7 +35,7 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
             max_iterations=settings.max_iterations,
         )
     except BaseException:
-        # No record, so CleanupSandbox could not find this sandbox: release it here.
+        # No record: release it here (CleanupSandbox finds it only by its run tag, on E2B).
         with contextlib.suppress(Exception):
             sandbox.kill()
         raise
