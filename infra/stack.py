@@ -56,13 +56,29 @@ class PixieSettings:
             return default if value is None or value == "" else value
 
         defaults = cls()
-        return cls(
+        settings = cls(
             model=str(ctx("model", defaults.model)),
             template=str(ctx("template", defaults.template)),
             max_iterations=int(ctx("maxIterations", defaults.max_iterations)),  # type: ignore[arg-type]
             command_timeout_s=int(ctx("commandTimeout", defaults.command_timeout_s)),  # type: ignore[arg-type]
             sandbox_timeout_s=int(ctx("sandboxTimeout", defaults.sandbox_timeout_s)),  # type: ignore[arg-type]
         )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """The same ranges the functions enforce (lambdas/logic/config.py), at synth time."""
+        from lambdas.logic.config import Settings
+
+        for key, env_name, value in (
+            ("maxIterations", "PIXIE_MAX_ITERATIONS", self.max_iterations),
+            ("commandTimeout", "PIXIE_COMMAND_TIMEOUT", self.command_timeout_s),
+            ("sandboxTimeout", "PIXIE_SANDBOX_TIMEOUT", self.sandbox_timeout_s),
+        ):
+            try:
+                Settings.from_env({env_name: str(value)})
+            except ValueError as exc:
+                raise ValueError(f"context pixie:{key}: {str(exc).replace(env_name, 'the value')}") from None
 
 
 def _acknowledge(construct: Construct, rule_id: str, reason: str) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL
+from lambdas.logic.limits import MAX_ITERATIONS_CAP
 
 AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
@@ -41,6 +42,33 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _max_iterations(text: str) -> int:
+    from lambdas.logic.limits import check_max_iterations
+
+    try:
+        return check_max_iterations(int(text) if text.strip().lstrip("-").isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _door_check(prompt: str, options: Any) -> str | None:
+    """Why this run cannot start (bad prompt, setting or script), before anything is created."""
+    from lambdas.logic.config import Settings
+    from lambdas.logic.errors import PixieError
+    from lambdas.logic.events import check_prompt
+
+    try:
+        settings = Settings.from_env({**os.environ, **options.env()})
+        check_prompt(prompt, settings.max_prompt_chars)
+        if settings.model.startswith("scripted:"):
+            from lambdas.logic.models.scripted import ScriptedModel
+
+            ScriptedModel(settings.model.partition(":")[2])  # checks every turn of the script
+    except (PixieError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def _fault_rate(text: str) -> float:
@@ -129,6 +157,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         template=args.template,
         log_level="INFO" if args.verbose else "ERROR",
     )
+    problem = _door_check(args.prompt, options)
+    if problem:
+        sys.stderr.write(f"pixie: {problem}\n")
+        return 2
     sys.stderr.write(f"pixie: {model} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
     faults = None
     if args.inject_faults:
@@ -331,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set) or scripted:FILE")
     run.add_argument("--sandbox", choices=("local", "e2b"), default="local", help="where the code runs (default local)")
     run.add_argument("--template", default="pixie", help="E2B template name (default pixie)")
-    run.add_argument("--max-iterations", type=_positive_int, default=15, help="model turns before giving up (default 15)")
+    run.add_argument("--max-iterations", type=_max_iterations, default=15, help=f"model turns before giving up (default 15, at most {MAX_ITERATIONS_CAP})")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",

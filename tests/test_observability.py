@@ -44,7 +44,9 @@ def test_handlers_emit_tokens_tool_outcomes_and_iterations(table, pixie_home, mo
     turns = [r for r in records if "ModelInputTokens" in metric_names(r)]
     assert len(turns) == 2 and all(r["ModelInputTokens"][0] > 0 and r["ModelOutputTokens"][0] > 0 for r in turns)
     tools = [(r["tool"], r["outcome"]) for r in records if "ToolCalls" in metric_names(r)]
-    assert tools == [("terminal", "ok"), ("nope", "error")]  # a failing command is still a valid call
+    # A failing command is still a valid call; a name that is no tool is counted as "unknown" (a model
+    # must not mint metric dimensions).
+    assert tools == [("terminal", "ok"), ("unknown", "error")]
     finished = next(r for r in records if "IterationsPerRun" in metric_names(r))
     assert finished["IterationsPerRun"] == [2.0]
     assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "Pixie" for r in records)

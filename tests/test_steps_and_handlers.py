@@ -462,7 +462,7 @@ def test_get_sandbox_url_returns_the_result_and_marks_the_run_succeeded(env):
     assert turn(1)["hasSummary"] is True
 
     result = get_sandbox_url_handler.handler({"runId": RUN}, ctx("url"))
-    assert set(result) == {"runId", "url", "title", "summary", "files", "iterations"}
+    assert set(result) == {"runId", "url", "title", "summary", "files", "fileCount", "iterations"}
     assert result["runId"] == RUN
     assert result["iterations"] == 2
     assert result["summary"] == "Built a todo list page."
@@ -524,7 +524,7 @@ def test_a_long_title_is_cut_at_a_word_boundary():
     body = title[:-1]
     assert len(body) <= MAX_TITLE_CHARS
     assert summary.startswith(body)
-    assert summary[len(body)] == " "  # cut between words, not inside one
+    assert summary[len(body) :].startswith((" ", ", "))  # cut between words, not inside one
     assert not body.endswith((",", " "))
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lambdas.logic.tools import ToolContext, execute_tool, tool_definitions
-from lambdas.logic.tools.files import MAX_FILE_CHARS
+from lambdas.logic.limits import DEFAULT_MAX_FILE_BYTES as MAX_FILE_BYTES
 
 RUN_ID = "run-tools"
 LIMIT = 10_000
@@ -182,17 +182,41 @@ def test_an_escaping_path_writes_nothing_anywhere(ctx):
 
 
 def test_oversized_file_content_is_refused_and_nothing_is_written(ctx):
-    files = [{"path": "small.txt", "content": "fine"}, {"path": "huge.txt", "content": "x" * (MAX_FILE_CHARS + 1)}]
+    files = [{"path": "small.txt", "content": "fine"}, {"path": "huge.txt", "content": "x" * (MAX_FILE_BYTES + 1)}]
     content, ok = call(ctx, "createOrUpdateFiles", {"files": files})
     assert ok is False
-    assert content.startswith("Error: huge.txt is") and str(MAX_FILE_CHARS) in content
+    assert content.startswith("Error: huge.txt is") and f"{MAX_FILE_BYTES:,}-byte limit per file" in content
     assert not (project(ctx) / "small.txt").exists() and not (project(ctx) / "huge.txt").exists()
     assert ctx.state.list_files(RUN_ID) == {}
 
 
-def test_file_content_at_the_limit_is_accepted(ctx):
-    _, ok = call(ctx, "createOrUpdateFiles", {"files": [{"path": "max.txt", "content": "y" * MAX_FILE_CHARS}]})
-    assert ok and len(ctx.state.list_files(RUN_ID)["max.txt"]) == MAX_FILE_CHARS
+def test_file_content_at_the_limit_is_accepted_and_stored_in_parts(ctx):
+    # Multi-byte characters, so parts are cut by bytes without splitting one.
+    content = ("y" * 999 + "é") * (MAX_FILE_BYTES // 1001)
+    _, ok = call(ctx, "createOrUpdateFiles", {"files": [{"path": "max.txt", "content": content}]})
+    assert ok and ctx.state.list_files(RUN_ID)["max.txt"] == content
+    assert (project(ctx) / "max.txt").read_text(encoding="utf-8") == content
+
+
+def test_files_over_the_per_call_limit_are_refused_together(ctx):
+    small = ToolContext(run_id=RUN_ID, sandbox=ctx.sandbox, state=ctx.state, command_timeout_s=5,
+                        max_file_bytes=100, max_call_bytes=150)
+    files = [{"path": "a.txt", "content": "a" * 100}, {"path": "b.txt", "content": "b" * 100}]
+    content, ok = call(small, "createOrUpdateFiles", {"files": files})
+    assert not ok and "150-byte limit per call" in content
+    assert not (project(ctx) / "a.txt").exists()
+
+
+def test_content_with_a_lone_surrogate_is_an_error_result(ctx):
+    content, ok = call(ctx, "createOrUpdateFiles", '{"files": [{"path": "s.txt", "content": "bad \\ud800 text"}]}')
+    assert not ok and "lone surrogate" in content
+    assert not (project(ctx) / "s.txt").exists()
+
+
+def test_a_tool_name_longer_than_64_characters_is_an_unknown_tool(ctx):
+    content, ok = call(ctx, "terminal" + "x" * 300, {"command": "echo hi"})
+    assert not ok and "unknown tool" in content and "at most 64 characters" in content
+    assert len(content) < 400
 
 
 def test_writing_over_a_directory_is_an_error_result(ctx):
@@ -235,7 +259,7 @@ def test_read_files_output_is_bounded_too(ctx):
 
 
 def test_error_results_are_bounded_too(ctx):
-    content, ok = call(ctx, "readFiles", {"files": ["x" * 5000 + ".txt"]}, limit=300)
+    content, ok = call(ctx, "readFiles", {"files": ["x" * 900 + ".txt"]}, limit=300)
     assert content.endswith("File name too long") and len(content) <= 300
     content, ok = call(ctx, "terminal", {"command": 5, "padding": "p" * 5000}, limit=300)
     assert not ok and content.startswith("Error: ") and len(content) <= 300

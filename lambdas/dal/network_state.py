@@ -6,6 +6,8 @@ Items, all under pk = RUN#<runId>:
                                      sorted); a retried step writes the same key, so it overwrites
                                      instead of duplicating
   sk = FILE#<path>                   one file each: the latest content the agent wrote
+  sk = PART#<sk>#<n>                 part n (1, 2, ...) of a message or file too big for one item
+                                     (400 KB): the item itself holds part 0 and the count
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from boto3.dynamodb.conditions import Key
 from lambdas.logic.errors import RunNotFound
 
 RUN_TTL_SECONDS = 30 * 24 * 3600
+# UTF-8 bytes of text per item: DynamoDB's limit is 400 KB per item, names and keys included.
+PART_BYTES = 350_000
 
 
 def _pk(run_id: str) -> str:
@@ -79,8 +83,8 @@ class NetworkState:
     DynamoDB calls are independent."""
 
     def __init__(self, table_name: str, dynamodb_resource: Any | None = None) -> None:
-        resource = dynamodb_resource or boto3.resource("dynamodb")
-        self.table = resource.Table(table_name)
+        self._resource = dynamodb_resource or boto3.resource("dynamodb")
+        self.table = self._resource.Table(table_name)
 
     # --- run record -------------------------------------------------------------------------
     def create_run(
@@ -139,32 +143,62 @@ class NetworkState:
         )
 
     # --- conversation -----------------------------------------------------------------------
+    # Messages are stored as JSON with non-ASCII escaped: any text a model sends (lone surrogates
+    # included) is storable, and a message's size in the table is its length.
     def put_message(self, run_id: str, key: str, message: dict[str, Any]) -> None:
-        self.table.put_item(
-            Item={"pk": _pk(run_id), "sk": key, "message": json.dumps(message, ensure_ascii=False)}
-        )
+        self.put_messages(run_id, {key: message})
+
+    def put_messages(self, run_id: str, messages: dict[str, dict[str, Any]]) -> None:
+        """Several messages in batches (a turn's "not run" results)."""
+        with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
+            for key, message in messages.items():
+                for item in _items(run_id, key, "message", json.dumps(message)):
+                    batch.put_item(Item=item)
 
     def get_message(self, run_id: str, key: str) -> dict[str, Any] | None:
         item = self.table.get_item(Key={"pk": _pk(run_id), "sk": key}, ConsistentRead=True).get("Item")
-        return json.loads(item["message"]) if item else None
+        if not item:
+            return None
+        return json.loads(self._joined(run_id, [item], "message")[0])
 
     def list_messages(self, run_id: str) -> list[dict[str, Any]]:
-        return [json.loads(item["message"]) for item in self._query(run_id, "MSG#")]
+        return [json.loads(text) for text in self._joined(run_id, self._query(run_id, "MSG#"), "message")]
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for path, content in files.items():
-                batch.put_item(
-                    Item={"pk": _pk(run_id), "sk": f"FILE#{path}", "path": path, "content": content}
-                )
+                for item in _items(run_id, f"FILE#{path}", "content", content):
+                    if item["sk"].startswith("FILE#"):
+                        item["path"] = path
+                    batch.put_item(Item=item)
 
     def list_files(self, run_id: str) -> dict[str, str]:
-        return {item["path"]: item["content"] for item in self._query(run_id, "FILE#")}
+        items = self._query(run_id, "FILE#")
+        return {item["path"]: content for item, content in zip(items, self._joined(run_id, items, "content"))}
 
     def list_file_paths(self, run_id: str) -> list[str]:
         """Sorted paths only: reads no file contents (capacity is billed by bytes read)."""
         return sorted(item["path"] for item in self._query(run_id, "FILE#", projection="#path"))
+
+    def _joined(self, run_id: str, items: list[dict[str, Any]], attribute: str) -> list[str]:
+        """Each item's text with its parts (read in batches) appended."""
+        wanted = [_part_key(item["sk"], n) for item in items for n in range(1, int(item.get("parts", 1)))]
+        parts: dict[str, str] = {}
+        for start in range(0, len(wanted), 100):  # BatchGetItem's limit per call
+            keys = [{"pk": _pk(run_id), "sk": sk} for sk in wanted[start : start + 100]]
+            request = {self.table.name: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                answer = self._resource.batch_get_item(RequestItems=request)
+                for got in answer["Responses"].get(self.table.name, []):
+                    parts[got["sk"]] = got[attribute]
+                request = answer.get("UnprocessedKeys") or None
+        texts = []
+        for item in items:
+            count = int(item.get("parts", 1))
+            pieces = [item[attribute]] + [parts[_part_key(item["sk"], n)] for n in range(1, count)]
+            texts.append("".join(pieces))
+        return texts
 
     def _query(self, run_id: str, prefix: str, projection: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -181,6 +215,35 @@ class NetworkState:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _part_key(sk: str, n: int) -> str:
+    return f"PART#{sk}#{n:04d}"
+
+
+def _split(text: str, max_bytes: int = PART_BYTES) -> list[str]:
+    """`text` in pieces of at most `max_bytes` UTF-8 bytes each, never splitting a character."""
+    data = text.encode("utf-8")
+    if len(data) <= max_bytes:
+        return [text]
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + max_bytes, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # a continuation byte: back off
+            end -= 1
+        pieces.append(data[start:end].decode("utf-8"))
+        start = end
+    return pieces
+
+
+def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, Any]]:
+    """The item for `text` and, when it is too big for one, its parts (written first)."""
+    pieces = _split(text)
+    parts = [{"pk": _pk(run_id), "sk": _part_key(sk, n), attribute: piece} for n, piece in enumerate(pieces) if n]
+    head: dict[str, Any] = {"pk": _pk(run_id), "sk": sk, attribute: pieces[0]}
+    if len(pieces) > 1:
+        head["parts"] = len(pieces)
+    return [*parts, head]
 
 
 def create_table(dynamodb_client: Any, table_name: str) -> None:

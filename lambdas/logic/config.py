@@ -1,36 +1,74 @@
 """Settings read from the environment. Only names and limits live here: secrets never do
-(see secrets.py)."""
+(see secrets.py). Every number is checked against its range when read, so a bad value is a clear
+error before any run starts, not a command killed at once or a limit silently ignored."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from lambdas.logic.errors import ConfigurationError
+from lambdas.logic.limits import (
+    DEFAULT_MAX_CALL_BYTES,
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_ITERATIONS,
+    DEFAULT_MAX_REPLY_CHARS,
+    DEFAULT_MAX_TOOL_CALLS,
+    MAX_ITERATIONS_CAP,
+    MAX_TOOL_CALLS_CAP,
+    check_run_limits,
+)
 
 # The EventBridge detail-type that starts a run (the rule, the CLI and the validation agree on it).
 DETAIL_TYPE = "test/hello.world"
 DEFAULT_MODEL = "openai:gpt-4.1"
 DEFAULT_TEMPLATE = "pixie"
+# RunTool's Lambda timeout is the command timeout + 180 s, at most 900 s (infra/stack.py).
+MAX_COMMAND_TIMEOUT_S = 720
+
+# name -> (default, smallest, largest)
+NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
+    "PIXIE_MAX_ITERATIONS": (DEFAULT_MAX_ITERATIONS, 1, MAX_ITERATIONS_CAP),
+    "PIXIE_COMMAND_TIMEOUT": (120, 1, MAX_COMMAND_TIMEOUT_S),
+    "PIXIE_SANDBOX_TIMEOUT": (3600, 60, 86_400),  # E2B's own bounds
+    # The prompt is stored whole in the run record (one DynamoDB item of at most 400 KB).
+    "PIXIE_MAX_PROMPT_CHARS": (20_000, 1, 50_000),
+    "PIXIE_MAX_TOOL_OUTPUT_CHARS": (10_000, 200, 100_000),
+    "PIXIE_MAX_TOOL_CALLS": (DEFAULT_MAX_TOOL_CALLS, 1, MAX_TOOL_CALLS_CAP),
+    "PIXIE_MAX_FILE_BYTES": (DEFAULT_MAX_FILE_BYTES, 1, 10_000_000),
+    "PIXIE_MAX_CALL_BYTES": (DEFAULT_MAX_CALL_BYTES, 1, 40_000_000),
+    "PIXIE_MAX_REPLY_CHARS": (DEFAULT_MAX_REPLY_CHARS, 10_000, 80_000_000),
+}
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
+class InvalidSetting(ConfigurationError, ValueError):
+    """A setting outside its range (also a ValueError, as int() would raise)."""
+
+
+def _int(env: Mapping[str, str], name: str) -> int:
+    default, low, high = NUMERIC_SETTINGS[name]
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
         return default
     try:
-        return int(raw)
-    except ValueError as exc:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from exc
+        value = int(raw)
+    except ValueError:
+        raise InvalidSetting(f"{name} must be a whole number from {low} to {high}, got {raw!r}") from None
+    if not low <= value <= high:
+        raise InvalidSetting(f"{name} must be from {low} to {high}, got {value}")
+    return value
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _choice(name: str, choices: tuple[str, ...]) -> str:
-    raw = os.environ.get(name) or choices[0]
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    raw = env.get(name) or choices[0]
     if raw not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+        raise InvalidSetting(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
 
 
@@ -46,6 +84,10 @@ class Settings:
     max_prompt_chars: int
     max_tool_output_chars: int
     pixie_home: Path
+    max_tool_calls: int = DEFAULT_MAX_TOOL_CALLS
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    max_call_bytes: int = DEFAULT_MAX_CALL_BYTES
+    max_reply_chars: int = DEFAULT_MAX_REPLY_CHARS
     # Local sandbox: "bwrap" runs each command under bubblewrap (and refuses to run without it);
     # "none" runs it as you, unisolated. Network inside is off unless allowed.
     isolation: str = "bwrap"
@@ -54,21 +96,34 @@ class Settings:
     event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
 
     @classmethod
-    def from_env(cls) -> "Settings":
-        return cls(
-            table_name=os.environ.get("PIXIE_TABLE", "pixie-runs"),
-            model=os.environ.get("PIXIE_MODEL", DEFAULT_MODEL),
-            sandbox=os.environ.get("PIXIE_SANDBOX", "e2b"),
-            template=os.environ.get("PIXIE_TEMPLATE", DEFAULT_TEMPLATE),
-            max_iterations=_int("PIXIE_MAX_ITERATIONS", 15),
-            command_timeout_s=_int("PIXIE_COMMAND_TIMEOUT", 120),
-            sandbox_timeout_s=_int("PIXIE_SANDBOX_TIMEOUT", 3600),
-            max_prompt_chars=_int("PIXIE_MAX_PROMPT_CHARS", 20_000),
-            max_tool_output_chars=_int("PIXIE_MAX_TOOL_OUTPUT_CHARS", 10_000),
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """From os.environ, or from `env` (the CLI checks a run's settings before it starts)."""
+        env = os.environ if env is None else env
+        settings = cls(
+            table_name=env.get("PIXIE_TABLE", "pixie-runs"),
+            model=env.get("PIXIE_MODEL", DEFAULT_MODEL),
+            sandbox=env.get("PIXIE_SANDBOX", "e2b"),
+            template=env.get("PIXIE_TEMPLATE", DEFAULT_TEMPLATE),
+            max_iterations=_int(env, "PIXIE_MAX_ITERATIONS"),
+            command_timeout_s=_int(env, "PIXIE_COMMAND_TIMEOUT"),
+            sandbox_timeout_s=_int(env, "PIXIE_SANDBOX_TIMEOUT"),
+            max_prompt_chars=_int(env, "PIXIE_MAX_PROMPT_CHARS"),
+            max_tool_output_chars=_int(env, "PIXIE_MAX_TOOL_OUTPUT_CHARS"),
             # expanduser never raises, even where no home directory can be found (Lambda)
-            pixie_home=Path(os.environ.get("PIXIE_HOME") or "~/.pixie").expanduser(),
-            isolation=_choice("PIXIE_ISOLATION", ("bwrap", "none")),
-            allow_network=_flag("PIXIE_ALLOW_NETWORK"),
-            bwrap_path=os.environ.get("PIXIE_BWRAP") or None,
-            event_overrides=frozenset(filter(None, os.environ.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
+            pixie_home=Path(env.get("PIXIE_HOME") or "~/.pixie").expanduser(),
+            max_tool_calls=_int(env, "PIXIE_MAX_TOOL_CALLS"),
+            max_file_bytes=_int(env, "PIXIE_MAX_FILE_BYTES"),
+            max_call_bytes=_int(env, "PIXIE_MAX_CALL_BYTES"),
+            max_reply_chars=_int(env, "PIXIE_MAX_REPLY_CHARS"),
+            isolation=_choice(env, "PIXIE_ISOLATION", ("bwrap", "none")),
+            allow_network=_flag(env, "PIXIE_ALLOW_NETWORK"),
+            bwrap_path=env.get("PIXIE_BWRAP") or None,
+            event_overrides=frozenset(filter(None, env.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
         )
+        try:
+            check_run_limits(settings.max_iterations, settings.max_tool_calls)
+        except ValueError as exc:
+            raise InvalidSetting(f"PIXIE_MAX_ITERATIONS and PIXIE_MAX_TOOL_CALLS: {exc}") from None
+        if settings.max_call_bytes < settings.max_file_bytes:
+            raise InvalidSetting("PIXIE_MAX_CALL_BYTES must be at least PIXIE_MAX_FILE_BYTES")
+        return settings

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 
 from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.errors import InvalidEvent, describe_validation_error
+from lambdas.logic.limits import MAX_ITERATIONS_CAP, has_lone_surrogates
 
 
 class HelloWorldDetail(BaseModel):
@@ -20,7 +21,7 @@ class HelloWorldDetail(BaseModel):
     # Per-run choices (see parse_run_choices); absent means the deployment's settings.
     model: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*:\S{1,1000}$")] | None = None
     sandbox: Literal["local", "e2b"] | None = None
-    maxIterations: Annotated[StrictInt, Field(ge=1, le=200)] | None = None
+    maxIterations: Annotated[StrictInt, Field(ge=1, le=MAX_ITERATIONS_CAP)] | None = None
 
 
 class HelloWorldEvent(EventBridgeModel):
@@ -38,11 +39,20 @@ def parse_prompt(event: Any, max_chars: int) -> str:
         raise InvalidEvent(f"not a {DETAIL_TYPE} event with a prompt in detail.value: {problem}") from None
     if parsed.detail_type != DETAIL_TYPE:
         raise InvalidEvent(f"detail-type must be {DETAIL_TYPE!r}, got {parsed.detail_type!r}")
-    prompt = parsed.detail.value.strip()
+    return check_prompt(parsed.detail.value, max_chars, "detail.value (the prompt)")
+
+
+def check_prompt(prompt: str, max_chars: int, name: str = "the prompt") -> str:
+    """The prompt, trimmed, or InvalidEvent saying why it cannot be run: empty, too long, or not
+    valid Unicode (bytes that were not UTF-8 reach Python as lone surrogates). Checked before any
+    sandbox exists; the CLI calls it too, before it starts anything."""
+    if has_lone_surrogates(prompt):
+        raise InvalidEvent(f"{name} is not valid UTF-8 text (it has bytes or escapes that are not characters)")
+    prompt = prompt.strip()
     if not prompt:
-        raise InvalidEvent("detail.value (the prompt) is empty")
+        raise InvalidEvent(f"{name} is empty")
     if len(prompt) > max_chars:
-        raise InvalidEvent(f"detail.value (the prompt) is {len(prompt)} characters; the limit is {max_chars}")
+        raise InvalidEvent(f"{name} is {len(prompt)} characters; the limit is {max_chars}")
     return prompt
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
+from lambdas.logic.limits import MAX_SUMMARY_JSON_CHARS, MAX_TITLE_CHARS, fit_json
+
 _SUMMARY = re.compile(r"<task_summary>(.*?)</task_summary>", re.DOTALL | re.IGNORECASE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
-MAX_TITLE_CHARS = 60
+SUMMARY_CUT_NOTE = "\n[… summary cut by pixie: {omitted} more characters]"
 
 
 def extract_summary(content: str | None) -> str | None:
@@ -15,7 +17,13 @@ def extract_summary(content: str | None) -> str | None:
         return None
     matches = _SUMMARY.findall(content)
     summary = matches[-1].strip() if matches else ""
-    return summary or None
+    return bound_summary(summary) if summary else None
+
+
+def bound_summary(summary: str) -> str:
+    """The summary as the run keeps it: at most 4,000 characters as JSON (so the run's result
+    stays a small state payload), with a note when it was cut."""
+    return fit_json(summary, MAX_SUMMARY_JSON_CHARS, SUMMARY_CUT_NOTE)
 
 
 def title_from_summary(summary: str) -> str:
@@ -24,6 +32,7 @@ def title_from_summary(summary: str) -> str:
     text = re.sub(r"[`*_#>\[\]]", "", summary).strip()
     first_line = next((line.strip(" -") for line in text.splitlines() if line.strip(" -")), "")
     sentence = _SENTENCE_END.split(first_line, maxsplit=1)[0].rstrip(".!? ")
-    if len(sentence) > MAX_TITLE_CHARS:
-        sentence = sentence[:MAX_TITLE_CHARS].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+    if len(sentence) > MAX_TITLE_CHARS:  # cut between words where there is one, "…" included
+        head = sentence[: MAX_TITLE_CHARS - 1]
+        sentence = (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(",;: ") + "…"
     return sentence[:1].upper() + sentence[1:] if sentence else "Untitled"

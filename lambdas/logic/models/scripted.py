@@ -22,6 +22,38 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)  # the usual rule of thumb; scripts cost nothing anyway
 
 
+_TURN_KEYS = {"content", "tool_calls"}
+_CALL_KEYS = {"id", "name", "arguments"}
+
+
+def _turn_problem(turn: object) -> str | None:
+    """What is wrong with one turn of a script, or None."""
+    if not isinstance(turn, dict):
+        return f"must be an object, got {type(turn).__name__}"
+    unknown = set(turn) - _TURN_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}; a turn has content and tool_calls"
+    if turn.get("content") is not None and not isinstance(turn["content"], str):
+        return f"content must be a string or null, got {type(turn['content']).__name__}"
+    calls = turn.get("tool_calls")
+    if calls is None:
+        return None
+    if not isinstance(calls, list):
+        return f"tool_calls must be a list, got {type(calls).__name__}"
+    for index, call in enumerate(calls):
+        where = f"tool_calls[{index}]"
+        if not isinstance(call, dict):
+            return f"{where} must be an object, got {type(call).__name__}"
+        unknown = set(call) - _CALL_KEYS
+        if unknown:
+            return f"{where} has unknown keys {sorted(unknown)}; a call has id, name and arguments"
+        if not isinstance(call.get("name"), str):
+            return f"{where}.name must be a string"
+        if call.get("id") is not None and not isinstance(call["id"], str):
+            return f"{where}.id must be a string or null"
+    return None
+
+
 class ScriptedModel:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -33,8 +65,12 @@ class ScriptedModel:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidScript(f"script file {self.path} is not valid JSON: {exc}") from None
         turns = script.get("turns") if isinstance(script, dict) else None
-        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+        if not isinstance(turns, list):
             raise InvalidScript(f'script file {self.path} must hold {{"turns": [{{...}}, ...]}}')
+        for number, turn in enumerate(turns, start=1):
+            problem = _turn_problem(turn)
+            if problem:
+                raise InvalidScript(f"script file {self.path}, turn {number}: {problem}")
         self.turns = turns
 
     def complete(self, messages: list[dict], tools: list[dict], *, turn: int) -> ModelReply:
@@ -48,7 +84,8 @@ class ScriptedModel:
             arguments = call.get("arguments", {})
             calls.append(
                 ToolCall(
-                    id=call.get("id") or f"call_{turn}_{index}",
+                    # An id given is sent as it is (even null or "", as some servers do).
+                    id=call["id"] if "id" in call else f"call_{turn}_{index}",
                     name=str(call.get("name", "")),
                     arguments=arguments if isinstance(arguments, str) else json.dumps(arguments),
                 )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from lambdas.logic.errors import ToolError
+from lambdas.logic.limits import MAX_PATH_BYTES
 
 PREVIEW_PORT = 3000
 
@@ -41,7 +42,11 @@ class Sandbox(Protocol):
 class SandboxProvider(Protocol):
     kind: str
 
-    def create(self, template: str, timeout_s: int) -> Sandbox: ...
+    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> Sandbox: ...
+
+    def release_run(self, run_id: str) -> int:
+        """Releases the sandboxes created for `run_id` (found without its run record)."""
+        ...
 
     def connect(self, sandbox_id: str, timeout_s: int) -> Sandbox: ...
 
@@ -54,6 +59,12 @@ def normalize_project_path(path: object, absolute_root: str | None = None) -> st
         raise ToolError(f"path must be a non-empty string, got {path!r}")
     if "\x00" in path:
         raise ToolError("path must not contain NUL bytes")
+    try:
+        size = len(path.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ToolError("path must be valid Unicode text (it has a lone surrogate)") from None
+    if size > MAX_PATH_BYTES:
+        raise ToolError(f"path is {size} bytes long; the limit is {MAX_PATH_BYTES}")
     candidate = path.strip().replace("\\", "/")
     if candidate.startswith("/"):
         root = posixpath.normpath(absolute_root) if absolute_root else None

@@ -31,6 +31,8 @@ PROJECT_ROOT = "/home/user"
 KILL_AFTER_S = 5
 # The SDK waits a little longer than that, so `timeout` always reports first (with the output).
 SDK_TIMEOUT_SLACK_S = 10
+# The metadata key that ties a sandbox to its run.
+RUN_ID_METADATA = "pixieRunId"
 # `timeout` exits 124 after TERM worked, 137 (128 + KILL) after it had to kill.
 TIMEOUT_EXIT_CODES = (124, 137)
 
@@ -172,10 +174,24 @@ class E2BSandboxProvider:
         self._api_key = api_key if api_key is not None else get_api_key("E2B_API_KEY", "PIXIE_E2B_SECRET_NAME")
         self._sandbox_cls = sandbox_cls if sandbox_cls is not None else e2b.Sandbox
 
-    def create(self, template: str, timeout_s: int) -> E2BSandbox:
+    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> E2BSandbox:
+        # Tagged with its run, so CleanupSandbox can find it even if the run was never recorded.
+        tag = {"metadata": {RUN_ID_METADATA: run_id}} if run_id else {}
         with _sdk_errors(f"create a sandbox from template {template!r}", self._api_key):
-            sbx = self._sandbox_cls.create(template=template, timeout=timeout_s, api_key=self._api_key)
+            sbx = self._sandbox_cls.create(template=template, timeout=timeout_s, api_key=self._api_key, **tag)
         return E2BSandbox(sbx, api_key=self._api_key)
+
+    def release_run(self, run_id: str) -> int:
+        """Kills the sandboxes tagged with `run_id` (one created by a CreateSandbox that failed, or
+        was cut off, before it recorded the run); returns how many."""
+        killed = 0
+        with _sdk_errors(f"list the sandboxes of run {run_id}", self._api_key):
+            pages = self._sandbox_cls.list(query=e2b.SandboxQuery(metadata={RUN_ID_METADATA: run_id}), api_key=self._api_key)
+            while pages.has_next:
+                for info in pages.next_items():
+                    if self._sandbox_cls.kill(info.sandbox_id, api_key=self._api_key):
+                        killed += 1
+        return killed
 
     def connect(self, sandbox_id: str, timeout_s: int) -> E2BSandbox:
         # Connecting also sets the sandbox's lifetime (it only ever extends it): pass it every time.

@@ -10,16 +10,20 @@ absent, no network unless allowed, and nothing a command starts outlives it. Wit
 from __future__ import annotations
 
 import codecs
+import contextlib
 import functools
 import os
 import re
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import threading
 import time
 import uuid
+import urllib.parse
+from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -117,18 +121,148 @@ def _kill_group(pgid: int) -> None:
             threading.Event().wait(0.1)
 
 
-class _PreviewHandler(SimpleHTTPRequestHandler):
-    """Serves the project folder quietly, and nothing outside it: a symlink the agent made to
-    a file elsewhere answers 404, as the tools refuse it."""
+# --- file tools: regular files only, never blocking, never writing through a link ------------------
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
-    def translate_path(self, path: str) -> str:
-        translated = super().translate_path(path)
+
+def _check_writable(target: Path, name: object) -> None:
+    """Only a regular file (or nothing yet) may be written: writing to a FIFO would block."""
+    try:
+        info = os.lstat(target)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"cannot write {name}: it is {_kind(info.st_mode)}, not a regular file")
+
+
+def _replace_file(target: Path, data: bytes) -> None:
+    """Writes a new file next to `target` and renames it over it: a hard link to a file outside
+    the project keeps pointing at the old, untouched content. The mode of the file replaced is kept."""
+    try:
+        mode = stat.S_IMODE(os.lstat(target).st_mode)
+    except FileNotFoundError:
+        mode = 0o644
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".pixie-write-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, mode)
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _read_regular_file(target: Path, shown: str) -> bytes:
+    """The file's bytes, if it is a regular file with one link and within the read limit.
+    Opened without blocking (a FIFO with no writer would wait forever) and checked again on the
+    open descriptor, so a file swapped in between is caught too."""
+    try:
+        info = os.lstat(target)
+    except (FileNotFoundError, NotADirectoryError):
+        raise ToolError(f"{shown} does not exist") from None
+    _check_readable(info, shown)
+    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        _check_readable(os.fstat(handle.fileno()), shown)
+        data = handle.read(MAX_READ_BYTES + 1)
+    if len(data) > MAX_READ_BYTES:
+        raise ToolError(f"{shown} is over the {MAX_READ_BYTES}-byte read limit")
+    return data
+
+
+def _check_readable(info: os.stat_result, shown: str) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ToolError(f"{shown} is a directory, not a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ToolError(f"{shown} is {_kind(info.st_mode)}, not a regular file; only regular files can be read")
+    if info.st_nlink > 1:
+        # Another name for the same file may be outside the project (a hard link): not ours to read.
+        raise ToolError(f"{shown} has {info.st_nlink} hard links; only files with one link can be read")
+    if info.st_size > MAX_READ_BYTES:
+        raise ToolError(f"{shown} is {info.st_size} bytes, over the {MAX_READ_BYTES}-byte read limit")
+
+
+_PREVIEW_HOSTS = ("127.0.0.1", "localhost")
+
+
+class _PreviewHandler(SimpleHTTPRequestHandler):
+    """Serves the project folder quietly, and nothing else: only regular files inside it (a
+    symlink or hard link to a file elsewhere answers 404, as the tools refuse it), no dotfiles
+    (.env, .git/), no directory listings, and only to requests addressed to 127.0.0.1 or
+    localhost, so a web page cannot reach it through a rebound DNS name. Any bad path is a 404."""
+
+    def send_head(self):  # type: ignore[override] - the stdlib hook behind GET and HEAD
+        if not self._host_allowed():
+            self.send_error(HTTPStatus.FORBIDDEN, "Unknown Host: use 127.0.0.1 or localhost")
+            return None
+        try:
+            return self._open_file()
+        except (OSError, ValueError):  # a NUL byte, an undecodable name, a vanished file, ...
+            self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+            return None
+
+    def _host_allowed(self) -> bool:
+        name, _, port = (self.headers.get("Host") or "").strip().lower().partition(":")
+        return name in _PREVIEW_HOSTS and (not port or port == str(self.server.server_address[1]))
+
+    def _open_file(self):
         root = os.path.realpath(self.directory)
+        url_path = urllib.parse.urlsplit(self.path).path
+        translated = self.translate_path(self.path)
+        relative = os.path.relpath(translated, self.directory)
+        if any(part.startswith(".") for part in Path(relative).parts if part != "."):
+            raise FileNotFoundError(relative)
         real = os.path.realpath(translated)
-        return translated if os.path.commonpath([real, root]) == root else ""  # "" opens as 404
+        if os.path.commonpath([real, root]) != root:
+            raise FileNotFoundError(relative)
+        if os.path.isdir(real):
+            if not url_path.endswith("/"):
+                self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                self.send_header("Location", url_path + "/")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
+            real = os.path.join(real, "index.html")  # a folder is its index page, never a listing
+        elif url_path.endswith("/"):
+            raise FileNotFoundError(relative)
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        handle = os.fdopen(fd, "rb")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            handle.close()
+            raise FileNotFoundError(relative)
+        self.send_response(HTTPStatus.OK)
+        self.send_header("Content-type", self.guess_type(real))
+        self.send_header("Content-Length", str(info.st_size))
+        self.send_header("Last-Modified", self.date_time_string(int(info.st_mtime)))
+        self.end_headers()
+        return handle
+
+    def list_directory(self, path):  # never used by send_head above; refused all the same
+        self.send_error(HTTPStatus.NOT_FOUND, "File not found")
+        return None
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - stdlib signature
         pass
+
+
+class _PreviewServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # a client that hung up mid-answer is no traceback on the user's terminal
 
 
 class LocalSandbox:
@@ -208,10 +342,9 @@ class LocalSandbox:
         for target, content in targets.items():
             name = target.relative_to(self._real_root)
             try:
-                if target.is_dir():
-                    raise ToolError(f"{name} is a directory")
+                _check_writable(target, name)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content, encoding="utf-8")
+                _replace_file(target, content.encode("utf-8"))
             except (FileExistsError, NotADirectoryError):
                 raise ToolError(f"cannot write {name}: a parent of it is a file, not a directory") from None
             except OSError as exc:  # name too long, permission denied, disk full...: the model's problem to route around
@@ -220,14 +353,7 @@ class LocalSandbox:
     def read_file(self, path: str) -> str:
         target = self.resolve(path)
         try:
-            if not target.exists():
-                raise ToolError(f"{path} does not exist")
-            if target.is_dir():
-                raise ToolError(f"{path} is a directory, not a file")
-            size = target.stat().st_size
-            if size > MAX_READ_BYTES:
-                raise ToolError(f"{path} is {size} bytes, over the {MAX_READ_BYTES}-byte read limit")
-            data = target.read_bytes()
+            data = _read_regular_file(target, path)
         except OSError as exc:  # name too long, permission denied, ...
             raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
         if b"\x00" in data:
@@ -244,8 +370,7 @@ class LocalSandbox:
             server = _previews.get(self.id)
             if server is None:
                 handler = functools.partial(_PreviewHandler, directory=str(self.root))
-                server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-                server.daemon_threads = True
+                server = _PreviewServer(("127.0.0.1", 0), handler)
                 threading.Thread(target=server.serve_forever, name=f"preview-{self.id}", daemon=True).start()
                 _previews[self.id] = server
         return f"http://127.0.0.1:{server.server_address[1]}/"
@@ -330,11 +455,15 @@ class LocalSandboxProvider:
         self.base = Path(pixie_home) / "sandboxes"
         self.policy = policy
 
-    def create(self, template: str, timeout_s: int) -> LocalSandbox:
+    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> LocalSandbox:
         sandbox_id = f"local-{uuid.uuid4().hex[:12]}"
         root = self.base / sandbox_id
         shutil.copytree(TEMPLATE_DIR, root)
         return LocalSandbox(sandbox_id, root, self.policy)
+
+    def release_run(self, run_id: str) -> int:
+        """Nothing runs for a local sandbox until its preview starts, which needs a recorded run."""
+        return 0
 
     def connect(self, sandbox_id: str, timeout_s: int) -> LocalSandbox:
         if not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id or ""):

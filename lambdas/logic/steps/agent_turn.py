@@ -6,12 +6,21 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lambdas.dal.network_state import NetworkState, RunRecord, assistant_message_key, user_message_key
+from lambdas.dal.network_state import (
+    NetworkState,
+    RunRecord,
+    assistant_message_key,
+    tool_message_key,
+    user_message_key,
+)
+from lambdas.logic.config import Settings
+from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from lambdas.logic.models import model_from_spec
 from lambdas.logic.models.base import ModelReply
 from lambdas.logic.prompts import CONTINUE_PROMPT, system_prompt
 from lambdas.logic.summary import extract_summary, title_from_summary
-from lambdas.logic.tools import tool_definitions
+from lambdas.logic.tool_calls import normalize_reply, not_run_result, state_name, stored_size, too_large_reply
+from lambdas.logic.tools import TOOLS, tool_definitions
 
 
 def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int) -> tuple[dict, dict]:
@@ -39,14 +48,16 @@ def _next_state(run: RunRecord, iteration: int, has_summary: bool, tool_calls: l
     return {
         "runId": run.run_id,
         "iteration": iteration,
-        "maxIterations": run.max_iterations,
+        # Never past the cap, whatever a run record from elsewhere says.
+        "maxIterations": min(run.max_iterations, MAX_ITERATIONS_CAP),
         "hasSummary": has_summary,
         "toolCalls": tool_calls,
         "usage": usage,
     }
 
 
-def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, Any]:
+def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Settings | None = None) -> dict[str, Any]:
+    settings = settings or Settings.from_env()
     run = state.get_run(run_id)
     turn = iteration + 1
     message = state.get_message(run_id, assistant_message_key(turn))
@@ -56,10 +67,19 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, An
         return _next_state(run, iteration, True, [], {})
     usage: dict[str, int] = {}
     if message is None:  # a retry after the reply was saved does not pay for a second call
-        message, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
-        state.put_message(run_id, assistant_message_key(turn), message)
+        reply, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
+        message = _save_reply(state, run_id, turn, reply, settings)
 
-    tool_calls = [{"id": c["id"], "name": c["function"]["name"]} for c in message.get("tool_calls") or []]
+    calls = message.get("tool_calls") or []
+    cap = settings.max_tool_calls
+    if len(calls) > cap:
+        # Answered here, each with its error result; the Map runs the others. Written after the
+        # reply (and again by a retry that finds it), so no result ever names a call not saved.
+        state.put_messages(
+            run_id,
+            {tool_message_key(turn, i): not_run_result(c["id"], i, len(calls), cap) for i, c in enumerate(calls) if i >= cap},
+        )
+    tool_calls = [{"id": c["id"], "name": state_name(c["function"]["name"], frozenset(TOOLS))} for c in calls[:cap]]
     summary = extract_summary(message.get("content")) or run.summary
     updates: dict[str, Any] = {"iteration": turn}
     if summary and summary != run.summary:
@@ -67,3 +87,16 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState) -> dict[str, An
     state.update_run(run_id, **updates)
     # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
     return _next_state(run, turn, bool(summary) and not tool_calls, tool_calls, usage)
+
+
+def _save_reply(state: NetworkState, run_id: str, turn: int, reply: dict, settings: Settings) -> dict[str, Any]:
+    """Stores the reply as the turn's assistant message, bounded; returns what was stored."""
+    message = normalize_reply(reply, turn)
+    size = stored_size(message)
+    notice = None
+    if size > settings.max_reply_chars:
+        message, notice = too_large_reply(message, size, settings.max_reply_chars)
+    state.put_message(run_id, assistant_message_key(turn), message)
+    if notice:
+        state.put_message(run_id, user_message_key(turn + 1), notice)  # the next turn starts with it
+    return message

@@ -16,8 +16,11 @@ MAX_CAUSE_CHARS = 4_000
 def cleanup_sandbox(run_id: str, error: dict[str, Any] | None, settings: Settings, state: NetworkState) -> dict[str, Any]:
     error = error or {}
     run = state.find_run(run_id)
-    if run is None:  # failed before the run was recorded: nothing was created
-        return {"runId": run_id, "cleaned": False}
+    if run is None:
+        # Failed before the run was recorded: usually nothing was created, but a CreateSandbox cut
+        # off between creating the sandbox and recording the run leaves one, tagged with the run.
+        released = sandbox_provider(settings.sandbox, settings).release_run(run_id)
+        return {"runId": run_id, "cleaned": released > 0}
     killed = False
     try:
         sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)

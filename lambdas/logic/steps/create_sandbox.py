@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
@@ -22,15 +23,22 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
     existing = state.find_run(run_id)
     if existing is not None:  # a retry after the run was recorded: never a second sandbox
         return loop_state(existing)
-    sandbox = sandbox_provider(sandbox_kind, settings).create(settings.template, settings.sandbox_timeout_s)
-    state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
-    run = state.create_run(
-        run_id=run_id,
-        prompt=prompt,
-        sandbox_id=sandbox.id,
-        sandbox_kind=sandbox_kind,
-        model=choices.get("model", settings.model),
-        template=settings.template,
-        max_iterations=choices.get("maxIterations", settings.max_iterations),
-    )
+    sandbox = sandbox_provider(sandbox_kind, settings).create(settings.template, settings.sandbox_timeout_s, run_id=run_id)
+    try:
+        # The prompt, then the record (a retry that finds the record finds the prompt too).
+        state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
+        run = state.create_run(
+            run_id=run_id,
+            prompt=prompt,
+            sandbox_id=sandbox.id,
+            sandbox_kind=sandbox_kind,
+            model=choices.get("model", settings.model),
+            template=settings.template,
+            max_iterations=choices.get("maxIterations", settings.max_iterations),
+        )
+    except BaseException:
+        # No record: release it here (CleanupSandbox finds it only by its run tag, on E2B).
+        with contextlib.suppress(Exception):
+            sandbox.kill()
+        raise
     return loop_state(run)

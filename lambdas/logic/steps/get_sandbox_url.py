@@ -6,8 +6,10 @@ from typing import Any
 
 from lambdas.dal.network_state import NetworkState
 from lambdas.logic.config import Settings
+from lambdas.logic.limits import MAX_RESULT_FILES, MAX_RESULT_FILES_JSON_CHARS, MAX_TITLE_CHARS, json_size
 from lambdas.logic.sandboxes import sandbox_provider
 from lambdas.logic.sandboxes.base import PREVIEW_PORT
+from lambdas.logic.summary import bound_summary
 
 
 def get_sandbox_url(run_id: str, settings: Settings, state: NetworkState) -> dict[str, Any]:
@@ -15,11 +17,28 @@ def get_sandbox_url(run_id: str, settings: Settings, state: NetworkState) -> dic
     sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)
     url = sandbox.get_url(PREVIEW_PORT)
     state.update_run(run_id, url=url, status="SUCCEEDED")
+    paths = state.list_file_paths(run_id)
     return {
         "runId": run_id,
         "url": url,
-        "title": run.title,
-        "summary": run.summary,
-        "files": state.list_file_paths(run_id),
+        # Bounded when saved; bounded again here, since this is the execution's output.
+        "title": run.title[:MAX_TITLE_CHARS] if run.title else run.title,
+        "summary": bound_summary(run.summary) if run.summary else run.summary,
+        "files": listed_paths(paths),
+        "fileCount": len(paths),
         "iterations": run.iteration,
     }
+
+
+def listed_paths(paths: list[str]) -> list[str]:
+    """The first paths, at most MAX_RESULT_FILES of them and MAX_RESULT_FILES_JSON_CHARS of JSON
+    together: the result is a state payload. fileCount says how many there are; `pixie show`
+    and the table have them all."""
+    listed: list[str] = []
+    size = 2  # []
+    for path in paths[:MAX_RESULT_FILES]:
+        size += json_size(path) + 2  # ", "
+        if size > MAX_RESULT_FILES_JSON_CHARS:
+            break
+        listed.append(path)
+    return listed

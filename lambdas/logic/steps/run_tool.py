@@ -20,14 +20,21 @@ def run_tool(
 
     assistant = state.get_message(run_id, assistant_message_key(iteration)) or {}
     calls = assistant.get("tool_calls") or []
-    # By position, as the Map hands it over; the id must match (two calls may share an id).
-    call = calls[index] if index < len(calls) and calls[index]["id"] == tool_call_id else None
+    # By position, as the Map hands it over (ids were made unique when the reply was saved).
+    call = calls[index] if 0 <= index < len(calls) and calls[index]["id"] == tool_call_id else None
     if call is None:
         content, ok = f"Error: no tool call {tool_call_id!r} in turn {iteration}", False
     else:
         run = state.get_run(run_id)
         sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)
-        ctx = ToolContext(run_id=run_id, sandbox=sandbox, state=state, command_timeout_s=settings.command_timeout_s)
+        ctx = ToolContext(
+            run_id=run_id,
+            sandbox=sandbox,
+            state=state,
+            command_timeout_s=settings.command_timeout_s,
+            max_file_bytes=settings.max_file_bytes,
+            max_call_bytes=settings.max_call_bytes,
+        )
         content, ok = execute_tool(
             call["function"]["name"], call["function"]["arguments"], ctx, settings.max_tool_output_chars
         )

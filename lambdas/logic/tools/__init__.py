@@ -7,6 +7,7 @@ import json
 from pydantic import ValidationError
 
 from lambdas.logic.errors import ToolError, describe_validation_error
+from lambdas.logic.limits import MAX_TOOL_NAME_CHARS
 from lambdas.logic.tools.base import Tool, ToolContext
 from lambdas.logic.tools.files import CREATE_OR_UPDATE_FILES, READ_FILES
 from lambdas.logic.tools.terminal import TERMINAL
@@ -23,6 +24,12 @@ def execute_tool(name: str, raw_arguments: str, ctx: ToolContext, max_output_cha
     """Runs one tool call. Returns (content for the model, ok). Never raises for a bad call:
     the error goes back to the model as the call's result, so it can correct itself."""
     try:
+        if not isinstance(name, str) or len(name) > MAX_TOOL_NAME_CHARS:
+            shown = ascii(name)[:MAX_TOOL_NAME_CHARS]
+            raise ToolError(
+                f"unknown tool {shown}… (names are at most {MAX_TOOL_NAME_CHARS} characters); "
+                f"available tools: {', '.join(TOOLS)}"
+            )
         tool = TOOLS.get(name)
         if tool is None:
             raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(TOOLS)}")

@@ -9,6 +9,7 @@ from typing import Callable
 from pydantic import BaseModel
 
 from lambdas.dal.network_state import NetworkState
+from lambdas.logic.limits import DEFAULT_MAX_CALL_BYTES, DEFAULT_MAX_FILE_BYTES
 from lambdas.logic.sandboxes.base import Sandbox
 
 
@@ -18,6 +19,8 @@ class ToolContext:
     sandbox: Sandbox
     state: NetworkState
     command_timeout_s: int
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES  # createOrUpdateFiles: one file's content, UTF-8
+    max_call_bytes: int = DEFAULT_MAX_CALL_BYTES  # ... and all files of one call
 
 
 def _inline_refs(schema: dict) -> dict:

@@ -8,9 +8,6 @@ from lambdas.logic.errors import ToolError
 from lambdas.logic.sandboxes.base import normalize_project_path
 from lambdas.logic.tools.base import Tool, ToolContext
 
-# One file is one DynamoDB item (400 KB limit) and one state-store write: keep room to spare.
-MAX_FILE_CHARS = 300_000
-
 
 class FileToWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,12 +26,24 @@ class ReadFilesArgs(BaseModel):
 
 
 def create_or_update_files(args: CreateOrUpdateFilesArgs, ctx: ToolContext) -> str:
+    # Everything is checked before anything is written: a call that breaks a limit writes nothing.
     files: dict[str, str] = {}
+    total = 0
     for file in args.files:
         path = normalize_project_path(file.path, ctx.sandbox.project_root)
-        if len(file.content) > MAX_FILE_CHARS:
-            raise ToolError(f"{path} is {len(file.content)} characters, over the {MAX_FILE_CHARS} limit; split it")
+        try:
+            size = len(file.content.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ToolError(f"the content of {path} is not valid Unicode text (it has a lone surrogate)") from None
+        if size > ctx.max_file_bytes:
+            raise ToolError(f"{path} is {size:,} bytes, over the {ctx.max_file_bytes:,}-byte limit per file; split it")
+        total += size
         files[path] = file.content
+    if total > ctx.max_call_bytes:
+        raise ToolError(
+            f"these files are {total:,} bytes together, over the {ctx.max_call_bytes:,}-byte limit per call; "
+            "write them in several calls"
+        )
     ctx.sandbox.write_files(files)
     # Background state, like AgentKit's network.state.data.files: the model only needs an ack.
     ctx.state.put_files(ctx.run_id, files)
