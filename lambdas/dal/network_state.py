@@ -6,6 +6,10 @@ Items, all under pk = RUN#<runId>:
                                      sorted); a retried step writes the same key, so it overwrites
                                      instead of duplicating
   sk = FILE#<path>                   one file each: the latest content the agent wrote
+and, under pk = EVENT#<eventId>, sk = RUN: which run the triggering event started (one run per
+event, however often EventBridge delivers it).
+
+Every item carries `expiresAt` (the table's TTL attribute): a run's data goes away as a whole.
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from boto3.dynamodb.conditions import Key
 from lambdas.logic.errors import RunNotFound
 
 RUN_TTL_SECONDS = 30 * 24 * 3600
+
+
+def expires_at() -> int:
+    """The TTL of an item written now (epoch seconds)."""
+    return int(time.time()) + RUN_TTL_SECONDS
 
 
 def _pk(run_id: str) -> str:
@@ -138,10 +147,36 @@ class NetworkState:
             ConditionExpression="attribute_exists(pk)",
         )
 
+    # --- one run per event ------------------------------------------------------------------
+    def claim_event(self, event_id: str, run_id: str) -> str:
+        """Records that `run_id` handles the event `event_id`, unless another run already does.
+        Returns the run that owns the event: `run_id` itself (claimed now, or by an earlier attempt
+        of the same run) or the other run (this one is a duplicate delivery). One conditional write,
+        so two executions racing for one event cannot both win."""
+        key = {"pk": f"EVENT#{event_id}", "sk": "RUN"}
+        while True:
+            try:
+                self.table.put_item(
+                    Item={**key, "eventId": event_id, "runId": run_id, "createdAt": int(time.time()), "expiresAt": expires_at()},
+                    ConditionExpression="attribute_not_exists(pk) OR runId = :run",
+                    ExpressionAttributeValues={":run": run_id},
+                )
+                return run_id
+            except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+                owner = (self.table.get_item(Key=key, ConsistentRead=True).get("Item") or {}).get("runId")
+                if owner:
+                    return str(owner)
+                # the claim expired between the two calls: claim again
+
     # --- conversation -----------------------------------------------------------------------
     def put_message(self, run_id: str, key: str, message: dict[str, Any]) -> None:
         self.table.put_item(
-            Item={"pk": _pk(run_id), "sk": key, "message": json.dumps(message, ensure_ascii=False)}
+            Item={
+                "pk": _pk(run_id),
+                "sk": key,
+                "message": json.dumps(message, ensure_ascii=False),
+                "expiresAt": expires_at(),
+            }
         )
 
     def get_message(self, run_id: str, key: str) -> dict[str, Any] | None:
@@ -153,10 +188,17 @@ class NetworkState:
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:
+        expiry = expires_at()
         with self.table.batch_writer(overwrite_by_pkeys=["pk", "sk"]) as batch:
             for path, content in files.items():
                 batch.put_item(
-                    Item={"pk": _pk(run_id), "sk": f"FILE#{path}", "path": path, "content": content}
+                    Item={
+                        "pk": _pk(run_id),
+                        "sk": f"FILE#{path}",
+                        "path": path,
+                        "content": content,
+                        "expiresAt": expiry,
+                    }
                 )
 
     def list_files(self, run_id: str) -> dict[str, str]:

@@ -38,7 +38,10 @@ class Sandbox(Protocol):
 class SandboxProvider(Protocol):
     kind: str
 
-    def create(self, template: str, timeout_s: int) -> Sandbox: ...
+    def create(self, template: str, timeout_s: int, idempotency_key: str | None = None) -> Sandbox:
+        """`idempotency_key`: the same key never creates a second sandbox (where the provider
+        supports it), so a retried create after a lost response gets the first one."""
+        ...
 
     def connect(self, sandbox_id: str, timeout_s: int) -> Sandbox: ...
 

@@ -207,7 +207,8 @@ class LocalSandboxProvider:
     def __init__(self, pixie_home: Path) -> None:
         self.base = Path(pixie_home) / "sandboxes"
 
-    def create(self, template: str, timeout_s: int) -> LocalSandbox:
+    def create(self, template: str, timeout_s: int, idempotency_key: str | None = None) -> LocalSandbox:
+        # The key is not needed here: nothing is lost between creating a folder and recording it.
         sandbox_id = f"local-{uuid.uuid4().hex[:12]}"
         root = self.base / sandbox_id
         shutil.copytree(TEMPLATE_DIR, root)

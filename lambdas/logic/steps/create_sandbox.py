@@ -20,7 +20,13 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
     existing = state.find_run(run_id)
     if existing is not None:  # a retry after the run was recorded: never a second sandbox
         return loop_state(existing)
-    sandbox = sandbox_provider(settings.sandbox, settings).create(settings.template, settings.sandbox_timeout_s)
+    # One run per event: EventBridge delivers at least once, each delivery starting an execution.
+    event_id = str(event["id"])  # parse_prompt checked it: every EventBridge event has one
+    owner = state.claim_event(event_id, run_id)
+    if owner != run_id:  # a repeated delivery: the event's run exists, start nothing
+        return {"runId": run_id, "duplicateOf": owner, "eventId": event_id}
+    provider = sandbox_provider(settings.sandbox, settings)
+    sandbox = provider.create(settings.template, settings.sandbox_timeout_s, idempotency_key=event_id)
     state.put_message(run_id, user_message_key(0), {"role": "user", "content": prompt})
     run = state.create_run(
         run_id=run_id,
