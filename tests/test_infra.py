@@ -508,6 +508,7 @@ def test_asset_fingerprint_covers_only_the_lambda_package_and_the_bundler(tmp_pa
     assert "lambdas/__init__.py" in files and "lambdas/handlers/agent_turn.py" in files
     assert {f for f in files if not f.startswith("lambdas/")} == {
         "infra/lambda-requirements.txt",
+        "infra/lambda_deps.py",
         "infra/bundling.py",
     }
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
@@ -520,41 +521,128 @@ def test_lock_file_pins_every_wheel_with_a_hash():
     assert all(len(r) >= 2 and r[1].startswith("--hash=sha256:") for r in reqs)
     assert pins["aws-lambda-powertools"] == "3.37.0"
     assert pins["openai"] == "3.57.0"
-    assert pins["e2b"].startswith("2.")
+    assert pins["e2b"] == "2.63.0"
+    assert pins["pyqwest"] >= "0.12"  # e2b 2.63's; its aarch64 wheels are manylinux_2_28 only
     assert "botocore" not in pins and "boto3" not in pins  # the Lambda runtime provides them
 
 
-def test_local_bundling_pip_installs_for_lambda_and_copies_the_package(tmp_path, monkeypatch):
-    calls = []
+def test_pyproject_and_the_lock_file_agree_on_every_shared_package(tmp_path, monkeypatch):
+    from infra import lambda_deps
 
-    def fake_run(cmd, check):
-        calls.append(cmd)
-        target = Path(cmd[cmd.index("--target") + 1])
-        (target / "openai").mkdir(parents=True)
-        return None
+    project, locked = lambda_deps.pyproject_pins(), lambda_deps.locked_pins()
+    shared = set(project) & set(locked)
+    assert {"aws-lambda-powertools", "openai", "e2b"} <= shared
+    assert {name: project[name] for name in shared} == {name: locked[name][0] for name in shared}
 
-    monkeypatch.setattr(bundling.subprocess, "run", fake_run)
+    # ... and the check notices a disagreement.
+    drifted = tmp_path / "pyproject.toml"
+    drifted.write_text(lambda_deps.PYPROJECT.read_text().replace('"e2b==2.63.0"', '"e2b==2.64.0"'))
+    monkeypatch.setattr(lambda_deps, "PYPROJECT", drifted)
+    assert lambda_deps.pyproject_pins()["e2b"] == "2.64.0" != locked["e2b"][0]
+
+
+def test_the_bundle_carries_the_versions_the_tests_run():
+    """Every locked package that is installed here (where the tests run) has the locked version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from infra import lambda_deps
+
+    differ = {}
+    for name, (locked, _) in lambda_deps.locked_pins().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        if installed != locked:
+            differ[name] = {"locked": locked, "installed": installed}
+    assert differ == {}, "regenerate with `python -m infra.lambda_deps` or align pyproject.toml"
+
+
+def test_the_lock_file_is_what_the_generator_writes():
+    """Same header and platforms as infra/lambda_deps.py renders (the resolution itself needs PyPI:
+    `python -m infra.lambda_deps --check`)."""
+    from infra import lambda_deps
+
+    locked = lambda_deps.locked_pins()
+    resolved = [(name, version, hashes[0]) for name, (version, hashes) in sorted(locked.items())]
+    rendered = lambda_deps.render(lambda_deps.lambda_requirements(), resolved)
+    assert bundling.REQUIREMENTS.read_text() == rendered
+
+
+class FakeRun:
+    """Stands in for subprocess.run: records commands, fakes pip's install."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cmd, check=False, **kwargs):
+        self.calls.append(cmd)
+        if "--target" in cmd:
+            (Path(cmd[cmd.index("--target") + 1]) / "openai").mkdir(parents=True)
+        return bundling.subprocess.CompletedProcess(cmd, 0, "", "")
+
+
+def test_local_bundling_pip_installs_for_lambda_copies_the_package_and_compiles(tmp_path, monkeypatch):
+    run = FakeRun()
+    monkeypatch.setattr(bundling.subprocess, "run", run)
+    monkeypatch.setattr(bundling, "bytecode_python", lambda: "/opt/python3.13")
     out = tmp_path / "bundle"
     out.mkdir()
     assert bundling.PipLocalBundling().try_bundle(str(out), image=DockerImage.from_registry("unused")) is True
-    (cmd,) = calls
-    joined = " ".join(cmd)
+    pip, compile_ = run.calls
+    joined = " ".join(pip)
     for flag in (
-        "--platform manylinux2014_aarch64",
+        "--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64",
         "--python-version 3.13",
         "--implementation cp",
         "--only-binary=:all:",
         "--require-hashes",
         "--no-deps",
+        "--no-compile",
     ):
         assert flag in joined, flag
     assert (out / "openai").is_dir()
     assert (out / "lambdas" / "handlers" / "agent_turn.py").is_file()
     assert not list((out / "lambdas").rglob("__pycache__"))
+    assert compile_ == ["/opt/python3.13", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(out)]
+
+
+def test_without_python_3_13_the_bundle_is_made_without_bytecode_and_says_so(tmp_path, monkeypatch, capsys):
+    run = FakeRun()
+    monkeypatch.setattr(bundling.subprocess, "run", run)
+    monkeypatch.setattr(bundling, "bytecode_python", lambda: None)
+    assert bundling.PipLocalBundling().try_bundle(str(tmp_path), image=DockerImage.from_registry("unused")) is True
+    assert len(run.calls) == 1
+    assert "no bytecode" in capsys.readouterr().err
+
+
+def test_a_named_bytecode_python_that_is_not_3_13_is_refused(monkeypatch):
+    from infra import lambda_deps
+
+    monkeypatch.setenv(lambda_deps.BYTECODE_PYTHON_ENV, bundling.sys.executable)  # this test's 3.11
+    with pytest.raises(RuntimeError, match="not a working CPython 3.13"):
+        lambda_deps.bytecode_python()
+
+
+def test_compiled_bytecode_is_cpython_313_and_unchecked(tmp_path):
+    from infra import lambda_deps
+
+    python = lambda_deps.bytecode_python()
+    if python is None:
+        if os.environ.get("PIXIE_CI_NO_SKIP"):
+            pytest.fail("PIXIE_CI_NO_SKIP is set and no CPython 3.13 was found")
+        pytest.skip("no CPython 3.13 here (python3.13 on PATH, pyenv, or PIXIE_BUNDLE_PYTHON)")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    bundling.subprocess.run(lambda_deps.compile_command(python, tmp_path), check=True)
+    (pyc,) = (tmp_path / "pkg" / "__pycache__").iterdir()
+    assert pyc.name == "mod.cpython-313.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, check_source off: never compared with the source
 
 
 def test_local_bundling_failure_is_reported_not_sent_to_docker(tmp_path, monkeypatch):
-    def failing_run(cmd, check):
+    def failing_run(cmd, check=False, **kwargs):
         raise bundling.subprocess.CalledProcessError(1, cmd)
 
     monkeypatch.setattr(bundling.subprocess, "run", failing_run)
