@@ -35,7 +35,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.bundling import REPO_ROOT, lambda_code
-from lambdas.logic.config import DETAIL_TYPE
+from lambdas.logic.config import DETAIL_TYPE, TRIGGER_MAX_EVENT_AGE_S, TRIGGER_RETRY_ATTEMPTS
 from lambdas.logic.steps.cleanup_sandbox import BAD_ENDINGS, STATUS_CHANGE_DETAIL_TYPE, STATUS_CHANGE_SOURCE
 
 ASL_PATH = REPO_ROOT / "statemachine" / "agent.asl.json"
@@ -48,9 +48,9 @@ REMOVAL_POLICY = RemovalPolicy.DESTROY
 
 # How long, and how often, EventBridge retries delivering an event to its target (StartExecution
 # for the trigger, the cleanup function for status changes) before it goes to the dead-letter
-# queue. `pixie send` waits this long for its execution (pixie/aws_runs.py reads it from here).
-EVENT_RETRY_ATTEMPTS = 8
-EVENT_MAX_AGE = Duration.hours(2)
+# queue. `pixie send` waits this long for its execution (both read lambdas/logic/config.py).
+EVENT_RETRY_ATTEMPTS = TRIGGER_RETRY_ATTEMPTS
+EVENT_MAX_AGE = Duration.seconds(TRIGGER_MAX_EVENT_AGE_S)
 
 # The DynamoDB actions the functions use, and no others (see lambdas/dal/network_state.py and
 # Powertools' DynamoDBPersistenceLayer in lambdas/handlers/shared.py).

@@ -210,6 +210,10 @@ def test_rule_target_starts_the_state_machine_with_the_event_and_has_dlq_and_ret
     retry = target["RetryPolicy"]
     assert 1 <= retry["MaximumRetryAttempts"] <= 185
     assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400
+    # `pixie send` waits exactly as long as this (lambdas/logic/config.py holds the one value).
+    from lambdas.logic.config import TRIGGER_MAX_EVENT_AGE_S
+
+    assert retry["MaximumEventAgeInSeconds"] == TRIGGER_MAX_EVENT_AGE_S
 
     # The target's role may start this state machine and nothing else.
     role_lid = target["RoleArn"]["Fn::GetAtt"][0]
