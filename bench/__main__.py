@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, imports
+from bench import asset, bytecode, imports
 from bench.metrics import (
     PRICES,
     FunctionSize,
@@ -50,6 +50,7 @@ TARGETS = {
     "cost_usd_15_iterations": 0.003,
     "own_import_ms": 50.0,
     "asset_mb": 64.0,
+    "asset_with_bytecode_mb": 250.0,  # Lambda's limit for unzipped code
     "prompt_growth_overhead_bytes": 2048,  # per turn, beyond the tool-output bound
 }
 
@@ -104,6 +105,8 @@ def machine() -> dict[str, Any]:
 
 # --- benchmarks ------------------------------------------------------------------------------------
 LOOP_EXCLUDES = ("CreateSandbox",)
+# One handler per SDK (the three other sandbox steps import what create_sandbox does).
+BYTECODE_HANDLERS = {name: imports.HANDLERS[name] for name in ("agent_turn", "create_sandbox")}
 
 
 def bench_payload(home: Path, sizes: tuple[int, ...], output_bytes: int) -> dict[str, Any]:
@@ -288,6 +291,18 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         value = r["asset_mb"]
         row("asset_mb (unzipped, arm64 bundle)", value if value is not None else f"n/a: {r.get('asset_error')}",
             f"<= {TARGETS['asset_mb']:.0f}", None if value is None else value <= TARGETS["asset_mb"])
+    if r.get("asset_with_bytecode_mb") is not None:
+        value = r["asset_with_bytecode_mb"]
+        row("asset_with_bytecode_mb (+ CPython 3.13 pycs)", value, f"<= {TARGETS['asset_with_bytecode_mb']:.0f} (Lambda limit)",
+            value <= TARGETS["asset_with_bytecode_mb"])
+    if "cold_import_313_ms" in r:
+        measured = r["cold_import_313_ms"]
+        if measured is None:
+            row("cold_import_313_ms (bundle twin)", f"n/a: {r.get('cold_import_313_error')}")
+        for handler, without in (measured or {}).get("no_bytecode", {}).items():
+            with_ = measured["bytecode"][handler]
+            row(f"cold_import_313_ms[{handler}] without -> with bytecode", f"{without:.0f} -> {with_:.0f} ms",
+                "faster with", with_ < without)
     if "engine_ms_per_iteration" in r:
         row("engine_ms_per_iteration", r["engine_ms_per_iteration"])
         row("plain_ms_per_iteration", r["plain_ms_per_iteration"])
@@ -316,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run)")
     parser.add_argument("--out", type=Path, help=f"where to write the figures (default {RESULTS.relative_to(REPO_ROOT)}; --quick writes only with --out)")
-    parser.add_argument("--skip-asset", action="store_true", help="do not bundle the Lambda asset (needs the package index)")
+    parser.add_argument("--skip-asset", action="store_true",
+                        help="do not bundle the Lambda asset nor its CPython 3.13 twin (both need the package index)")
     args = parser.parse_args(argv)
     out = args.out or (None if args.quick else RESULTS)
     started = time.perf_counter()
@@ -343,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     log("cold imports (fresh interpreters)")
     results.update(imports.measure(repeats=import_repeats))
     if not args.skip_asset:
-        log("Lambda asset (pip install for manylinux2014_aarch64 / CPython 3.13)")
+        log("Lambda asset (pip install for manylinux_2_28/2014 aarch64 / CPython 3.13, then bytecode)")
         results.update(asset.measure())
+        log("cold imports on CPython 3.13 from a twin of the bundle, without and with bytecode")
+        results.update(bytecode.measure(repeats=1 if q else 3, handlers=BYTECODE_HANDLERS))
 
     init_ms = {
         name: results["cold_import_ms"].get(module.rsplit(".", 1)[-1], 0.0) for name, module in FUNCTIONS.values()

@@ -157,3 +157,17 @@ def test_results_json_has_every_figure_the_issue_asks_for():
         assert key in results, key
     assert set(results["max_payload_bytes"]) == {"5", "50"}
     assert set(results["cold_import_ms"]) == set(imports.HANDLERS)
+
+
+def test_the_table_reports_cold_imports_without_and_with_bytecode():
+    table = rows({
+        "cold_import_313_ms": {"no_bytecode": {"agent_turn": 2900.0}, "bytecode": {"agent_turn": 1500.0}},
+        "asset_with_bytecode_mb": 80.0,
+    })
+    results = {metric: (value, ok) for metric, value, _, ok in table}
+    assert results["cold_import_313_ms[agent_turn] without -> with bytecode"] == ("2900 -> 1500 ms", "pass")
+    assert results["asset_with_bytecode_mb (+ CPython 3.13 pycs)"] == ("80.0", "pass")
+    slower = rows({"cold_import_313_ms": {"no_bytecode": {"agent_turn": 1.0}, "bytecode": {"agent_turn": 2.0}}})
+    assert slower[0][3] == "FAIL"
+    missing = rows({"cold_import_313_ms": None, "cold_import_313_error": "no CPython 3.13 found"})
+    assert missing[0][1] == "n/a: no CPython 3.13 found"
