@@ -234,6 +234,11 @@ def _watch_and_report(execution_arn: str, as_json: bool) -> int:
         return 130
     if result is None:
         return 2
+    duplicate_of = result["output"].get("duplicateOf") if isinstance(result["output"], dict) else None
+    if duplicate_of:  # EventBridge delivered the event twice and this execution ended as DuplicateEvent
+        original = result["executionArn"].rsplit(":", 1)[0] + ":" + duplicate_of
+        sys.stderr.write(f"pixie: {result['runId']} was a repeated delivery of the event; following its run {duplicate_of}\n")
+        return _watch_and_report(original, as_json)
     record = _aws_result_record(result)
     if as_json:
         print(json.dumps(record, ensure_ascii=False), flush=True)

@@ -159,3 +159,28 @@ def test_a_long_wait_says_why_once(aws_env):
         find_execution("evt-late", sfn, arn, timeout_s=0.3, poll_s=0.02, notice=notices.append, notice_after_s=0)
     assert len(notices) == 1
     assert "120 minutes" in notices[0] and "dead-letter queue" in notices[0]
+
+
+# --- a repeated delivery ---------------------------------------------------------------------------
+from test_cli_aws import SUCCEEDS, moto_sfn, start, state_machine, wait_until_done  # noqa: E402,F401
+
+
+def test_watching_a_duplicate_execution_follows_the_events_real_run(moto_sfn, capsys):
+    arn = state_machine(SUCCEEDS)
+    original = start(arn, {"detail": {"value": "Todo"}}, name="run-original")
+    wait_until_done(original)
+    duplicate_definition = {
+        "StartAt": "DuplicateEvent",
+        "States": {"DuplicateEvent": {"Type": "Pass", "Parameters": {"runId.$": "$$.Execution.Name",
+                                                                     "duplicateOf": "run-original"}, "End": True}},
+    }
+    # The second execution of the same machine ends as DuplicateEvent does in agent.asl.json.
+    sfn = boto3.client("stepfunctions")
+    sfn.update_state_machine(stateMachineArn=arn, definition=json.dumps(duplicate_definition))
+    duplicate = start(arn, {"detail": {"value": "Todo"}}, name="run-duplicate")
+
+    assert cli.main(["watch", duplicate, "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "run-duplicate was a repeated delivery of the event; following its run run-original" in captured.err
+    result = json.loads(captured.out)
+    assert result["runId"] == "run-original" and result["url"] == "https://3000-sbx.e2b.app"
