@@ -273,3 +273,11 @@ def test_every_item_a_run_writes_carries_expires_at(table):
     assert {i["sk"] for i in items} >= {"META", "MSG#0000#0user", "FILE#index.html", "FILE#app.js", "RUN"}
     for item in items:
         assert before + RUN_TTL_SECONDS <= int(item["expiresAt"]) <= int(time.time()) + RUN_TTL_SECONDS, item["sk"]
+
+
+def test_an_event_id_too_long_to_be_a_key_is_an_invalid_event(local_env, pixie_home):
+    from lambdas.logic.errors import InvalidEvent
+
+    with pytest.raises(InvalidEvent, match="event id must be 1 to 256 characters, got 3000"):
+        create_handler.handler({"runId": "run-long", "event": hello_event("x" * 3000)}, ctx("create"))
+    assert sandbox_dirs(pixie_home) == []

@@ -6,8 +6,12 @@ from typing import Any
 
 from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
 from lambdas.logic.config import Settings
+from lambdas.logic.errors import InvalidEvent
 from lambdas.logic.events import parse_prompt
 from lambdas.logic.sandboxes import sandbox_provider
+
+
+MAX_EVENT_ID_CHARS = 256
 
 
 def loop_state(run: RunRecord) -> dict[str, Any]:
@@ -22,6 +26,8 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
         return loop_state(existing)
     # One run per event: EventBridge delivers at least once, each delivery starting an execution.
     event_id = str(event["id"])  # parse_prompt checked it: every EventBridge event has one
+    if not 0 < len(event_id) <= MAX_EVENT_ID_CHARS:  # EventBridge's are UUIDs; it becomes a table key
+        raise InvalidEvent(f"the event id must be 1 to {MAX_EVENT_ID_CHARS} characters, got {len(event_id)}")
     owner = state.claim_event(event_id, run_id)
     if owner != run_id:  # a repeated delivery: the event's run exists, start nothing
         return {"runId": run_id, "duplicateOf": owner, "eventId": event_id}
