@@ -44,9 +44,10 @@ def test_a_scripted_run_on_the_engine_is_measured(tmp_path):
     run = run_on_engine(Workload(3, 10 * 1024, "terminal", tmp_path))
 
     assert run.status == "SUCCEEDED", run.error
-    # CreateSandbox, 2 x (AgentTurn, Router, RunTools, RunTool), AgentTurn, Router, GetSandboxUrl, Done
+    # CreateSandbox, IsDuplicateEvent, 2 x (AgentTurn, Router, RunTools, RunTool), AgentTurn, Router,
+    # GetSandboxUrl, Done
     transitions = state_transitions(run.history)
-    assert transitions == {"statesEntered": 13, "retries": 0, "total": 13, "inlineMapIterationsNotBilled": 2}
+    assert transitions == {"statesEntered": 14, "retries": 0, "total": 14, "inlineMapIterationsNotBilled": 2}
     # Every handler invocation was timed, in the order the state machine made them.
     assert [name for name, _ in run.invocations] == [
         "pixie-create-sandbox", "pixie-agent-turn", "pixie-run-tool", "pixie-agent-turn", "pixie-run-tool",
