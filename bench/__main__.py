@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, imports
+from bench import asset, bytecode, imports
 from bench.console import bench_console
 from bench.metrics import (
     PRICES,
@@ -51,6 +51,7 @@ TARGETS = {
     "cost_usd_15_iterations": 0.003,
     "own_import_ms": 50.0,
     "asset_mb": 64.0,
+    "asset_with_bytecode_mb": 250.0,  # Lambda's limit for unzipped code
     "prompt_growth_overhead_bytes": 2048,  # per turn, beyond the tool-output bound
     "console_vs_cli_ratio": 0.5,  # a scripted run through the warm console vs through `pixie run`
 }
@@ -106,6 +107,9 @@ def machine() -> dict[str, Any]:
 
 # --- benchmarks ------------------------------------------------------------------------------------
 LOOP_EXCLUDES = ("CreateSandbox",)
+SECTIONS = ("imports", "asset", "bytecode", "runs")  # runs: payload, cost, engine vs plain, prompt growth
+# One handler per SDK (the three other sandbox steps import what create_sandbox does).
+BYTECODE_HANDLERS = {name: imports.HANDLERS[name] for name in ("agent_turn", "create_sandbox")}
 
 
 def bench_payload(home: Path, sizes: tuple[int, ...], output_bytes: int) -> dict[str, Any]:
@@ -290,6 +294,24 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         value = r["asset_mb"]
         row("asset_mb (unzipped, arm64 bundle)", value if value is not None else f"n/a: {r.get('asset_error')}",
             f"<= {TARGETS['asset_mb']:.0f}", None if value is None else value <= TARGETS["asset_mb"])
+    if r.get("asset_with_bytecode_mb") is not None:
+        value = r["asset_with_bytecode_mb"]
+        row("asset_with_bytecode_mb (+ CPython 3.13 pycs)", value, f"<= {TARGETS['asset_with_bytecode_mb']:.0f} (Lambda limit)",
+            value <= TARGETS["asset_with_bytecode_mb"])
+    if "cold_import_313_ms" in r:
+        measured, cpu = r["cold_import_313_ms"], r.get("cold_import_313_cpu_ms") or {}
+        if measured is None:
+            row("cold_import_313_ms (bundle twin)", f"n/a: {r.get('cold_import_313_error')}")
+        for handler, without in (measured or {}).get("no_bytecode", {}).items():
+            with_ = measured["bytecode"][handler]
+            if cpu:  # judged on CPU time: wall time on a shared machine is mostly waiting for a core
+                cpu_without, cpu_with = cpu["no_bytecode"][handler], cpu["bytecode"][handler]
+                row(f"cold_import_313[{handler}] without -> with bytecode",
+                    f"CPU {cpu_without:.0f} -> {cpu_with:.0f} ms (wall {without:.0f} -> {with_:.0f})",
+                    "faster with", cpu_with < cpu_without)
+            else:
+                row(f"cold_import_313_ms[{handler}] without -> with bytecode", f"{without:.0f} -> {with_:.0f} ms",
+                    "faster with", with_ < without)
     if "engine_ms_per_iteration" in r:
         row("engine_ms_per_iteration", r["engine_ms_per_iteration"])
         row("plain_ms_per_iteration", r["plain_ms_per_iteration"])
@@ -325,7 +347,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, one repeat (a smoke run)")
     parser.add_argument("--out", type=Path, help=f"where to write the figures (default {RESULTS.relative_to(REPO_ROOT)}; --quick writes only with --out)")
-    parser.add_argument("--skip-asset", action="store_true", help="do not bundle the Lambda asset (needs the package index)")
+    parser.add_argument("--only", type=lambda v: set(v.split(",")), default=None, metavar="SECTION[,SECTION]",
+                        help=f"measure only these sections ({', '.join(SECTIONS)}) and merge them into the results file")
+    parser.add_argument("--skip-asset", action="store_true",
+                        help="do not bundle the Lambda asset nor its CPython 3.13 twin (both need the package index)")
     args = parser.parse_args(argv)
     out = args.out or (None if args.quick else RESULTS)
     started = time.perf_counter()
@@ -350,16 +375,35 @@ def main(argv: list[str] | None = None) -> int:
     results["targets"] = TARGETS
     results["prompt_tool_output_bound_chars"] = Settings.from_env().max_tool_output_chars
 
-    log("cold imports (fresh interpreters)")
-    results.update(imports.measure(repeats=import_repeats))
-    if not args.skip_asset:
-        log("Lambda asset (pip install for manylinux2014_aarch64 / CPython 3.13)")
+    only = args.only
+    if only is not None:
+        unknown = only - set(SECTIONS)
+        if unknown:
+            parser.error(f"unknown section(s) {', '.join(sorted(unknown))}: choose from {', '.join(SECTIONS)}")
+        if out and out.exists():  # keep every figure not measured this time, and say what was remeasured when
+            previous = json.loads(out.read_text(encoding="utf-8"))
+            remeasured = previous.get("remeasured", []) + [{"sections": sorted(only), "machine": results["machine"]}]
+            results = {**previous, "targets": TARGETS, "remeasured": remeasured}
+
+    def wanted(section: str) -> bool:
+        return only is None or section in only
+
+    if wanted("imports"):
+        log("cold imports (fresh interpreters)")
+        results.update(imports.measure(repeats=import_repeats))
+    if wanted("asset") and not args.skip_asset:
+        log("Lambda asset (pip install for manylinux_2_28/2014 aarch64 / CPython 3.13, then bytecode)")
         results.update(asset.measure())
+    if wanted("bytecode") and not args.skip_asset:
+        log("cold imports on CPython 3.13 from a twin of the bundle, without and with bytecode")
+        results.update(bytecode.measure(repeats=1 if q else 5, handlers=BYTECODE_HANDLERS))
 
     init_ms = {
-        name: results["cold_import_ms"].get(module.rsplit(".", 1)[-1], 0.0) for name, module in FUNCTIONS.values()
+        name: results.get("cold_import_ms", {}).get(module.rsplit(".", 1)[-1], 0.0) for name, module in FUNCTIONS.values()
     }
     with scratch_home() as scratch:
+        if not wanted("runs"):
+            return _finish(results, started, out)
         home = Path(scratch)
         results.update(bench_payload(home, payload_sizes, 10 * 1024))
         chosen, pessimistic = bench_cost(home, cost_iterations, cost_repeats, sizes, init_ms, COST_PATTERN)
@@ -370,6 +414,10 @@ def main(argv: list[str] | None = None) -> int:
         log("console: the same scripted run through `pixie run` and through the warm `pixie ui`")
         results.update(bench_console(home, console_iterations, console_repeats))
 
+    return _finish(results, started, out)
+
+
+def _finish(results: dict[str, Any], started: float, out: Path | None) -> int:
     table = rows(results)
     results["passed"] = {metric: ok == "pass" for metric, _, _, ok in table if ok}
     results["bench_seconds"] = round(time.perf_counter() - started, 1)

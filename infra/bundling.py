@@ -1,9 +1,11 @@
 """The Lambda code asset, bundled without Docker.
 
-One asset serves the four functions: its root holds the repo's `lambdas/` package (so handlers are
+One asset serves every function: its root holds the repo's `lambdas/` package (so handlers are
 `lambdas.handlers.<name>.handler`) next to the runtime dependencies, which pip installs from
-`infra/lambda-requirements.txt` as prebuilt wheels for the Lambda platform (manylinux2014 aarch64,
-CPython 3.13). No compiler, no container: only pip and the package index are needed.
+`infra/lambda-requirements.txt` as prebuilt wheels for the Lambda platform (arm64, CPython 3.13;
+see infra/lambda_deps.py). Then CPython 3.13 compiles everything to bytecode: `/var/task` is
+read-only, so without .pyc files in the bundle every cold start would compile openai, pydantic
+and e2b from source again. No compiler, no container: pip, the package index and a python3.13.
 """
 
 from __future__ import annotations
@@ -17,14 +19,19 @@ import jsii
 from aws_cdk import AssetHashType, BundlingOptions, DockerImage, ILocalBundling
 from aws_cdk import aws_lambda as lambda_
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-REQUIREMENTS = REPO_ROOT / "infra" / "lambda-requirements.txt"
-
-PYTHON_VERSION = "3.13"
-PIP_PLATFORM = "manylinux2014_aarch64"  # matches lambda_.Architecture.ARM_64
+from infra.lambda_deps import (
+    BYTECODE_PYTHON_ENV,
+    PIP_PLATFORMS,
+    PYTHON_VERSION,
+    REPO_ROOT,
+    REQUIREMENTS,
+    bytecode_python,
+    compile_command,
+    platform_args,
+)
 
 # Everything under the repo root is left out of the asset's fingerprint except the Lambda package,
-# the lock file and this bundler: any change to those (and only those) makes a new bundle.
+# the lock file and the bundler: any change to those (and only those) makes a new bundle.
 ASSET_EXCLUDE = [
     "*",
     ".*",  # "*" skips dotfiles (.venv, .git, .pytest_cache): exclude them explicitly
@@ -32,6 +39,7 @@ ASSET_EXCLUDE = [
     "!lambdas/**",
     "!infra",
     "!infra/lambda-requirements.txt",
+    "!infra/lambda_deps.py",
     "!infra/bundling.py",
     "__pycache__",
     "*.pyc",
@@ -49,14 +57,8 @@ def pip_install_command(target: Path) -> list[str]:
         "--no-input",
         "--no-deps",  # the lock file is complete
         "--require-hashes",
-        "--only-binary=:all:",
-        "--implementation",
-        "cp",
-        "--platform",
-        PIP_PLATFORM,
-        "--python-version",
-        PYTHON_VERSION,
-        "--no-compile",  # .pyc from this interpreter would not match the Lambda's 3.13
+        *platform_args(),
+        "--no-compile",  # .pyc from this interpreter would not match the Lambda's 3.13: see compile_command
         "--target",
         str(target),
         "--requirement",
@@ -66,7 +68,8 @@ def pip_install_command(target: Path) -> list[str]:
 
 @jsii.implements(ILocalBundling)
 class PipLocalBundling:
-    """pip-installs the locked wheels for the Lambda platform and copies the `lambdas` package."""
+    """pip-installs the locked wheels for the Lambda platform, copies the `lambdas` package and
+    compiles both with CPython 3.13."""
 
     def try_bundle(self, output_dir: str, *, image: DockerImage, **_options: object) -> bool:
         out = Path(output_dir)
@@ -76,7 +79,7 @@ class PipLocalBundling:
             # Returning False would make CDK fall back to Docker with a placeholder image: fail clearly.
             raise RuntimeError(
                 f"bundling the Lambda code failed: pip could not install {REQUIREMENTS.name} for "
-                f"{PIP_PLATFORM} / Python {PYTHON_VERSION} ({exc}). It needs the package index (PyPI)."
+                f"{'/'.join(PIP_PLATFORMS)} / Python {PYTHON_VERSION} ({exc}). It needs the package index (PyPI)."
             ) from exc
         shutil.copytree(
             REPO_ROOT / "lambdas",
@@ -84,6 +87,17 @@ class PipLocalBundling:
             ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".DS_Store"),
             dirs_exist_ok=True,
         )
+        python = bytecode_python()
+        if python is None:
+            print(
+                f"pixie bundling: no CPython {PYTHON_VERSION} found (python{PYTHON_VERSION} on PATH, pyenv, or "
+                f"${BYTECODE_PYTHON_ENV}): the bundle has no bytecode and each cold start compiles from source.",
+                file=sys.stderr,
+            )
+            return True
+        done = subprocess.run(compile_command(python, out), capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"compiling the Lambda bundle with {python} failed:\n{(done.stdout + done.stderr)[-2000:]}")
         return True
 
 

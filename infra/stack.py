@@ -7,6 +7,10 @@ Small constructs, one per concern:
                     the definition calls), each with its own role, log group and only its own secret.
 - `AgentStateMachine` the definition from statemachine/agent.asl.json, logged (ALL) and traced.
 - `HelloWorldTrigger` the `test/hello.world` rule on the default bus, with retries and a DLQ.
+- `CleanupOnBadEnding` Step Functions' status-change events (FAILED, TIMED_OUT, ABORTED) of this
+                    state machine -> the cleanup function: no ending leaks a sandbox.
+- `Monitoring`      alarms (dead-letter queues, failed and timed-out executions, Lambda throttles
+                    and errors; optional SNS topic) and a CloudWatch dashboard.
 """
 
 from __future__ import annotations
@@ -15,20 +19,25 @@ import re
 from dataclasses import dataclass
 
 from aws_cdk import Acknowledgment, CfnOutput, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.bedrock import bedrock_model_id, grant_invoke_model
 from infra.bundling import REPO_ROOT, lambda_code
-from lambdas.logic.config import DETAIL_TYPE
+from lambdas.logic.config import DETAIL_TYPE, TRIGGER_MAX_EVENT_AGE_S, TRIGGER_RETRY_ATTEMPTS
+from lambdas.logic.steps.cleanup_sandbox import BAD_ENDINGS, STATUS_CHANGE_DETAIL_TYPE, STATUS_CHANGE_SOURCE
 
 ASL_PATH = REPO_ROOT / "statemachine" / "agent.asl.json"
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
@@ -37,6 +46,24 @@ LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 # nothing behind. Run data expires anyway (TTL), and a table deleted with point-in-time recovery on
 # gets a system backup kept for 35 days. Set RETAIN here to keep the data past `cdk destroy`.
 REMOVAL_POLICY = RemovalPolicy.DESTROY
+
+# How long, and how often, EventBridge retries delivering an event to its target (StartExecution
+# for the trigger, the cleanup function for status changes) before it goes to the dead-letter
+# queue. `pixie send` waits this long for its execution (both read lambdas/logic/config.py).
+EVENT_RETRY_ATTEMPTS = TRIGGER_RETRY_ATTEMPTS
+EVENT_MAX_AGE = Duration.seconds(TRIGGER_MAX_EVENT_AGE_S)
+
+# The DynamoDB actions the functions use, and no others (see lambdas/dal/network_state.py and
+# Powertools' DynamoDBPersistenceLayer in lambdas/handlers/shared.py).
+TABLE_ACTIONS = (
+    "dynamodb:GetItem",  # run record, one message, idempotency record (consistent reads)
+    "dynamodb:PutItem",  # run record, messages, event claims, idempotency records (conditional)
+    "dynamodb:UpdateItem",  # run record fields, idempotency record completion
+    "dynamodb:DeleteItem",  # Powertools drops the in-progress record of a step that raised
+    "dynamodb:Query",  # a run's messages and files
+    "dynamodb:BatchWriteItem",  # put_files and put_messages write in batches
+    "dynamodb:BatchGetItem",  # the parts of a message or file too big for one item
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +75,12 @@ class PixieSettings:
     max_iterations: int = 15
     command_timeout_s: int = 120
     sandbox_timeout_s: int = 3600
+    # Reserved concurrency of each function: at most this many runs at once (each run uses one
+    # function at a time), and the functions never starve the rest of the account. None: unreserved.
+    reserved_concurrency: int | None = 10
+    # An existing SNS topic every alarm notifies (e.g. one with your e-mail subscribed). None: no
+    # notifications; the alarms still show in the console and on the dashboard.
+    alarm_topic_arn: str | None = None
 
     @classmethod
     def from_context(cls, scope: Construct) -> "PixieSettings":
@@ -62,6 +95,8 @@ class PixieSettings:
             max_iterations=int(ctx("maxIterations", defaults.max_iterations)),  # type: ignore[arg-type]
             command_timeout_s=int(ctx("commandTimeout", defaults.command_timeout_s)),  # type: ignore[arg-type]
             sandbox_timeout_s=int(ctx("sandboxTimeout", defaults.sandbox_timeout_s)),  # type: ignore[arg-type]
+            reserved_concurrency=_reserved_concurrency(ctx("reservedConcurrency", defaults.reserved_concurrency)),
+            alarm_topic_arn=_optional_str(ctx("alarmTopicArn", None)),
         )
         settings.check()
         return settings
@@ -79,6 +114,26 @@ class PixieSettings:
                 Settings.from_env({env_name: str(value)})
             except ValueError as exc:
                 raise ValueError(f"context pixie:{key}: {str(exc).replace(env_name, 'the value')}") from None
+
+
+def _reserved_concurrency(value: object) -> int | None:
+    """A positive integer, or "off" (also "none", "false") for unreserved functions."""
+    if value is None or str(value).strip().lower() in ("off", "none", "false"):
+        return None
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ValueError(
+            f"pixie:reservedConcurrency must be a positive integer or 'off', got {value!r} "
+            "(0 would throttle every invocation)"
+        )
+    return number
+
+
+def _optional_str(value: object) -> str | None:
+    return None if value is None or str(value).strip() == "" else str(value).strip()
 
 
 def _acknowledge(construct: Construct, rule_id: str, reason: str) -> None:
@@ -258,6 +313,8 @@ class AgentFunctions(Construct):
             "POWERTOOLS_SERVICE_NAME": "pixie",
             "POWERTOOLS_METRICS_NAMESPACE": "Pixie",
         }
+        self.reserved_concurrency = settings.reserved_concurrency
+        self.roles: dict[str, iam.Role] = {}  # by step name: add a step's extra permissions here
         self.functions: dict[str, lambda_.Function] = {
             name: self._function(name, specs[name], code, table, secrets, common_env) for name in names
         }
@@ -280,7 +337,9 @@ class AgentFunctions(Construct):
             description=f"pixie {name} function",
         )
         log_group.grant_write(role)
-        table.grant_read_write_data(role)  # network state + Powertools idempotency records
+        # Network state, event claims and Powertools idempotency records: exactly the calls made
+        # (grant_read_write_data would add Scan, ConditionCheckItem, DescribeTable...).
+        table.grant(role, *TABLE_ACTIONS)
         secret_env: dict[str, str] = {}
         if spec.secret is not None:
             secret, secret_name, secret_env_var = secrets.by_key(spec.secret)
@@ -289,6 +348,7 @@ class AgentFunctions(Construct):
         model_id = bedrock_model_id(common_env["PIXIE_MODEL"])
         if name == "AgentTurn" and model_id:
             grant_invoke_model(role, model_id)
+        self.roles[name] = role
 
         fn = lambda_.Function(
             self,
@@ -303,6 +363,7 @@ class AgentFunctions(Construct):
             role=role,
             log_group=log_group,
             tracing=lambda_.Tracing.ACTIVE,
+            reserved_concurrent_executions=self.reserved_concurrency,
             # Names only: the key itself is read at run time (Powertools Parameters, cached).
             environment={**common_env, **secret_env},
         )
@@ -369,39 +430,264 @@ class AgentStateMachine(Construct):
         )
 
 
+def dead_letter_queue(scope: Construct, construct_id: str, holds: str) -> sqs.Queue:
+    """An encrypted, SSL-only queue kept 14 days. `holds` says what ends up in it."""
+    queue = sqs.Queue(
+        scope,
+        construct_id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+        removal_policy=REMOVAL_POLICY,
+    )
+    _acknowledge(
+        queue,
+        "AwsSolutions-SQS3",
+        f"This queue is itself a dead-letter queue ({holds}); a dead-letter queue for it would have no use.",
+    )
+    return queue
+
+
 class HelloWorldTrigger(Construct):
     """`test/hello.world` events on the default bus start an execution with the event as input."""
 
     def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine) -> None:
         super().__init__(scope, construct_id)
-        self.dead_letter_queue = sqs.Queue(
-            self,
-            "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=REMOVAL_POLICY,
+        stack = Stack.of(self)
+        self.dead_letter_queue = dead_letter_queue(
+            self, "DeadLetterQueue", "events that could not start an execution"
         )
-        _acknowledge(
-            self.dead_letter_queue,
-            "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the EventBridge rule's target (events "
-            "that could not start an execution); a dead-letter queue for it would have no use.",
+        # A fixed name, so the role below can name the rule's ARN without a circular reference.
+        rule_name = f"{stack.stack_name}-start-agent"[:64]
+        rule_arn = stack.format_arn(service="events", resource="rule", resource_name=rule_name)
+        # Only this rule, in this account, may use the role (confused-deputy protection).
+        self.role = iam.Role(
+            self,
+            "StartExecutionRole",
+            description="pixie: the trigger rule starts the agent's executions",
+            assumed_by=iam.ServicePrincipal(
+                "events.amazonaws.com",
+                conditions={
+                    "ArnEquals": {"aws:SourceArn": rule_arn},
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                },
+            ),
         )
         self.rule = events.Rule(
             self,
             "Rule",
+            rule_name=rule_name,
             description=f"pixie: start the agent for every {DETAIL_TYPE} event on the default bus",
             event_pattern=events.EventPattern(detail_type=[DETAIL_TYPE]),
         )
         self.rule.add_target(
             targets.SfnStateMachine(
                 state_machine,
+                role=self.role,
                 dead_letter_queue=self.dead_letter_queue,
-                retry_attempts=8,
-                max_event_age=Duration.hours(2),
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=EVENT_MAX_AGE,
             )
         )
+
+
+class CleanupOnBadEnding(Construct):
+    """Step Functions sends an "Execution Status Change" event for every ending. A Catch cannot see
+    an ABORTED or TIMED_OUT execution, nor `States.Runtime` / `States.DataLimitExceeded`; this rule
+    can, and gives those endings to the same cleanup function the workflow calls (it accepts both
+    payloads and is idempotent, so the usual FAILED case is cleaned twice, harmlessly)."""
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine, cleanup: lambda_.Function
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.dead_letter_queue = dead_letter_queue(
+            self, "DeadLetterQueue", "status-change events the cleanup function could not take or handle"
+        )
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            description="pixie: release the sandbox of every failed, timed-out or aborted execution",
+            event_pattern=events.EventPattern(
+                source=[STATUS_CHANGE_SOURCE],
+                detail_type=[STATUS_CHANGE_DETAIL_TYPE],
+                detail={"status": list(BAD_ENDINGS), "stateMachineArn": [state_machine.state_machine_arn]},
+            ),
+        )
+        self.rule.add_target(
+            targets.LambdaFunction(
+                cleanup,
+                dead_letter_queue=self.dead_letter_queue,  # delivery failures (permissions, throttling)
+                retry_attempts=EVENT_RETRY_ATTEMPTS,
+                max_event_age=EVENT_MAX_AGE,
+            )
+        )
+        # EventBridge invokes asynchronously: Lambda retries a failed cleanup twice, then parks the
+        # event in the same queue, where the alarm sees it (a sandbox may still be running).
+        cleanup.configure_async_invoke(
+            retry_attempts=2,
+            max_event_age=Duration.hours(6),
+            on_failure=destinations.SqsDestination(self.dead_letter_queue),
+        )
+
+
+PIXIE_NAMESPACE = "Pixie"  # POWERTOOLS_METRICS_NAMESPACE
+PIXIE_DIMENSIONS = {"service": "pixie"}  # Powertools adds the service as a dimension
+ALARM_PERIOD = Duration.minutes(5)
+# Lambda errors include ones the workflow retries successfully (a 429 from the model): alarm on
+# a burst, not on one. Failed executions alarm on the first one.
+LAMBDA_ERRORS_THRESHOLD = 5
+
+
+class Monitoring(Construct):
+    """Alarms on what needs a person, optionally sent to an SNS topic, and one dashboard."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        state_machine: sfn.StateMachine,
+        functions: dict[str, lambda_.Function],
+        dead_letter_queues: dict[str, sqs.IQueue],
+        alarm_topic_arn: str | None,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alarms: list[cloudwatch.Alarm] = []
+        for name, queue in dead_letter_queues.items():
+            self._alarm(
+                f"{name}DeadLetters",
+                queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD, statistic="Maximum"),
+                1,
+                f"pixie: events in the {name} dead-letter queue (see its messages' ERROR_CODE and ERROR_MESSAGE)",
+            )
+        self._alarm(
+            "ExecutionsFailed",
+            state_machine.metric_failed(period=ALARM_PERIOD, statistic="Sum"),
+            1,
+            "pixie: a run failed (pixie show RUN_ID --aws shows why)",
+        )
+        self._alarm(
+            "ExecutionsTimedOut",
+            state_machine.metric_timed_out(period=ALARM_PERIOD, statistic="Sum"),
+            1,
+            "pixie: a run timed out",
+        )
+        ids = {name: f"f{i}" for i, name in enumerate(functions)}
+        for what, threshold in (("Throttles", 1), ("Errors", LAMBDA_ERRORS_THRESHOLD)):
+            metrics = {
+                ids[name]: fn.metric(what, period=ALARM_PERIOD, statistic="Sum") for name, fn in functions.items()
+            }
+            self._alarm(
+                f"Lambda{what}",
+                cloudwatch.MathExpression(
+                    expression=" + ".join(f"FILL({i}, 0)" for i in metrics),
+                    using_metrics=metrics,
+                    period=ALARM_PERIOD,
+                    label=f"Lambda {what.lower()}, all pixie functions",
+                ),
+                threshold,
+                f"pixie: {threshold}+ Lambda {what.lower()} in 5 minutes across the step functions "
+                f"({', '.join(functions)}); the dashboard breaks them down",
+            )
+        if alarm_topic_arn:
+            topic = sns.Topic.from_topic_arn(self, "AlarmTopic", alarm_topic_arn)
+            for alarm in self.alarms:
+                alarm.add_alarm_action(cloudwatch_actions.SnsAction(topic))
+        self.dashboard = self._dashboard(state_machine, functions, dead_letter_queues)
+
+    def _alarm(self, construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str) -> None:
+        self.alarms.append(
+            cloudwatch.Alarm(
+                self,
+                construct_id,
+                metric=metric,
+                threshold=threshold,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+        )
+
+    def _dashboard(
+        self,
+        state_machine: sfn.StateMachine,
+        functions: dict[str, lambda_.Function],
+        dead_letter_queues: dict[str, sqs.IQueue],
+    ) -> cloudwatch.Dashboard:
+        def pixie(name: str, statistic: str = "Sum", label: str | None = None) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace=PIXIE_NAMESPACE,
+                metric_name=name,
+                dimensions_map=PIXIE_DIMENSIONS,
+                statistic=statistic,
+                period=ALARM_PERIOD,
+                label=label or name,
+            )
+
+        def graph(title: str, left: list[cloudwatch.IMetric], width: int = 8) -> cloudwatch.GraphWidget:
+            return cloudwatch.GraphWidget(title=title, left=left, width=width, height=6)
+
+        dashboard = cloudwatch.Dashboard(
+            self, "Dashboard", dashboard_name=f"{Stack.of(self).stack_name}-runs", period_override=cloudwatch.PeriodOverride.AUTO
+        )
+        dashboard.add_widgets(
+            graph(
+                "Runs",
+                [
+                    state_machine.metric_started(statistic="Sum", label="started"),
+                    state_machine.metric_succeeded(statistic="Sum", label="succeeded"),
+                    pixie("DuplicateEvents", label="duplicate events (no run)"),
+                ],
+            ),
+            graph(
+                "Failures",
+                [
+                    state_machine.metric_failed(statistic="Sum", label="failed"),
+                    state_machine.metric_timed_out(statistic="Sum", label="timed out"),
+                    state_machine.metric_aborted(statistic="Sum", label="aborted"),
+                    pixie("SandboxesReleasedAfterExecutionEnded", label="sandboxes released after the end"),
+                ],
+            ),
+            graph(
+                "Run duration (s)",
+                [
+                    state_machine.metric_time(statistic="p50", label="p50").with_(period=ALARM_PERIOD),
+                    state_machine.metric_time(statistic="p90", label="p90").with_(period=ALARM_PERIOD),
+                ],
+            ),
+        )
+        dashboard.add_widgets(
+            graph(
+                "Turns",
+                [
+                    functions["AgentTurn"].metric_invocations(statistic="Sum", label="model turns")
+                    if "AgentTurn" in functions
+                    else pixie("IterationsPerRun"),
+                    pixie("IterationsPerRun", statistic="Average", label="turns per successful run"),
+                ],
+            ),
+            graph("Model tokens", [pixie("ModelInputTokens", label="input"), pixie("ModelOutputTokens", label="output")]),
+            graph("Tool calls", [pixie("ToolCalls", label="tool calls (all tools)")]),
+        )
+        dashboard.add_widgets(
+            graph(
+                "Lambda duration p90 (ms)",
+                [fn.metric_duration(statistic="p90", label=name) for name, fn in functions.items()],
+            ),
+            graph("Lambda errors", [fn.metric_errors(statistic="Sum", label=name) for name, fn in functions.items()]),
+            graph(
+                "Lambda throttles and dead letters",
+                [fn.metric_throttles(statistic="Sum", label=name) for name, fn in functions.items()]
+                + [
+                    q.metric_approximate_number_of_messages_visible(statistic="Maximum", label=f"{name} DLQ")
+                    for name, q in dead_letter_queues.items()
+                ],
+            ),
+        )
+        dashboard.add_widgets(cloudwatch.AlarmStatusWidget(title="Alarms", alarms=self.alarms, width=24, height=3))
+        return dashboard
 
 
 class PixieStack(Stack):
@@ -427,6 +713,17 @@ class PixieStack(Stack):
         agent = AgentStateMachine(self, "Agent", definition=definition, functions=self.functions)
         self.state_machine = agent.state_machine
         trigger = HelloWorldTrigger(self, "Trigger", state_machine=self.state_machine)
+        cleanup = CleanupOnBadEnding(
+            self, "CleanupOnBadEnding", state_machine=self.state_machine, cleanup=self.functions.functions["CleanupSandbox"]
+        )
+        monitoring = Monitoring(
+            self,
+            "Monitoring",
+            state_machine=self.state_machine,
+            functions=self.functions.functions,
+            dead_letter_queues={"Trigger": trigger.dead_letter_queue, "Cleanup": cleanup.dead_letter_queue},
+            alarm_topic_arn=settings.alarm_topic_arn,
+        )
 
         outputs = {
             "StateMachineArn": (self.state_machine.state_machine_arn, "The agent's state machine"),
@@ -438,6 +735,9 @@ class PixieStack(Stack):
             "EventDetailType": (DETAIL_TYPE, "detail-type that starts a run"),
             "EventRuleName": (trigger.rule.rule_name, "The EventBridge rule"),
             "DeadLetterQueueUrl": (trigger.dead_letter_queue.queue_url, "Events that could not start a run"),
+            "CleanupRuleName": (cleanup.rule.rule_name, "Status changes (failed, timed out, aborted) -> cleanup"),
+            "CleanupDeadLetterQueueUrl": (cleanup.dead_letter_queue.queue_url, "Cleanups that could not run"),
+            "DashboardName": (monitoring.dashboard.dashboard_name, "CloudWatch dashboard of runs"),
         }
         if self.secrets.openai is None:
             del outputs["OpenAISecretName"]

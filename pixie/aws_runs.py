@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
-from lambdas.logic.config import DETAIL_TYPE
+from lambdas.logic.config import DETAIL_TYPE, TRIGGER_MAX_EVENT_AGE_S
 
 DEFAULT_STACK = "PixieStack"
 DEFAULT_EVENT_BUS = "default"
@@ -24,6 +25,43 @@ ENV_OVERRIDES = {"StateMachineArn": "PIXIE_STATE_MACHINE_ARN", "TableName": "PIX
 IN_PROGRESS = {"RUNNING", "PENDING_REDRIVE"}
 # Clock skew allowed between this machine and AWS when looking for the execution just started.
 START_SKEW = timedelta(minutes=5)
+# EventBridge may keep retrying StartExecution (throttled, say) for the rule's whole event age:
+# `pixie send` waits that long, unless the event turns up in the dead-letter queue first.
+DEFAULT_SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60
+SEND_NOTICE_AFTER_S = 30  # then say why it is still waiting
+DEAD_LETTER_CHECK_S = 30  # how often to look in the dead-letter queue while waiting
+MAX_POLL_S = 15  # polls slow down to this while waiting for the execution
+# Error codes AWS APIs use when they throttle a caller; retried with backoff, never fatal.
+THROTTLING_CODES = {"ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded"}
+THROTTLE_RETRIES = 8
+
+T = TypeVar("T")
+
+
+def aws_client(service: str) -> Any:
+    """A boto3 client that retries throttling and transient errors itself (botocore's standard
+    mode, 10 attempts), for the CLI's AWS commands."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(service, config=Config(retries={"mode": "standard", "max_attempts": 10}))
+
+
+def _error_code(exc: BaseException) -> str | None:
+    return getattr(exc, "response", {}).get("Error", {}).get("Code")
+
+
+def retry_throttled(call: Callable[[], T], sleep: Callable[[float], None] = time.sleep, retries: int = THROTTLE_RETRIES) -> T:
+    """call(), retried with exponential backoff (full jitter, capped at 20 s) while AWS answers
+    with a throttling error; any other error, or throttling past `retries`, is raised."""
+    for attempt in range(retries + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if _error_code(exc) not in THROTTLING_CODES or attempt == retries:
+                raise
+            sleep(random.uniform(0, min(20.0, 0.5 * 2**attempt)))
+    raise AssertionError("unreachable")
 
 
 class AwsRunsError(Exception):
@@ -73,18 +111,19 @@ def stack_outputs(
 
 
 # --- send -----------------------------------------------------------------------------------------
-def put_hello_world(prompt: str, events_client: Any, event_bus_name: str = DEFAULT_EVENT_BUS) -> str:
+def put_hello_world(
+    prompt: str, events_client: Any, event_bus_name: str = DEFAULT_EVENT_BUS, sleep: Callable[[float], None] = time.sleep
+) -> str:
     """Puts the event the rule listens for; returns its id (the `id` of the delivered event)."""
-    response = events_client.put_events(
-        Entries=[
-            {
-                "Source": EVENT_SOURCE,
-                "DetailType": DETAIL_TYPE,
-                "Detail": json.dumps({"value": prompt}, ensure_ascii=False),
-                "EventBusName": event_bus_name,
-            }
-        ]
-    )
+    entries = [
+        {
+            "Source": EVENT_SOURCE,
+            "DetailType": DETAIL_TYPE,
+            "Detail": json.dumps({"value": prompt}, ensure_ascii=False),
+            "EventBusName": event_bus_name,
+        }
+    ]
+    response = retry_throttled(lambda: events_client.put_events(Entries=entries), sleep)
     entries = response.get("Entries") or [{}]
     if response.get("FailedEntryCount") or not entries[0].get("EventId"):
         entry = entries[0]
@@ -95,48 +134,99 @@ def put_hello_world(prompt: str, events_client: Any, event_bus_name: str = DEFAU
     return entries[0]["EventId"]
 
 
+def dead_letter_reason(sqs_client: Any, queue_url: str, event_id: str) -> str | None:
+    """Why EventBridge gave up on the event `event_id`, if it is in the rule's dead-letter queue
+    (ERROR_CODE: ERROR_MESSAGE, as EventBridge records them); None if it is not there. Messages
+    are peeked (visibility timeout 0): they stay in the queue for the alarm and for you."""
+    response = sqs_client.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, WaitTimeSeconds=0, MessageAttributeNames=["All"]
+    )
+    for message in response.get("Messages", []):
+        try:
+            body = json.loads(message.get("Body") or "null")
+        except json.JSONDecodeError:
+            continue
+        if isinstance(body, dict) and body.get("id") == event_id:
+            attributes = message.get("MessageAttributes") or {}
+            code = attributes.get("ERROR_CODE", {}).get("StringValue", "unknown error")
+            text = attributes.get("ERROR_MESSAGE", {}).get("StringValue", "")
+            return f"{code}: {text}".rstrip(": ")
+    return None
+
+
 def find_execution(
     event_id: str,
     sfn_client: Any,
     state_machine_arn: str,
-    timeout_s: float = 30,
+    timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
     poll_s: float = 1.0,
     not_before: datetime | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    dead_letters: Callable[[], str | None] | None = None,
+    notice: Callable[[str], None] | None = None,
+    notice_after_s: float = SEND_NOTICE_AFTER_S,
 ) -> str:
     """The ARN of the execution whose input is the event `event_id` (EventBridge passes the whole
-    event as the execution's input), whatever its status. Polls until `timeout_s`."""
+    event as the execution's input), whatever its status. Polls until `timeout_s`, more slowly as
+    time goes on; stops early when `dead_letters()` reports the event in the dead-letter queue.
+    Throttled calls are retried. `notice` hears, once, why it is still waiting."""
     not_before = (not_before or datetime.now(timezone.utc)) - START_SKEW
     checked: set[str] = set()  # an execution's input never changes: describe each one once
-    deadline = time.monotonic() + timeout_s
+    started = time.monotonic()
+    deadline = started + timeout_s
+    next_dead_letter_check = started + min(DEAD_LETTER_CHECK_S, poll_s * 5)
+    noticed = False
     while True:
-        for execution in _recent_executions(sfn_client, state_machine_arn, not_before):
-            arn = execution["executionArn"]
-            if arn in checked:
-                continue
-            checked.add(arn)
-            description = sfn_client.describe_execution(executionArn=arn)
-            try:
-                started_by = json.loads(description.get("input") or "null")
-            except json.JSONDecodeError:
-                continue
-            if isinstance(started_by, dict) and started_by.get("id") == event_id:
-                return arn
-        if time.monotonic() >= deadline:
+        try:
+            for execution in _recent_executions(sfn_client, state_machine_arn, not_before, sleep):
+                arn = execution["executionArn"]
+                if arn in checked:
+                    continue
+                description = retry_throttled(lambda: sfn_client.describe_execution(executionArn=arn), sleep)
+                checked.add(arn)
+                try:
+                    started_by = json.loads(description.get("input") or "null")
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(started_by, dict) and started_by.get("id") == event_id:
+                    return arn
+        except Exception as exc:
+            if _error_code(exc) not in THROTTLING_CODES:
+                raise  # still throttled after the retries: try again at the next poll
+        now = time.monotonic()
+        if dead_letters is not None and now >= next_dead_letter_check:
+            next_dead_letter_check = now + DEAD_LETTER_CHECK_S
+            reason = dead_letters()
+            if reason:
+                raise AwsRunsError(
+                    f"EventBridge gave up starting a run for event {event_id}: it is in the rule's dead-letter "
+                    f"queue ({reason}). Nothing was started; fix the cause and send again."
+                )
+        if now >= deadline:
             raise AwsRunsError(
                 f"no execution of {state_machine_arn} started for event {event_id} within {timeout_s:g}s. "
                 "Check that the rule for detail-type test/hello.world is enabled and targets this state "
                 "machine, and look in its dead-letter queue (stack output DeadLetterQueueUrl)."
             )
-        sleep(poll_s)
+        if notice and not noticed and now - started >= notice_after_s:
+            noticed = True
+            notice(
+                f"still waiting for the execution of event {event_id}: EventBridge retries starting it for up to "
+                f"{TRIGGER_MAX_EVENT_AGE_S // 60} minutes (throttled or failing StartExecution), then moves the event "
+                "to the dead-letter queue, which pixie checks. Ctrl-C stops waiting, not the run."
+            )
+        sleep(min(poll_s, max(0.0, deadline - now)))
+        poll_s = min(poll_s * 1.5, MAX_POLL_S)
 
 
-def _recent_executions(sfn_client: Any, state_machine_arn: str, not_before: datetime) -> Iterator[dict]:
+def _recent_executions(
+    sfn_client: Any, state_machine_arn: str, not_before: datetime, sleep: Callable[[float], None] = time.sleep
+) -> Iterator[dict]:
     """Executions started since `not_before`. AWS lists the newest first, so paging stops at the
     first page that holds nothing that recent."""
     kwargs: dict[str, Any] = {"stateMachineArn": state_machine_arn, "maxResults": 100}
     while True:
-        page = sfn_client.list_executions(**kwargs)
+        page = retry_throttled(lambda: sfn_client.list_executions(**kwargs), sleep)
         recent = [e for e in page.get("executions", []) if _aware(e.get("startDate")) >= not_before]
         yield from recent
         if not recent or not page.get("nextToken"):
@@ -155,14 +245,26 @@ def send(
     events_client: Any,
     sfn_client: Any,
     state_machine_arn: str,
-    timeout_s: float = 30,
+    timeout_s: float = DEFAULT_SEND_TIMEOUT_S,
     event_bus_name: str = DEFAULT_EVENT_BUS,
     poll_s: float = 1.0,
+    sqs_client: Any | None = None,
+    dead_letter_queue_url: str | None = None,
+    notice: Callable[[str], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Puts a `test/hello.world` event and returns the ARN of the execution the rule started."""
+    """Puts a `test/hello.world` event and returns the ARN of the execution the rule started.
+    With the rule's dead-letter queue (and an SQS client), stops as soon as the event lands there."""
     sent_at = datetime.now(timezone.utc)
-    event_id = put_hello_world(prompt, events_client, event_bus_name)
-    return find_execution(event_id, sfn_client, state_machine_arn, timeout_s, poll_s, not_before=sent_at)
+    event_id = put_hello_world(prompt, events_client, event_bus_name, sleep)
+    dead_letters = None
+    if sqs_client is not None and dead_letter_queue_url:
+        def dead_letters() -> str | None:
+            return retry_throttled(lambda: dead_letter_reason(sqs_client, dead_letter_queue_url, event_id), sleep)
+    return find_execution(
+        event_id, sfn_client, state_machine_arn, timeout_s, poll_s, not_before=sent_at, sleep=sleep,
+        dead_letters=dead_letters, notice=notice,
+    )
 
 
 # --- watch ----------------------------------------------------------------------------------------
@@ -173,8 +275,11 @@ class HistoryFollower:
     resumes from the token of the last incomplete page. Event ids (1, 2, 3, ...) guard against
     duplicates, and an expired token falls back to reading from the start."""
 
-    def __init__(self, sfn_client: Any, execution_arn: str, page_size: int = 1000) -> None:
+    def __init__(
+        self, sfn_client: Any, execution_arn: str, page_size: int = 1000, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
         self.sfn = sfn_client
+        self.sleep = sleep
         self.arn = execution_arn
         self.page_size = page_size
         self.resume_token: str | None = None
@@ -188,7 +293,7 @@ class HistoryFollower:
             if token:
                 kwargs["nextToken"] = token
             try:
-                page = self.sfn.get_execution_history(**kwargs)
+                page = retry_throttled(lambda: self.sfn.get_execution_history(**kwargs), self.sleep)
             except Exception as exc:
                 if token and getattr(exc, "response", {}).get("Error", {}).get("Code") == "InvalidToken":
                     token = self.resume_token = None
@@ -212,9 +317,9 @@ def watch(
 ) -> dict[str, Any]:
     """Follows the execution until it is no longer running, handing each new history event to
     `on_event` as it appears. Returns {executionArn, runId, status, output, error, cause}."""
-    follower = HistoryFollower(sfn_client, execution_arn)
+    follower = HistoryFollower(sfn_client, execution_arn, sleep=sleep)
     while True:
-        description = sfn_client.describe_execution(executionArn=execution_arn)
+        description = retry_throttled(lambda: sfn_client.describe_execution(executionArn=execution_arn), sleep)
         # History after describe: once the status is final, this read holds every event.
         for event in follower.new_events():
             if on_event:

@@ -26,10 +26,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lambdas.logic.config import DEFAULT_MODEL
+from lambdas.logic.config import DEFAULT_MODEL, TRIGGER_MAX_EVENT_AGE_S
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 
 AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
+SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
 
 
@@ -275,13 +276,11 @@ def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def _watch_and_report(execution_arn: str, as_json: bool) -> int:
-    import boto3
-
-    from pixie.aws_runs import watch
+    from pixie.aws_runs import aws_client, watch
     from pixie.display import LiveDisplay
 
     def follow() -> dict[str, Any]:
-        return watch(execution_arn, boto3.client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
+        return watch(execution_arn, aws_client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
 
     try:
         result = _aws_call(follow)
@@ -290,6 +289,11 @@ def _watch_and_report(execution_arn: str, as_json: bool) -> int:
         return 130
     if result is None:
         return 2
+    duplicate_of = result["output"].get("duplicateOf") if isinstance(result["output"], dict) else None
+    if duplicate_of:  # EventBridge delivered the event twice and this execution ended as DuplicateEvent
+        original = result["executionArn"].rsplit(":", 1)[0] + ":" + duplicate_of
+        sys.stderr.write(f"pixie: {result['runId']} was a repeated delivery of the event; following its run {duplicate_of}\n")
+        return _watch_and_report(original, as_json)
     record = _aws_result_record(result)
     if as_json:
         print(json.dumps(record, ensure_ascii=False), flush=True)
@@ -300,19 +304,21 @@ def _watch_and_report(execution_arn: str, as_json: bool) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     def start() -> str:
-        import boto3
-
-        from pixie.aws_runs import send, stack_outputs
+        from pixie.aws_runs import aws_client, send, stack_outputs
 
         outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
+        dead_letter_queue_url = outputs.get("DeadLetterQueueUrl")
         return send(
             args.prompt,
-            boto3.client("events"),
-            boto3.client("stepfunctions"),
+            aws_client("events"),
+            aws_client("stepfunctions"),
             outputs["StateMachineArn"],
             timeout_s=args.timeout,
             event_bus_name=outputs.get("EventBusName") or "default",
             poll_s=min(AWS_POLL_S, 1.0),
+            sqs_client=aws_client("sqs") if dead_letter_queue_url else None,
+            dead_letter_queue_url=dead_letter_queue_url,
+            notice=lambda message: sys.stderr.write(f"pixie: {message}\n"),
         )
 
     execution_arn = _aws_call(start)
@@ -392,7 +398,13 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
     send.add_argument("--no-watch", action="store_true", help="print the execution ARN and exit")
     send.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
-    send.add_argument("--timeout", type=_positive_int, default=30, help="seconds to wait for the execution to start (default 30)")
+    send.add_argument(
+        "--timeout",
+        type=_positive_int,
+        default=SEND_TIMEOUT_S,
+        help=f"seconds to wait for the execution to start (default {SEND_TIMEOUT_S}: as long as the rule retries; "
+        "it stops early when the event lands in the dead-letter queue)",
+    )
     send.set_defaults(func=cmd_send)
 
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")

@@ -44,9 +44,10 @@ def test_a_scripted_run_on_the_engine_is_measured(tmp_path):
     run = run_on_engine(Workload(3, 10 * 1024, "terminal", tmp_path))
 
     assert run.status == "SUCCEEDED", run.error
-    # CreateSandbox, 2 x (AgentTurn, Router, RunTools, RunTool), AgentTurn, Router, GetSandboxUrl, Done
+    # CreateSandbox, IsDuplicateEvent, 2 x (AgentTurn, Router, RunTools, RunTool), AgentTurn, Router,
+    # GetSandboxUrl, Done
     transitions = state_transitions(run.history)
-    assert transitions == {"statesEntered": 13, "retries": 0, "total": 13, "inlineMapIterationsNotBilled": 2}
+    assert transitions == {"statesEntered": 14, "retries": 0, "total": 14, "inlineMapIterationsNotBilled": 2}
     # Every handler invocation was timed, in the order the state machine made them.
     assert [name for name, _ in run.invocations] == [
         "pixie-create-sandbox", "pixie-agent-turn", "pixie-run-tool", "pixie-agent-turn", "pixie-run-tool",
@@ -166,3 +167,17 @@ def test_the_table_holds_the_console_against_pixie_run():
     assert results["console / pixie run wall time"] == "pass"
     slow = {metric: ok for metric, _, _, ok in rows({**figures, "console_vs_cli_ratio": 0.6})}
     assert slow["console / pixie run wall time"] == "FAIL"
+
+
+def test_the_table_reports_cold_imports_without_and_with_bytecode():
+    table = rows({
+        "cold_import_313_ms": {"no_bytecode": {"agent_turn": 2900.0}, "bytecode": {"agent_turn": 1500.0}},
+        "asset_with_bytecode_mb": 80.0,
+    })
+    results = {metric: (value, ok) for metric, value, _, ok in table}
+    assert results["cold_import_313_ms[agent_turn] without -> with bytecode"] == ("2900 -> 1500 ms", "pass")
+    assert results["asset_with_bytecode_mb (+ CPython 3.13 pycs)"] == ("80.0", "pass")
+    slower = rows({"cold_import_313_ms": {"no_bytecode": {"agent_turn": 1.0}, "bytecode": {"agent_turn": 2.0}}})
+    assert slower[0][3] == "FAIL"
+    missing = rows({"cold_import_313_ms": None, "cold_import_313_error": "no CPython 3.13 found"})
+    assert missing[0][1] == "n/a: no CPython 3.13 found"

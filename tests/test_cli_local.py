@@ -67,7 +67,7 @@ def test_run_json_with_a_script_then_show_json(tmp_path, write_script):
     assert [m["role"] for m in saved["conversation"]] == ["user", "assistant", "tool", "assistant"]
     assert saved["conversation"][0]["content"] == "Write main.js"
     states = [e["stateEnteredEventDetails"]["name"] for e in saved["history"] if "stateEnteredEventDetails" in e]
-    assert states[:2] == ["CreateSandbox", "AgentTurn"]
+    assert states[:3] == ["CreateSandbox", "IsDuplicateEvent", "AgentTurn"]
     assert {"Router", "RunTools", "RunTool", "GetSandboxUrl"} <= set(states)
 
     human = pixie("show", output["runId"], home=tmp_path)

@@ -171,29 +171,49 @@ def task_function_names(states: dict[str, dict]) -> dict[str, str]:
     return found
 
 
+def rule_by_detail_type(resources: dict[str, dict], detail_type: str) -> tuple[str, dict]:
+    (found,) = [
+        (lid, r)
+        for lid, r in of_type(resources, "AWS::Events::Rule").items()
+        if r["Properties"]["EventPattern"].get("detail-type") == [detail_type]
+    ]
+    return found
+
+
+def trigger_rule(resources: dict[str, dict]) -> tuple[str, dict]:
+    return rule_by_detail_type(resources, "test/hello.world")
+
+
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
 # --- trigger -----------------------------------------------------------------------------------
 
 
 def test_rule_matches_hello_world_on_the_default_bus(template: Template, resources):
     rules = of_type(resources, "AWS::Events::Rule")
-    assert len(rules) == 1
-    (rule,) = rules.values()
+    assert len(rules) == 2  # the trigger, and the cleanup of bad endings
+    _, rule = trigger_rule(resources)
     assert rule["Properties"]["EventPattern"] == {"detail-type": ["test/hello.world"]}
     assert "EventBusName" not in rule["Properties"]  # the default bus
     assert rule["Properties"]["State"] == "ENABLED"
 
 
 def test_rule_target_starts_the_state_machine_with_the_event_and_has_dlq_and_retries(resources):
-    (rule,) = of_type(resources, "AWS::Events::Rule").values()
+    _, rule = trigger_rule(resources)
     (sm_lid,) = of_type(resources, "AWS::StepFunctions::StateMachine")
-    (queue_lid,) = of_type(resources, "AWS::SQS::Queue")
     (target,) = rule["Properties"]["Targets"]
     assert target["Arn"] == {"Ref": sm_lid}
     assert not {"Input", "InputPath", "InputTransformer"} & set(target)  # the whole event is the input
-    assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [queue_lid, "Arn"]}}
+    queue_lid = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    assert resources[queue_lid]["Type"] == "AWS::SQS::Queue"
     retry = target["RetryPolicy"]
     assert 1 <= retry["MaximumRetryAttempts"] <= 185
     assert 60 <= retry["MaximumEventAgeInSeconds"] <= 86400
+    # `pixie send` waits exactly as long as this (lambdas/logic/config.py holds the one value).
+    from lambdas.logic.config import TRIGGER_MAX_EVENT_AGE_S
+
+    assert retry["MaximumEventAgeInSeconds"] == TRIGGER_MAX_EVENT_AGE_S
 
     # The target's role may start this state machine and nothing else.
     role_lid = target["RoleArn"]["Fn::GetAtt"][0]
@@ -201,15 +221,20 @@ def test_rule_target_starts_the_state_machine_with_the_event_and_has_dlq_and_ret
     assert statements == [{"Action": "states:StartExecution", "Effect": "Allow", "Resource": {"Ref": sm_lid}}]
 
 
-def test_dead_letter_queue_is_encrypted_ssl_only_and_writable_by_the_rule_only(resources):
-    (queue_lid, queue) = next(iter(of_type(resources, "AWS::SQS::Queue").items()))
+@pytest.mark.parametrize("detail_type", ["test/hello.world", STATUS_CHANGE])
+def test_dead_letter_queues_are_encrypted_ssl_only_and_writable_by_their_rule_only(resources, detail_type):
+    rule_lid, rule = rule_by_detail_type(resources, detail_type)
+    (target,) = rule["Properties"]["Targets"]
+    queue_lid = target["DeadLetterConfig"]["Arn"]["Fn::GetAtt"][0]
+    queue = resources[queue_lid]
     assert queue["Properties"].get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in queue["Properties"]
-    (policy,) = of_type(resources, "AWS::SQS::QueuePolicy").values()
+    (policy,) = [
+        p for p in of_type(resources, "AWS::SQS::QueuePolicy").values() if {"Ref": queue_lid} in p["Properties"]["Queues"]
+    ]
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     deny = [s for s in statements if s["Effect"] == "Deny"]
     assert deny and deny[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     (allow,) = [s for s in statements if s["Effect"] == "Allow"]
-    (rule_lid,) = of_type(resources, "AWS::Events::Rule")
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage"
     assert allow["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": [rule_lid, "Arn"]}}}
@@ -487,6 +512,7 @@ def test_asset_fingerprint_covers_only_the_lambda_package_and_the_bundler(tmp_pa
     assert "lambdas/__init__.py" in files and "lambdas/handlers/agent_turn.py" in files
     assert {f for f in files if not f.startswith("lambdas/")} == {
         "infra/lambda-requirements.txt",
+        "infra/lambda_deps.py",
         "infra/bundling.py",
     }
     assert not any("__pycache__" in f or f.endswith(".pyc") for f in files)
@@ -499,41 +525,128 @@ def test_lock_file_pins_every_wheel_with_a_hash():
     assert all(len(r) >= 2 and r[1].startswith("--hash=sha256:") for r in reqs)
     assert pins["aws-lambda-powertools"] == "3.37.0"
     assert pins["openai"] == "3.57.0"
-    assert pins["e2b"].startswith("2.")
+    assert pins["e2b"] == "2.63.0"
+    assert pins["pyqwest"] >= "0.12"  # e2b 2.63's; its aarch64 wheels are manylinux_2_28 only
     assert "botocore" not in pins and "boto3" not in pins  # the Lambda runtime provides them
 
 
-def test_local_bundling_pip_installs_for_lambda_and_copies_the_package(tmp_path, monkeypatch):
-    calls = []
+def test_pyproject_and_the_lock_file_agree_on_every_shared_package(tmp_path, monkeypatch):
+    from infra import lambda_deps
 
-    def fake_run(cmd, check):
-        calls.append(cmd)
-        target = Path(cmd[cmd.index("--target") + 1])
-        (target / "openai").mkdir(parents=True)
-        return None
+    project, locked = lambda_deps.pyproject_pins(), lambda_deps.locked_pins()
+    shared = set(project) & set(locked)
+    assert {"aws-lambda-powertools", "openai", "e2b"} <= shared
+    assert {name: project[name] for name in shared} == {name: locked[name][0] for name in shared}
 
-    monkeypatch.setattr(bundling.subprocess, "run", fake_run)
+    # ... and the check notices a disagreement.
+    drifted = tmp_path / "pyproject.toml"
+    drifted.write_text(lambda_deps.PYPROJECT.read_text().replace('"e2b==2.63.0"', '"e2b==2.64.0"'))
+    monkeypatch.setattr(lambda_deps, "PYPROJECT", drifted)
+    assert lambda_deps.pyproject_pins()["e2b"] == "2.64.0" != locked["e2b"][0]
+
+
+def test_the_bundle_carries_the_versions_the_tests_run():
+    """Every locked package that is installed here (where the tests run) has the locked version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from infra import lambda_deps
+
+    differ = {}
+    for name, (locked, _) in lambda_deps.locked_pins().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue
+        if installed != locked:
+            differ[name] = {"locked": locked, "installed": installed}
+    assert differ == {}, "regenerate with `python -m infra.lambda_deps` or align pyproject.toml"
+
+
+def test_the_lock_file_is_what_the_generator_writes():
+    """Same header and platforms as infra/lambda_deps.py renders (the resolution itself needs PyPI:
+    `python -m infra.lambda_deps --check`)."""
+    from infra import lambda_deps
+
+    locked = lambda_deps.locked_pins()
+    resolved = [(name, version, hashes[0]) for name, (version, hashes) in sorted(locked.items())]
+    rendered = lambda_deps.render(lambda_deps.lambda_requirements(), resolved)
+    assert bundling.REQUIREMENTS.read_text() == rendered
+
+
+class FakeRun:
+    """Stands in for subprocess.run: records commands, fakes pip's install."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, cmd, check=False, **kwargs):
+        self.calls.append(cmd)
+        if "--target" in cmd:
+            (Path(cmd[cmd.index("--target") + 1]) / "openai").mkdir(parents=True)
+        return bundling.subprocess.CompletedProcess(cmd, 0, "", "")
+
+
+def test_local_bundling_pip_installs_for_lambda_copies_the_package_and_compiles(tmp_path, monkeypatch):
+    run = FakeRun()
+    monkeypatch.setattr(bundling.subprocess, "run", run)
+    monkeypatch.setattr(bundling, "bytecode_python", lambda: "/opt/python3.13")
     out = tmp_path / "bundle"
     out.mkdir()
     assert bundling.PipLocalBundling().try_bundle(str(out), image=DockerImage.from_registry("unused")) is True
-    (cmd,) = calls
-    joined = " ".join(cmd)
+    pip, compile_ = run.calls
+    joined = " ".join(pip)
     for flag in (
-        "--platform manylinux2014_aarch64",
+        "--platform manylinux_2_28_aarch64 --platform manylinux2014_aarch64",
         "--python-version 3.13",
         "--implementation cp",
         "--only-binary=:all:",
         "--require-hashes",
         "--no-deps",
+        "--no-compile",
     ):
         assert flag in joined, flag
     assert (out / "openai").is_dir()
     assert (out / "lambdas" / "handlers" / "agent_turn.py").is_file()
     assert not list((out / "lambdas").rglob("__pycache__"))
+    assert compile_ == ["/opt/python3.13", "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash", str(out)]
+
+
+def test_without_python_3_13_the_bundle_is_made_without_bytecode_and_says_so(tmp_path, monkeypatch, capsys):
+    run = FakeRun()
+    monkeypatch.setattr(bundling.subprocess, "run", run)
+    monkeypatch.setattr(bundling, "bytecode_python", lambda: None)
+    assert bundling.PipLocalBundling().try_bundle(str(tmp_path), image=DockerImage.from_registry("unused")) is True
+    assert len(run.calls) == 1
+    assert "no bytecode" in capsys.readouterr().err
+
+
+def test_a_named_bytecode_python_that_is_not_3_13_is_refused(monkeypatch):
+    from infra import lambda_deps
+
+    monkeypatch.setenv(lambda_deps.BYTECODE_PYTHON_ENV, bundling.sys.executable)  # this test's 3.11
+    with pytest.raises(RuntimeError, match="not a working CPython 3.13"):
+        lambda_deps.bytecode_python()
+
+
+def test_compiled_bytecode_is_cpython_313_and_unchecked(tmp_path):
+    from infra import lambda_deps
+
+    python = lambda_deps.bytecode_python()
+    if python is None:
+        if os.environ.get("PIXIE_CI_NO_SKIP"):
+            pytest.fail("PIXIE_CI_NO_SKIP is set and no CPython 3.13 was found")
+        pytest.skip("no CPython 3.13 here (python3.13 on PATH, pyenv, or PIXIE_BUNDLE_PYTHON)")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("VALUE = 1\n")
+    bundling.subprocess.run(lambda_deps.compile_command(python, tmp_path), check=True)
+    (pyc,) = (tmp_path / "pkg" / "__pycache__").iterdir()
+    assert pyc.name == "mod.cpython-313.pyc"
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, check_source off: never compared with the source
 
 
 def test_local_bundling_failure_is_reported_not_sent_to_docker(tmp_path, monkeypatch):
-    def failing_run(cmd, check):
+    def failing_run(cmd, check=False, **kwargs):
         raise bundling.subprocess.CalledProcessError(1, cmd)
 
     monkeypatch.setattr(bundling.subprocess, "run", failing_run)
@@ -544,3 +657,253 @@ def test_local_bundling_failure_is_reported_not_sent_to_docker(tmp_path, monkeyp
 def test_cdk_json_runs_the_app_module():
     config = json.loads((REPO / "cdk.json").read_text())
     assert config["app"].endswith("-m infra.app")
+
+
+# --- production hardening: cleanup of every ending, least privilege, guard rails --------------
+
+
+def test_status_changes_of_bad_endings_go_to_the_cleanup_function(resources):
+    rule_lid, rule = rule_by_detail_type(resources, STATUS_CHANGE)
+    (sm_lid,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    functions = functions_by_step(resources)
+    cleanup_lid = functions["CleanupSandbox"][0]
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.states"],
+        "detail-type": [STATUS_CHANGE],
+        "detail": {"status": ["FAILED", "TIMED_OUT", "ABORTED"], "stateMachineArn": [{"Ref": sm_lid}]},
+    }
+    (target,) = rule["Properties"]["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": [cleanup_lid, "Arn"]}
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target)  # the handler reads the whole event
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+    # Only this rule may invoke the function through EventBridge.
+    (permission,) = [
+        p["Properties"]
+        for p in of_type(resources, "AWS::Lambda::Permission").values()
+        if p["Properties"]["Principal"] == "events.amazonaws.com"
+    ]
+    assert permission["FunctionName"] == {"Fn::GetAtt": [cleanup_lid, "Arn"]}
+    assert permission["SourceArn"] == {"Fn::GetAtt": [rule_lid, "Arn"]}
+    # A cleanup that keeps failing ends in the dead-letter queue the alarm watches.
+    (invoke_config,) = of_type(resources, "AWS::Lambda::EventInvokeConfig").values()
+    assert invoke_config["Properties"]["FunctionName"] == {"Ref": cleanup_lid}
+    assert invoke_config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"] == target["DeadLetterConfig"]["Arn"]
+
+
+def test_the_status_change_pattern_matches_exactly_the_bad_endings(resources):
+    """The synthesized pattern, with this state machine's ARN filled in, as a rule on moto's
+    EventBridge: only FAILED, TIMED_OUT and ABORTED of this state machine reach the target."""
+    import boto3
+    from moto import mock_aws
+
+    _, rule = rule_by_detail_type(resources, STATUS_CHANGE)
+    (sm_lid,) = of_type(resources, "AWS::StepFunctions::StateMachine")
+    arn = "arn:aws:states:us-east-1:123456789012:stateMachine:pixie"
+    pattern = json.dumps(rule["Properties"]["EventPattern"]).replace(json.dumps({"Ref": sm_lid}), json.dumps(arn))
+    sent = [("FAILED", arn), ("TIMED_OUT", arn), ("ABORTED", arn), ("SUCCEEDED", arn), ("RUNNING", arn),
+            ("FAILED", arn + "-other")]
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        events = boto3.client("events", region_name="us-east-1")
+        queue_url = sqs.create_queue(QueueName="cleanup")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="cleanup", EventPattern=pattern)
+        events.put_targets(Rule="cleanup", Targets=[{"Id": "1", "Arn": queue_arn}])
+        events.put_events(
+            Entries=[
+                {"Source": "aws.states", "DetailType": STATUS_CHANGE,
+                 "Detail": json.dumps({"status": status, "stateMachineArn": machine, "name": f"run-{i}"})}
+                for i, (status, machine) in enumerate(sent)
+            ]
+        )
+        received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    delivered = sorted(json.loads(m["Body"])["detail"]["name"] for m in received)
+    assert delivered == ["run-0", "run-1", "run-2"]
+
+
+def test_the_trigger_role_trusts_only_its_rule(resources):
+    rule_lid, rule = trigger_rule(resources)
+    (target,) = rule["Properties"]["Targets"]
+    role = resources[target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    source_arn = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    # arn:<partition>:events:<region>:<account>:rule/<the rule's own name>
+    parts = source_arn["Fn::Join"][1]
+    assert parts[-1] == f":rule/{rule['Properties']['Name']}"
+    assert {"Ref": "AWS::AccountId"} in parts and {"Ref": "AWS::Region"} in parts
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+
+
+def test_functions_get_exactly_the_dynamodb_actions_the_code_uses(resources):
+    from infra.stack import TABLE_ACTIONS
+
+    # What the code calls (boto3 Table methods -> IAM actions) ...
+    calls = {
+        ".get_item(": "dynamodb:GetItem",
+        ".put_item(": "dynamodb:PutItem",
+        ".update_item(": "dynamodb:UpdateItem",
+        ".delete_item(": "dynamodb:DeleteItem",
+        ".query(": "dynamodb:Query",
+        ".scan(": "dynamodb:Scan",
+        "batch_writer(": "dynamodb:BatchWriteItem",
+        ".batch_get_item(": "dynamodb:BatchGetItem",
+        ".transact_write_items(": "dynamodb:TransactWriteItems",
+    }
+    source = "".join(p.read_text() for p in (REPO / "lambdas").rglob("*.py"))
+    used = {action for call, action in calls.items() if call in source}
+    # ... plus Powertools' idempotency layer (get, conditional put, update, delete on failure).
+    used |= {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    assert set(TABLE_ACTIONS) == used
+    for step, (_, props) in functions_by_step(resources).items():
+        granted = {
+            a
+            for s in policies_of_role(resources, role_of_function(props))
+            for a in as_list(s["Action"])
+            if a.startswith("dynamodb:")
+        }
+        assert granted == used, step
+
+
+def test_every_function_has_reserved_concurrency(resources):
+    for step, (_, props) in functions_by_step(resources).items():
+        assert props["ReservedConcurrentExecutions"] == PixieSettings().reserved_concurrency == 10, step
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("off", None), ("none", None), (3, 3), ("25", 25)]
+)
+def test_reserved_concurrency_comes_from_context(value, expected):
+    assert PixieSettings.from_context(App(context={"pixie:reservedConcurrency": value})).reserved_concurrency == expected
+
+
+@pytest.mark.parametrize("value", [0, "-1", "lots"])
+def test_reserved_concurrency_that_would_stop_every_run_is_refused(value):
+    with pytest.raises(ValueError, match="reservedConcurrency"):
+        PixieSettings.from_context(App(context={"pixie:reservedConcurrency": value}))
+
+
+def test_alarms_watch_dead_letters_failed_and_timed_out_runs_throttles_and_errors(resources):
+    alarms = of_type(resources, "AWS::CloudWatch::Alarm")
+    single = {a["Properties"].get("MetricName"): a["Properties"] for a in alarms.values() if "MetricName" in a["Properties"]}
+    assert {"ExecutionsFailed", "ExecutionsTimedOut", "ApproximateNumberOfMessagesVisible"} <= set(single)
+    queues = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms.values()
+        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
+    }
+    assert queues == set(of_type(resources, "AWS::SQS::Queue"))  # both dead-letter queues
+    math = {
+        m["MetricStat"]["Metric"]["MetricName"]: a["Properties"]
+        for a in alarms.values()
+        for m in a["Properties"].get("Metrics", [])
+        if "MetricStat" in m
+    }
+    assert {"Throttles", "Errors"} <= set(math)
+    for name in ("Throttles", "Errors"):  # summed over every step function
+        watched = {
+            m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+            for m in math[name]["Metrics"]
+            if "MetricStat" in m
+        }
+        assert watched == set(of_type(resources, "AWS::Lambda::Function")), name
+    for alarm in alarms.values():
+        assert alarm["Properties"]["TreatMissingData"] == "notBreaching"
+        assert "AlarmActions" not in alarm["Properties"]  # no topic configured
+
+
+def test_alarms_notify_the_sns_topic_given_in_context():
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_sqs as sqs
+    from aws_cdk import aws_stepfunctions as sfn
+
+    from infra.stack import Monitoring
+
+    app = App(context={"aws:cdk:bundling-stacks": []})
+    scope = aws_cdk.Stack(app, "Scratch")
+    fn = lambda_.Function(
+        scope, "Fn", runtime=lambda_.Runtime.PYTHON_3_13, handler="x.handler", code=lambda_.Code.from_inline("x")
+    )
+    machine = sfn.StateMachine(scope, "Machine", definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(scope, "P")))
+    topic = "arn:aws:sns:us-east-1:123456789012:pixie-alarms"
+    Monitoring(
+        scope,
+        "Monitoring",
+        state_machine=machine,
+        functions={"AgentTurn": fn},
+        dead_letter_queues={"Trigger": sqs.Queue(scope, "Q")},
+        alarm_topic_arn=topic,
+    )
+    alarms = of_type(Template.from_stack(scope).to_json()["Resources"], "AWS::CloudWatch::Alarm")
+    assert len(alarms) == 5
+    assert all(a["Properties"]["AlarmActions"] == [topic] for a in alarms.values())
+    assert PixieSettings.from_context(App(context={"pixie:alarmTopicArn": topic})).alarm_topic_arn == topic
+
+
+def test_dashboard_shows_runs_turns_tokens_failures_and_durations(resources):
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    for title in ("Runs", "Turns", "Model tokens", "Failures", "Run duration", "Lambda duration p90"):
+        assert f'\\"title\\":\\"{title}' in body, title
+    for metric in (
+        "ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted",
+        "ExecutionTime", "ModelInputTokens", "ModelOutputTokens", "IterationsPerRun", "DuplicateEvents",
+        "SandboxesReleasedAfterExecutionEnded", "Duration", "Throttles", "Errors",
+    ):
+        assert f'\\"{metric}\\"' in body, metric
+
+
+# --- the ASL's retry rules against the functions' timeouts --------------------------------------
+
+
+def lambda_tasks(states: dict[str, dict]) -> dict[str, dict]:
+    found = {}
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            found[name] = state
+        for sub in (state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])):
+            if sub:
+                found.update(lambda_tasks(sub["States"]))
+    return found
+
+
+def guaranteed_wait_s(retrier: dict) -> float:
+    """The least total time a retrier waits before giving up (FULL jitter could make it ~0)."""
+    assert retrier.get("JitterStrategy", "NONE") == "NONE", retrier
+    interval, rate = retrier.get("IntervalSeconds", 1), retrier.get("BackoffRate", 2.0)
+    cap = retrier.get("MaxDelaySeconds", float("inf"))
+    return sum(min(interval * rate**i, cap) for i in range(retrier["MaxAttempts"]))
+
+
+def test_retries_while_a_step_is_still_in_progress_outlast_any_function_timeout():
+    """A retry that meets IdempotencyAlreadyInProgressError must keep trying until the first attempt
+    has certainly ended: longer than the function's timeout (here: than Lambda's 900 s maximum, so
+    the rule holds whatever pixie:commandTimeout makes RunTool's timeout)."""
+    asl = json.loads(ASL_PATH.read_text())
+    specs = function_specs(PixieSettings())
+    tasks = lambda_tasks(asl["States"])
+    seen = 0
+    for name, state in tasks.items():
+        step = re.fullmatch(r"\$\{(\w+)FunctionArn\}", state["Parameters"]["FunctionName"]).group(1)
+        for retrier in state.get("Retry", []):
+            if "IdempotencyAlreadyInProgressError" in retrier["ErrorEquals"]:
+                seen += 1
+                assert guaranteed_wait_s(retrier) > max(900, specs[step].timeout_s), name
+    assert seen == 3  # CreateSandbox, AgentTurn, RunTool: the idempotent steps
+
+
+def test_every_task_retries_lambda_service_errors_once_times_out_and_never_retries_oom():
+    asl = json.loads(ASL_PATH.read_text())
+    for name, state in lambda_tasks(asl["States"]).items():
+        by_error = {error: retrier for retrier in state["Retry"] for error in retrier["ErrorEquals"]}
+        for error in (
+            "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
+        ):
+            assert by_error[error]["MaxAttempts"] >= 3, (name, error)
+        # A function timeout: every step is idempotent and bounded, so one more try; not more.
+        assert by_error["Sandbox.Timedout"]["MaxAttempts"] == 1, name
+        # Out of memory: the same input in the same memory fails the same way.
+        assert by_error["Runtime.OutOfMemory"]["MaxAttempts"] == 0, name
+        assert state["Retry"][0]["ErrorEquals"] == ["Runtime.OutOfMemory", "Runtime.ExitError"], name

@@ -153,8 +153,8 @@ def test_create_sandbox_twice_for_one_run_creates_one_sandbox(env):
 
 
 def test_two_runs_get_two_sandboxes(env):
-    create("run-a")
-    create("run-b")
+    create("run-a", event(id="event-a"))
+    create("run-b", event(id="event-b"))
     a, b = env.state.get_run("run-a"), env.state.get_run("run-b")
     assert a.sandbox_id != b.sandbox_id
     assert len(sandbox_dirs(env.home)) == 2

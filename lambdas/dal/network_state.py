@@ -8,6 +8,10 @@ Items, all under pk = RUN#<runId>:
   sk = FILE#<path>                   one file each: the latest content the agent wrote
   sk = PART#<sk>#<n>                 part n (1, 2, ...) of a message or file too big for one item
                                      (400 KB): the item itself holds part 0 and the count
+and, under pk = EVENT#<eventId>, sk = RUN: which run the triggering event started (one run per
+event, however often EventBridge delivers it).
+
+Every item carries `expiresAt` (the table's TTL attribute): a run's data goes away as a whole.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from lambdas.logic.errors import RunNotFound
 RUN_TTL_SECONDS = 30 * 24 * 3600
 # UTF-8 bytes of text per item: DynamoDB's limit is 400 KB per item, names and keys included.
 PART_BYTES = 350_000
+
+
+def expires_at() -> int:
+    """The TTL of an item written now (epoch seconds)."""
+    return int(time.time()) + RUN_TTL_SECONDS
 
 
 def _pk(run_id: str) -> str:
@@ -142,6 +151,27 @@ class NetworkState:
             ConditionExpression="attribute_exists(pk)",
         )
 
+    # --- one run per event ------------------------------------------------------------------
+    def claim_event(self, event_id: str, run_id: str) -> str:
+        """Records that `run_id` handles the event `event_id`, unless another run already does.
+        Returns the run that owns the event: `run_id` itself (claimed now, or by an earlier attempt
+        of the same run) or the other run (this one is a duplicate delivery). One conditional write,
+        so two executions racing for one event cannot both win."""
+        key = {"pk": f"EVENT#{event_id}", "sk": "RUN"}
+        while True:
+            try:
+                self.table.put_item(
+                    Item={**key, "eventId": event_id, "runId": run_id, "createdAt": int(time.time()), "expiresAt": expires_at()},
+                    ConditionExpression="attribute_not_exists(pk) OR runId = :run",
+                    ExpressionAttributeValues={":run": run_id},
+                )
+                return run_id
+            except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+                owner = (self.table.get_item(Key=key, ConsistentRead=True).get("Item") or {}).get("runId")
+                if owner:
+                    return str(owner)
+                # the claim expired between the two calls: claim again
+
     # --- conversation -----------------------------------------------------------------------
     # Messages are stored as JSON with non-ASCII escaped: any text a model sends (lone surrogates
     # included) is storable, and a message's size in the table is its length.
@@ -237,10 +267,16 @@ def _split(text: str, max_bytes: int = PART_BYTES) -> list[str]:
 
 
 def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, Any]]:
-    """The item for `text` and, when it is too big for one, its parts (written first)."""
+    """The item for `text` and, when it is too big for one, its parts (written first); all with
+    the run's TTL."""
     pieces = _split(text)
-    parts = [{"pk": _pk(run_id), "sk": _part_key(sk, n), attribute: piece} for n, piece in enumerate(pieces) if n]
-    head: dict[str, Any] = {"pk": _pk(run_id), "sk": sk, attribute: pieces[0]}
+    expiry = expires_at()
+    parts = [
+        {"pk": _pk(run_id), "sk": _part_key(sk, n), attribute: piece, "expiresAt": expiry}
+        for n, piece in enumerate(pieces)
+        if n
+    ]
+    head: dict[str, Any] = {"pk": _pk(run_id), "sk": sk, attribute: pieces[0], "expiresAt": expiry}
     if len(pieces) > 1:
         head["parts"] = len(pieces)
     return [*parts, head]

@@ -11,6 +11,10 @@ from lambdas.logic.steps.create_sandbox import create_sandbox
 @idempotent_step("CreateSandbox", "runId")
 def handler(event: dict, context: LambdaContext) -> dict:
     result = create_sandbox(event.get("runId", ""), event.get("event"), settings(), network_state())
+    if "duplicateOf" in result:
+        metrics.add_metric(name="DuplicateEvents", unit=MetricUnit.Count, value=1)
+        logger.warning("duplicate event: no run started", extra={"duplicateOf": result["duplicateOf"]})
+        return result
     metrics.add_metric(name="RunsStarted", unit=MetricUnit.Count, value=1)
     logger.info("run created", extra={"maxIterations": result["maxIterations"]})
     return result

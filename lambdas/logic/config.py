@@ -23,6 +23,10 @@ from lambdas.logic.limits import (
 
 # The EventBridge detail-type that starts a run (the rule, the CLI and the validation agree on it).
 DETAIL_TYPE = "test/hello.world"
+# The rule's retry policy: EventBridge keeps trying to start the execution for this long (then
+# the event goes to the dead-letter queue). The stack sets it; `pixie send` waits as long.
+TRIGGER_MAX_EVENT_AGE_S = 2 * 3600
+TRIGGER_RETRY_ATTEMPTS = 8
 DEFAULT_MODEL = "openai:gpt-4.1"
 DEFAULT_TEMPLATE = "pixie"
 # RunTool's Lambda timeout is the command timeout + 180 s, at most 900 s (infra/stack.py).

@@ -42,7 +42,13 @@ class Sandbox(Protocol):
 class SandboxProvider(Protocol):
     kind: str
 
-    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> Sandbox: ...
+    def create(
+        self, template: str, timeout_s: int, run_id: str | None = None, idempotency_key: str | None = None
+    ) -> Sandbox:
+        """`run_id` tags the sandbox so it can be released without its run record;
+        `idempotency_key`: the same key never creates a second sandbox (where the provider
+        supports it), so a retried create after a lost response gets the first one."""
+        ...
 
     def release_run(self, run_id: str) -> int:
         """Releases the sandboxes created for `run_id` (found without its run record)."""

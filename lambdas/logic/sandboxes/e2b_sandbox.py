@@ -4,7 +4,9 @@ pixie's typed errors (errors.py), whose names the state machine's Retry/Catch ru
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator
@@ -167,6 +169,17 @@ class E2BSandbox:
         return posixpath.join(PROJECT_ROOT, normalize_project_path(path, PROJECT_ROOT))
 
 
+IDEMPOTENCY_KEY = re.compile(r"[a-z0-9-]{1,255}")
+
+
+def e2b_idempotency_key(key: str) -> str:
+    """E2B takes 1-255 lowercase letters, digits and hyphens (an EventBridge event id, a UUID, is
+    one already); any other key is replaced by its SHA-256 in hex, still one key per input."""
+    if IDEMPOTENCY_KEY.fullmatch(key):
+        return key
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
 class E2BSandboxProvider:
     kind = "e2b"
 
@@ -174,11 +187,18 @@ class E2BSandboxProvider:
         self._api_key = api_key if api_key is not None else get_api_key("E2B_API_KEY", "PIXIE_E2B_SECRET_NAME")
         self._sandbox_cls = sandbox_cls if sandbox_cls is not None else e2b.Sandbox
 
-    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> E2BSandbox:
-        # Tagged with its run, so CleanupSandbox can find it even if the run was never recorded.
-        tag = {"metadata": {RUN_ID_METADATA: run_id}} if run_id else {}
+    def create(
+        self, template: str, timeout_s: int, run_id: str | None = None, idempotency_key: str | None = None
+    ) -> E2BSandbox:
+        options: dict[str, Any] = {}
+        if run_id:
+            # Tagged with its run, so CleanupSandbox can find it even if the run was never recorded.
+            options["metadata"] = {RUN_ID_METADATA: run_id}
+        if idempotency_key is not None:
+            # E2B answers a repeated create with the same key with the same sandbox (SDK >= 2.63).
+            options["idempotency_key"] = e2b_idempotency_key(idempotency_key)
         with _sdk_errors(f"create a sandbox from template {template!r}", self._api_key):
-            sbx = self._sandbox_cls.create(template=template, timeout=timeout_s, api_key=self._api_key, **tag)
+            sbx = self._sandbox_cls.create(template=template, timeout=timeout_s, api_key=self._api_key, **options)
         return E2BSandbox(sbx, api_key=self._api_key)
 
     def release_run(self, run_id: str) -> int:

@@ -456,7 +456,10 @@ class LocalSandboxProvider:
         self.base = Path(pixie_home) / "sandboxes"
         self.policy = policy
 
-    def create(self, template: str, timeout_s: int, run_id: str | None = None) -> LocalSandbox:
+    def create(
+        self, template: str, timeout_s: int, run_id: str | None = None, idempotency_key: str | None = None
+    ) -> LocalSandbox:
+        # The key is not needed here: nothing is lost between creating a folder and recording it.
         sandbox_id = f"local-{uuid.uuid4().hex[:12]}"
         root = self.base / sandbox_id
         shutil.copytree(TEMPLATE_DIR, root)
