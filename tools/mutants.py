@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mutants", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="*", help="mutants to run (names or patterns); default all")
     parser.add_argument("--list", action="store_true", help="list the mutants and their tests")
-    parser.add_argument("--tests", nargs="+", help="run these tests instead of each mutant's own")
+    parser.add_argument("--tests", action="append", metavar="TEST", help="run this test (file or node id) instead of each mutant's own; repeatable")
     args = parser.parse_args(argv)
 
     chosen = [m for m in MUTANTS if not args.names or any(fnmatch.fnmatch(m.name, p) for p in args.names)]
