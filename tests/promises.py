@@ -184,6 +184,12 @@ def errors_state_must_retry(state_name: str) -> set[str]:
             expected.add(error)
         elif error in sandbox_errors and "sandbox_provider(" in logic:
             expected.add(error)
+        elif error not in model_errors | sandbox_errors:
+            # An error the code above cannot place (e.g. one Step Functions names itself): the
+            # steps whose rules name it must still retry it as the README says.
+            state = task_states()[state_name]
+            if any(error in rule["ErrorEquals"] for rule in state.get("Retry", [])):
+                expected.add(error)
     return expected
 
 

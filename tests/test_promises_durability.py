@@ -276,7 +276,7 @@ def test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothin
         }
     )
     with LocalEngine(RunOptions(model="openai:gpt-4.1", pixie_home=tmp_path).env(), invoke_wrapper=lost) as engine:
-        with recorded_waits(scale=0.05):  # real, shortened waits: the first attempts must finish meanwhile
+        with recorded_waits(scale=0.1):  # real, shortened waits: the first attempts must finish meanwhile
             execution = engine.run(hello_world_event("Log x"))
         items = engine.dynamodb.scan(TableName=engine.env["PIXIE_TABLE"])["Items"]
     for thread in lost.threads:

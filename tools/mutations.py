@@ -23,7 +23,12 @@ DURABILITY = "tests/test_promises_durability.py"
 CLI = "tests/test_promises_cli.py"
 TESTS_ASL = [DOCS, DURABILITY]
 TESTS_IDEMPOTENCY = [f"{DURABILITY}::test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothing_happens_twice"]
-TESTS_CLEANUP = [DURABILITY, "tests/test_end_to_end_e2b.py"]
+CLEANUP_PREVIEW = f"{DURABILITY}::test_cleanup_stops_the_preview_the_run_started_and_marks_the_run_failed_with_the_cause"
+TESTS_CLEANUP = [
+    CLEANUP_PREVIEW,
+    f"{DURABILITY}::test_cleanup_records_a_model_failure_in_the_table",
+    "tests/test_end_to_end_e2b.py::test_e2b_sandbox_is_killed_when_the_run_fails",
+]
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ MUTANTS: list[Mutant] = [
            find='status="FAILED",', replace="", count=1),
     Mutant("cleanup-not-killing-the-sandbox", "lambdas/logic/steps/cleanup_sandbox.py", TESTS_CLEANUP,
            find="sandbox.kill()", replace="sandbox.id", count=1),
-    Mutant("local-kill-not-stopping-the-preview", "lambdas/logic/sandboxes/local.py", [DURABILITY],
+    Mutant("local-kill-not-stopping-the-preview", "lambdas/logic/sandboxes/local.py", [CLEANUP_PREVIEW],
            find='"""Stops the preview; the project directory stays for inspection."""\n        stop_preview(self.id)',
            replace='"""Stops the preview; the project directory stays for inspection."""', count=1),
     # --- the CLI ----------------------------------------------------------------------------------------
@@ -133,6 +138,6 @@ MUTANTS: list[Mutant] = [
            find='stack_outputs(stack_name=args.stack, required=("StateMachineArn",))',
            replace='stack_outputs(stack_name="PixieStack", required=("StateMachineArn",))', count=1),
     # --- secrets ----------------------------------------------------------------------------------------
-    Mutant("secrets-cache-0s", "lambdas/logic/secrets.py", [DOCS, "tests/test_secrets.py"],
+    Mutant("secrets-cache-0s", "lambdas/logic/secrets.py", ["tests/test_promises_secrets.py", DOCS],
            find="SECRET_CACHE_SECONDS = 300", replace="SECRET_CACHE_SECONDS = 0", count=1),
 ]
