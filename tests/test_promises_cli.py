@@ -18,7 +18,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 from openai_stub import OpenAIStub, chat_completion
 

@@ -19,7 +19,6 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Iterator
 from unittest import mock
 
