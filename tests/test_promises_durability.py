@@ -278,8 +278,8 @@ def test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothin
         with recorded_waits(scale=0.1):  # real, shortened waits: the first attempts must finish meanwhile
             execution = engine.run(hello_world_event("Log x"))
         items = engine.dynamodb.scan(TableName=engine.env["PIXIE_TABLE"])["Items"]
-    for thread in lost.threads:
-        thread.join(timeout=10)
+        for thread in lost.threads:  # inside the engine: the first attempts end on moto, not AWS
+            thread.join(timeout=30)
 
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
     by_state = failures_by_state(execution.history)
@@ -340,6 +340,40 @@ def test_a_rate_limited_model_is_retried_by_the_workflow_then_answers(tmp_path, 
     assert failures_by_state(execution.history) == {"AgentTurn": ["ModelThrottled"] * attempts_refused}
     assert len(openai_stub.requests) == attempts_refused * sdk_tries + 1
     intervals = promises.expected_waits(promise, rule_or_default("AgentTurn", "ModelThrottled"))[:attempts_refused]
+    assert_waits(waits, [(promise, intervals)])
+
+
+def test_a_rate_limited_sandbox_is_retried_by_the_workflow_then_answers(tmp_path, write_script, monkeypatch):
+    import e2b
+    from test_end_to_end_e2b import FakeCloud, FakeSandbox
+
+    refusals = {"left": 2}
+
+    class RateLimitedE2B(FakeSandbox):
+        """E2B answering 429 to the first two reconnects, then as usual."""
+
+        @classmethod
+        def connect(cls, sandbox_id, timeout=None, api_key=None, **kwargs):
+            if refusals["left"]:
+                refusals["left"] -= 1
+                raise e2b.RateLimitException("429: Rate limit exceeded")
+            return super().connect(sandbox_id, timeout=timeout, api_key=api_key, **kwargs)
+
+    FakeCloud.sandboxes, FakeCloud.calls = {}, []
+    monkeypatch.setattr(e2b, "Sandbox", RateLimitedE2B)
+    monkeypatch.setenv("E2B_API_KEY", "e2b_promises_fake_key")
+    promise = promises.retry_promise("SandboxThrottled")
+    options = RunOptions(model=f"scripted:{write_script(TWO_TURNS)}", sandbox="e2b", pixie_home=tmp_path)
+    with LocalEngine(options.env()) as engine:
+        with recorded_waits() as waits:
+            execution = engine.run(hello_world_event("Log hi"))
+
+    assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
+    assert failures_by_state(execution.history) == {"RunTool": ["SandboxThrottled"] * 2}
+    # The command ran once, after the sandbox answered.
+    [command] = [call for call in FakeCloud.calls if call[0] == "run"]
+    assert "echo hi >> log.txt" in command[2]
+    intervals = promises.expected_waits(promise, rule_or_default("RunTool", "SandboxThrottled"))[:2]
     assert_waits(waits, [(promise, intervals)])
 
 
