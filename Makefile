@@ -28,7 +28,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Break each promise on purpose (tools/mutations.py) and check the tests notice; ~10 min.
+# Break each promise on purpose (tools/mutations.py) and check the tests notice (~5 min).
 mutants: $(STAMP)
 	$(BIN)/python -m tools.mutants $(MUTANTS)
 
