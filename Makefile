@@ -9,7 +9,7 @@ ARGS   ?=
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install run test bench synth clean
+.PHONY: install run test bench mutants synth clean
 
 install: $(STAMP)
 
@@ -27,6 +27,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Break each promise on purpose (tools/mutations.py) and check the tests notice (~5 min).
+mutants: $(STAMP)
+	$(BIN)/python -m tools.mutants $(MUTANTS)
 
 synth: $(STAMP)
 	. $(BIN)/activate && npx --yes aws-cdk@2 synth

@@ -324,9 +324,13 @@ def test_kill(sdk):
     assert sdk.kill_calls == 1
 
 
-def test_kill_ignores_a_sandbox_that_is_already_gone(sdk):
-    sdk.kill_error = e2b.SandboxNotFoundException("Sandbox sbx-1 not found")
-    make_sandbox(sdk).kill()  # no error
+@pytest.mark.parametrize(
+    "gone", [e2b.SandboxNotFoundException("Sandbox sbx-1 not found"), e2b.SandboxNotRunningException("sandbox was not found")]
+)
+def test_kill_of_a_sandbox_that_is_already_gone_asks_e2b_and_succeeds(sdk, gone):
+    sdk.kill_error = gone
+    assert make_sandbox(sdk).kill() is None  # not SandboxNotFound: a gone sandbox is what kill wants
+    assert sdk.kill_calls == 1
 
 
 def test_kill_maps_other_errors(sdk):
