@@ -241,7 +241,7 @@ def test_history_events_follow_the_per_turn_arithmetic(tmp_path, faults):
     calls_run = [0, 1, 5, DEFAULT_MAX_TOOL_CALLS, 0]
     tools_turns = sum(1 for k in calls_run if k)
     expected = (
-        14  # start, CreateSandbox, GetSandboxUrl, the end
+        16  # start, CreateSandbox, IsDuplicateEvent, GetSandboxUrl, the end
         + HISTORY_EVENTS_PER_TURN * len(calls_run)
         - 4 * (len(calls_run) - tools_turns)  # a turn without tools has no Map (7 instead of 11)
         + HISTORY_EVENTS_PER_CALL * sum(calls_run)

@@ -12,7 +12,7 @@ import re
 # --- the history: no execution may reach 25,000 events -----------------------------------------
 HISTORY_EVENT_LIMIT = 25_000
 # Counted on the engine with AWS's event types (tests/test_bounds.py checks these against runs):
-HISTORY_EVENTS_FIXED = 16  # start, CreateSandbox, the end (success 14, failure through cleanup 16)
+HISTORY_EVENTS_FIXED = 18  # start, CreateSandbox, IsDuplicateEvent, the end (success 16, failure through cleanup 18)
 HISTORY_EVENTS_PER_TURN = 11  # AgentTurn, Router, and the Map's own start and end when tools run
 HISTORY_EVENTS_PER_CALL = 7  # one Map iteration with its RunTool task
 HISTORY_EVENTS_PER_RETRY = 3  # a failed attempt: scheduled, started, failed
