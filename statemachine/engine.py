@@ -258,7 +258,7 @@ class LocalEngine:
 
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
-        run_id = run_id or uuid.uuid4().hex[:16]
+        run_id = run_id or new_run_id()
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=run_id, input=json.dumps(event)
         )["executionArn"]
@@ -307,8 +307,15 @@ class LocalEngine:
         return self.wait(arn, on_event)
 
 
-def hello_world_event(prompt: Any) -> dict:
-    """An EventBridge event as the rule delivers it to the state machine."""
+def new_run_id() -> str:
+    """A run id, which is also the execution's name."""
+    return uuid.uuid4().hex[:16]
+
+
+def hello_world_event(prompt: Any, continue_from: str | None = None) -> dict:
+    """An EventBridge event as the rule delivers it to the state machine; `continue_from` names
+    the run whose project this one continues."""
+    detail = {"value": prompt, **({"continueFrom": continue_from} if continue_from else {})}
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -318,5 +325,5 @@ def hello_world_event(prompt: Any) -> dict:
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "region": REGION,
         "resources": [],
-        "detail": {"value": prompt},
+        "detail": detail,
     }
