@@ -25,7 +25,9 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from lambdas.dal.network_state import NetworkState
+from boto3.dynamodb.types import TypeDeserializer
+
+from lambdas.dal.network_state import RunRecord
 from pixie.runs import load_run, run_record, save_run
 from statemachine.engine import InvokeWrapper, LocalEngine
 
@@ -76,11 +78,9 @@ class RunJournal:
     def attach(self, engine: LocalEngine, items: list[dict] = ()) -> None:
         """Loads saved items into the engine's fresh table and saves the run as started."""
         self._engine = engine
-        self._table = engine.env["PIXIE_TABLE"]
-        self._state = NetworkState(self._table)
         for item in items:
-            engine.dynamodb.put_item(TableName=self._table, Item=item)
-        self._parent_meta = self._meta(self.parent_id) if self.parent_id else None
+            engine.dynamodb.put_item(TableName=engine.env["PIXIE_TABLE"], Item=item)
+        self._parent_meta = next((i for i in items if self.parent_id and _is_meta(i, self.parent_id)), None)
         self.save()
 
     def wrap(self, inner: InvokeWrapper | None = None) -> InvokeWrapper:
@@ -98,28 +98,23 @@ class RunJournal:
     def save(self) -> None:
         if self._engine is None:
             return
+        everything = self._engine.table_items()
         own = f"RUN#{self.run_id}"
-        items = [
-            item
-            for item in self._scan()
-            if item["pk"]["S"] == own or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)
-        ]
+        items = [item for item in everything if item["pk"]["S"] == own or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]
         _write_atomically(
             state_path(self.pixie_home, self.run_id),
             {"version": FORMAT_VERSION, "runId": self.run_id, "event": self.event, "options": self.options, "items": items},
         )
-        record = run_record(self._state, self.run_id, status="RUNNING")
+        record = run_record(_ItemsView(items), self.run_id, status="RUNNING")
         if record["prompt"] is None:  # before CreateSandbox recorded the run
             record["prompt"] = (self.event.get("detail") or {}).get("value") if isinstance(self.event, dict) else None
         save_run(self.pixie_home, {**record, "pid": os.getpid(), "host": socket.gethostname()})
-        self._write_back_parent()
+        if self.parent_id:
+            self._write_back_parent(next((i for i in everything if _is_meta(i, self.parent_id)), None))
 
-    def _write_back_parent(self) -> None:
+    def _write_back_parent(self, meta: dict | None) -> None:
         """The parent's record changes when this run takes over its sandbox: that must reach the
         parent's saved state, or a second continuation of it would take the same sandbox."""
-        if not self.parent_id:
-            return
-        meta = self._meta(self.parent_id)
         if meta is None or meta == self._parent_meta:
             return
         path = state_path(self.pixie_home, self.parent_id)
@@ -128,19 +123,30 @@ class RunJournal:
         _write_atomically(path, saved)
         self._parent_meta = meta
 
-    def _meta(self, run_id: str) -> dict | None:
-        key = {"pk": {"S": f"RUN#{run_id}"}, "sk": {"S": "META"}}
-        return self._engine.dynamodb.get_item(TableName=self._table, Key=key, ConsistentRead=True).get("Item")
 
-    def _scan(self) -> list[dict]:
-        items: list[dict] = []
-        kwargs: dict[str, Any] = {"TableName": self._table, "ConsistentRead": True}
-        while True:
-            page = self._engine.dynamodb.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                return items
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+class _ItemsView:
+    """What run_record reads of a run (record, files, messages), from its items in DynamoDB JSON:
+    no further reads of the table."""
+
+    def __init__(self, items: list[dict]) -> None:
+        deserialize = TypeDeserializer().deserialize
+        self._items = sorted(
+            ({key: deserialize(value) for key, value in item.items()} for item in items),
+            key=lambda item: (item["pk"], item["sk"]),
+        )
+
+    def _with_prefix(self, run_id: str, prefix: str) -> list[dict]:
+        return [i for i in self._items if i["pk"] == f"RUN#{run_id}" and i["sk"].startswith(prefix)]
+
+    def find_run(self, run_id: str) -> RunRecord | None:
+        meta = [i for i in self._with_prefix(run_id, "META") if i["sk"] == "META"]
+        return RunRecord.from_item(meta[0]) if meta else None
+
+    def list_files(self, run_id: str) -> dict[str, str]:
+        return {i["path"]: i["content"] for i in self._with_prefix(run_id, "FILE#")}
+
+    def list_messages(self, run_id: str) -> list[dict]:
+        return [json.loads(i["message"]) for i in self._with_prefix(run_id, "MSG#")]
 
 
 def _is_meta(item: dict, run_id: str) -> bool:
