@@ -1,0 +1,356 @@
+"""A project across runs, end to end on the embedded engine with scripted models: continuing a
+run (its sandbox handed over or its files restored, its conversation compacted), chains of runs,
+resuming a run that was killed with kill -9 or failed, and the bad input around both."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import e2b
+import pytest
+
+from lambdas.logic.sandboxes.local import stop_all_previews
+from pixie.local_run import RunOptions, continue_locally, resume_locally, run_locally
+from pixie.run_journal import CannotStart, state_path
+from pixie.runs import load_run
+from statemachine.engine import hello_world_event
+
+PIXIE = Path(sys.executable).parent / "pixie"
+
+PAGE = "<h1>Project A</h1>"
+RUN_A = [
+    {
+        "content": "Writing the page.",
+        "tool_calls": [
+            {"name": "createOrUpdateFiles", "arguments": {"files": [{"path": "index.html", "content": PAGE}]}},
+            {"name": "terminal", "arguments": {"command": "echo a >> log.txt"}},
+        ],
+    },
+    {"content": "Done. <task_summary>Built the first page</task_summary>"},
+]
+RUN_B = [
+    {"content": None, "tool_calls": [{"name": "readFiles", "arguments": {"files": ["index.html"]}}]},
+    {
+        "content": "Adding dark mode.",
+        "tool_calls": [{"name": "createOrUpdateFiles", "arguments": {"files": [{"path": "dark.css", "content": "body{background:#000}"}]}}],
+    },
+    {"content": "<task_summary>Added dark mode</task_summary>"},
+]
+
+
+@pytest.fixture(autouse=True)
+def _stop_previews():
+    yield
+    stop_all_previews()
+
+
+def options(home: Path, script: Path, **overrides) -> RunOptions:
+    return RunOptions(model=f"scripted:{script}", pixie_home=home, **overrides)
+
+
+def tool_results(record: dict) -> list[str]:
+    return [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+
+
+@pytest.fixture
+def project_a(tmp_path, write_script) -> dict:
+    record = run_locally("Build a page", options(tmp_path, write_script(RUN_A, "a.json")))
+    assert record["status"] == "SUCCEEDED", record["cause"]
+    return record
+
+
+# --- continue ---------------------------------------------------------------------------------
+def test_continue_reconnects_to_the_live_sandbox_and_starts_from_the_parents_files_and_conversation(
+    tmp_path, write_script, project_a
+):
+    b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
+
+    assert b["status"] == "SUCCEEDED", b["cause"]
+    assert b["runId"] != project_a["runId"]
+    assert b["parentRunId"] == project_a["runId"] and b["projectId"] == project_a["runId"]
+    # The same sandbox: A's command output (not a file in the table) is still there.
+    assert b["sandboxId"] == project_a["sandboxId"]
+    assert (tmp_path / "sandboxes" / b["sandboxId"] / "log.txt").read_text() == "a\n"
+    # B's first call read A's file; B's result lists A's files and its own.
+    assert tool_results(b)[0] == f"--- index.html ---\n{PAGE}"
+    assert b["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
+    # B's conversation starts with A's prompt and what A did, tool outputs left out.
+    first, second, third = b["conversation"][:3]
+    assert first == {"role": "user", "content": "Build a page"}
+    assert second["role"] == "assistant" and "Built the first page" in second["content"]
+    assert "wrote index.html (ok)" in second["content"] and "ran `echo a >> log.txt` (ok)" in second["content"]
+    assert third == {"role": "user", "content": "Add dark mode"}
+    # The parent is unchanged: its own record still lists only its own files.
+    assert load_run(tmp_path, project_a["runId"])["files"] == {"index.html": PAGE}
+
+
+def test_continue_after_the_sandbox_folder_was_deleted_restores_the_files_from_the_table(
+    tmp_path, write_script, project_a
+):
+    shutil.rmtree(tmp_path / "sandboxes" / project_a["sandboxId"])
+
+    b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
+
+    assert b["status"] == "SUCCEEDED", b["cause"]
+    assert b["sandboxId"] != project_a["sandboxId"]
+    sandbox = tmp_path / "sandboxes" / b["sandboxId"]
+    assert tool_results(b)[0] == f"--- index.html ---\n{PAGE}"  # restored before the first turn
+    assert (sandbox / "index.html").read_text() == PAGE
+    assert not (sandbox / "log.txt").exists()  # what a command made is not in the table
+    assert b["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
+    assert b["conversation"][0]["content"] == "Build a page"
+
+
+def test_a_three_run_chain_shares_the_project_and_sees_every_earlier_run(tmp_path, write_script, project_a):
+    b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
+    run_c = [
+        {"content": None, "tool_calls": [{"name": "readFiles", "arguments": {"files": ["index.html", "dark.css"]}}]},
+        {"content": "<task_summary>Checked both files</task_summary>"},
+    ]
+    c = continue_locally(b["runId"], "Check the files", options(tmp_path, write_script(run_c, "c.json")))
+
+    assert c["status"] == "SUCCEEDED", c["cause"]
+    assert c["parentRunId"] == b["runId"] and c["projectId"] == project_a["runId"]
+    assert c["sandboxId"] == project_a["sandboxId"]  # handed down the chain
+    assert "body{background:#000}" in tool_results(c)[0] and PAGE in tool_results(c)[0]
+    assert set(c["files"]) == {"index.html", "dark.css"}
+    earlier = c["conversation"][:5]
+    assert [m["role"] for m in earlier] == ["user", "assistant", "user", "assistant", "user"]
+    assert [earlier[0]["content"], earlier[2]["content"], earlier[4]["content"]] == [
+        "Build a page", "Add dark mode", "Check the files",
+    ]
+    assert "Built the first page" in earlier[1]["content"] and "Added dark mode" in earlier[3]["content"]
+    # B's tool output (A's page, read back) is compacted to a note in C's context.
+    assert PAGE not in earlier[3]["content"] and "read index.html (ok)" in earlier[3]["content"]
+
+
+def test_a_second_continuation_of_the_same_run_gets_its_own_sandbox_with_the_parents_files(
+    tmp_path, write_script, project_a
+):
+    b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
+    fork_script = [
+        {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "ls"}}]},
+        {"content": "<task_summary>Looked</task_summary>"},
+    ]
+    fork = continue_locally(project_a["runId"], "Another idea", options(tmp_path, write_script(fork_script, "f.json")))
+
+    assert fork["status"] == "SUCCEEDED", fork["cause"]
+    # B took A's sandbox over (and changed it): the fork starts from A's files, not B's sandbox.
+    assert fork["sandboxId"] not in (project_a["sandboxId"], b["sandboxId"])
+    listing = tool_results(fork)[0]
+    assert "index.html" in listing and "dark.css" not in listing
+    assert fork["files"] == {"index.html": PAGE}
+
+
+def test_continuing_on_e2b_reconnects_while_alive_and_restores_after_expiry(tmp_path, write_script, monkeypatch):
+    from test_end_to_end_e2b import FakeCloud, FakeSandbox
+
+    FakeCloud.sandboxes, FakeCloud.calls = {}, []
+    monkeypatch.setattr(e2b, "Sandbox", FakeSandbox)
+    monkeypatch.setenv("E2B_API_KEY", "e2b_continue_fake_key")
+    e2b_options = lambda name, turns: options(tmp_path, write_script(turns, name), sandbox="e2b")  # noqa: E731
+
+    a = run_locally("Build a page", e2b_options("a.json", RUN_A))
+    b = continue_locally(a["runId"], "Add dark mode", e2b_options("b.json", RUN_B))
+    assert b["status"] == "SUCCEEDED", b["cause"]
+    assert b["sandboxId"] == a["sandboxId"] == "sbx0"
+    assert [c for c in FakeCloud.calls if c[0] == "create"] == [("create", "pixie", 3600, "e2b_continue_fake_key")]
+
+    FakeCloud.sandboxes["gone"] = FakeCloud.sandboxes.pop("sbx0")  # E2B's timeout ended it (ids stay unique)
+    run_c = [
+        {"content": None, "tool_calls": [{"name": "readFiles", "arguments": {"files": ["index.html", "dark.css"]}}]},
+        {"content": "<task_summary>Read both</task_summary>"},
+    ]
+    c = continue_locally(b["runId"], "Check", e2b_options("c.json", run_c))
+    assert c["status"] == "SUCCEEDED", c["cause"]
+    assert c["sandboxId"] == "sbx1"
+    assert FakeCloud.sandboxes["sbx1"].store == {
+        "/home/user/index.html": PAGE,
+        "/home/user/dark.css": "body{background:#000}",
+    }
+    assert PAGE in tool_results(c)[0] and "body{background:#000}" in tool_results(c)[0]
+
+
+def test_continuing_a_run_that_did_not_succeed_or_does_not_exist_is_refused(tmp_path, write_script):
+    failed = run_locally("Think", options(tmp_path, write_script([{"content": "hmm"}], "f.json")))
+    assert failed["status"] == "FAILED"
+    b_options = options(tmp_path, write_script(RUN_B, "b.json"))
+
+    with pytest.raises(CannotStart, match="FAILED; only a run that succeeded can be continued"):
+        continue_locally(failed["runId"], "More", b_options)
+    with pytest.raises(CannotStart, match="no saved run"):
+        continue_locally("0123456789abcdef", "More", b_options)
+    with pytest.raises(CannotStart, match="not a run id"):
+        continue_locally("../../etc", "More", b_options)
+
+
+def test_the_event_is_checked_by_create_sandbox_too(tmp_path, write_script):
+    """What `pixie send --continue` relies on: the deployed workflow refuses bad continueFrom."""
+    script = write_script(RUN_B, "b.json")
+    unknown = run_locally(hello_world_event("More", continue_from="nope"), options(tmp_path, script))
+    assert unknown["status"] == "FAILED" and unknown["error"] == "InvalidEvent"
+    assert "there is no run 'nope'" in unknown["cause"]
+
+    malformed = hello_world_event("More")
+    malformed["detail"]["continueFrom"] = "a b/c"
+    bad = run_locally(malformed, options(tmp_path, script))
+    assert bad["error"] == "InvalidEvent" and "detail.continueFrom" in bad["cause"]
+
+
+# --- resume -----------------------------------------------------------------------------------
+def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_once(tmp_path, write_script):
+    # Turn 2 is missing from the script: the run fails with ScriptExhausted after turn 1's effects.
+    script = write_script(RUN_A[:1], "short.json")
+    first = run_locally("Build a page", options(tmp_path, script))
+    assert first["status"] == "FAILED" and first["error"] == "ScriptExhausted"
+    assert load_run(tmp_path, first["runId"])["status"] == "FAILED"
+
+    write_script(RUN_A, "short.json")  # the cause fixed
+    resumed = resume_locally(first["runId"], tmp_path)
+
+    assert resumed["status"] == "SUCCEEDED", resumed["cause"]
+    assert resumed["runId"] == first["runId"] and resumed["sandboxId"] == first["sandboxId"]
+    assert (tmp_path / "sandboxes" / resumed["sandboxId"] / "log.txt").read_text() == "a\n"
+    assert [m["role"] for m in resumed["conversation"]] == ["user", "assistant", "tool", "tool", "assistant"]
+    # The resumed execution went through the whole workflow again, turn 1 from saved results.
+    states = [e["stateEnteredEventDetails"]["name"] for e in resumed["history"] if "stateEnteredEventDetails" in e]
+    assert states[:2] == ["CreateSandbox", "AgentTurn"] and states[-1] == "Done"
+
+    with pytest.raises(CannotStart, match="already succeeded"):
+        resume_locally(first["runId"], tmp_path)
+
+
+def test_resume_restores_a_deleted_sandbox_from_the_table(tmp_path, write_script):
+    first = run_locally("Build a page", options(tmp_path, write_script(RUN_A[:1], "short.json")))
+    shutil.rmtree(tmp_path / "sandboxes" / first["sandboxId"])
+    write_script(RUN_A[:1] + RUN_B, "short.json")  # turn 2 reads the page back
+
+    resumed = resume_locally(first["runId"], tmp_path)
+
+    assert resumed["status"] == "SUCCEEDED", resumed["cause"]
+    assert resumed["sandboxId"] != first["sandboxId"]
+    assert tool_results(resumed)[-2] == f"--- index.html ---\n{PAGE}"
+
+
+def pixie(*args: str, home: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(PIXIE), *args], capture_output=True, text=True, env=_environment(home, env), stdin=subprocess.DEVNULL,
+        timeout=kwargs.get("timeout", 120),
+    )
+
+
+def _environment(home: Path, extra: dict | None = None) -> dict:
+    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return {**environment, "PIXIE_HOME": str(home), **(extra or {})}
+
+
+def _processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is `directory` (the orphaned command of a killed run)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd") == str(directory):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tmp_path, write_script):
+    script = write_script(
+        [
+            RUN_A[0],
+            {"content": "Waiting.", "tool_calls": [{"name": "terminal", "arguments": {"command": "sleep 30"}}]},
+            {"content": "<task_summary>Built the page, slowly</task_summary>"},
+        ],
+        "slow.json",
+    )
+    runs = tmp_path / "runs"
+    process = subprocess.Popen(
+        [str(PIXIE), "run", "--json", "--no-serve", "--model", f"scripted:{script}", "Build a page"],
+        env=_environment(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        record = _wait_for_second_turn_command(runs, process)
+    finally:
+        process.kill()  # kill -9 (SIGKILL): no cleanup runs
+        process.wait()
+    run_id = record["runId"]
+    sandbox = tmp_path / "sandboxes" / record["sandboxId"]
+    for orphan in _processes_in(sandbox):  # the killed run's `sleep 30` (in its own process group)
+        try:
+            os.killpg(os.getpgid(orphan), signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    shown = json.loads(pixie("show", run_id, "--json", home=tmp_path).stdout)
+    assert shown["status"] == "INTERRUPTED"  # saved as RUNNING, its process is gone
+    assert [m["role"] for m in shown["conversation"]] == ["user", "assistant", "tool", "tool", "assistant"]
+    refused = pixie("run", "--continue", run_id, "--model", f"scripted:{script}", "More", home=tmp_path)
+    assert refused.returncode == 2 and "INTERRUPTED" in refused.stderr and f"pixie resume {run_id}" in refused.stderr
+
+    # The turn-2 command runs again on resume (it never finished); a short limit keeps it short.
+    resumed = pixie("resume", run_id, "--json", "--no-serve", home=tmp_path, env={"PIXIE_COMMAND_TIMEOUT": "1"})
+
+    assert resumed.returncode == 0, resumed.stderr
+    result = json.loads(resumed.stdout)
+    assert result["runId"] == run_id and result["status"] == "SUCCEEDED"
+    assert result["summary"] == "Built the page, slowly"
+    assert (sandbox / "log.txt").read_text() == "a\n"  # turn 1's command ran once
+    assert load_run(tmp_path, run_id)["status"] == "SUCCEEDED"
+
+
+def _wait_for_second_turn_command(runs: Path, process: subprocess.Popen) -> dict:
+    """The run's saved record once its turn-2 command (`sleep 30`) is running."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the run ended before it could be killed"
+        for path in runs.glob("*.json") if runs.is_dir() else ():
+            record = json.loads(path.read_text())
+            sandbox = runs.parent / "sandboxes" / str(record.get("sandboxId"))
+            waiting = any(m.get("content") == "Waiting." for m in record["conversation"])
+            if waiting and _processes_in(sandbox):
+                assert record["status"] == "RUNNING" and record["pid"] == process.pid
+                return record
+        time.sleep(0.1)
+    raise AssertionError("the run never reached its second turn's command")
+
+
+def test_resume_and_continue_bad_input_exit_2_with_a_clear_error(tmp_path, write_script, project_a):
+    unknown = pixie("resume", "0123456789abcdef", home=tmp_path)
+    assert unknown.returncode == 2 and "no saved run 0123456789abcdef" in unknown.stderr
+    finished = pixie("resume", project_a["runId"], home=tmp_path)
+    assert finished.returncode == 2 and "already succeeded" in finished.stderr
+    continued_unknown = pixie("run", "--continue", "0123456789abcdef", "--no-serve", "More", home=tmp_path)
+    assert continued_unknown.returncode == 2 and "no saved run" in continued_unknown.stderr
+
+    # A saved run still running in a live process (this one) is neither continued nor resumed.
+    running = {**load_run(tmp_path, project_a["runId"]), "runId": "f" * 16, "status": "RUNNING", "pid": os.getpid()}
+    (tmp_path / "runs" / f"{'f' * 16}.json").write_text(json.dumps(running))
+    shutil.copy(state_path(tmp_path, project_a["runId"]), state_path(tmp_path, "f" * 16))
+    assert load_run(tmp_path, "f" * 16)["status"] == "RUNNING"
+    busy = pixie("run", "--continue", "f" * 16, "--no-serve", "More", home=tmp_path)
+    assert busy.returncode == 2 and "still running" in busy.stderr
+    busy_resume = pixie("resume", "f" * 16, home=tmp_path)
+    assert busy_resume.returncode == 2 and "still running" in busy_resume.stderr
+
+
+def test_cli_continue_prints_the_result_with_both_runs_files(tmp_path, write_script, project_a):
+    result = pixie(
+        "run", "--continue", project_a["runId"], "--json", "--no-serve",
+        "--model", f"scripted:{write_script(RUN_B, 'b.json')}", "Add dark mode", home=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    output = json.loads(result.stdout)
+    assert output["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
+    shown = json.loads(pixie("show", output["runId"], "--json", home=tmp_path).stdout)
+    assert shown["parentRunId"] == project_a["runId"] and shown["projectId"] == project_a["runId"]
+    assert shown["conversation"][0]["content"] == "Build a page"
