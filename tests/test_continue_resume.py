@@ -178,19 +178,6 @@ def test_continuing_on_e2b_reconnects_while_alive_and_restores_after_expiry(tmp_
     assert PAGE in tool_results(c)[0] and "body{background:#000}" in tool_results(c)[0]
 
 
-def test_continuing_a_run_that_did_not_succeed_or_does_not_exist_is_refused(tmp_path, write_script):
-    failed = run_locally("Think", options(tmp_path, write_script([{"content": "hmm"}], "f.json")))
-    assert failed["status"] == "FAILED"
-    b_options = options(tmp_path, write_script(RUN_B, "b.json"))
-
-    with pytest.raises(CannotStart, match="FAILED; only a run that succeeded can be continued"):
-        continue_locally(failed["runId"], "More", b_options)
-    with pytest.raises(CannotStart, match="no saved run"):
-        continue_locally("0123456789abcdef", "More", b_options)
-    with pytest.raises(CannotStart, match="not a run id"):
-        continue_locally("../../etc", "More", b_options)
-
-
 def test_the_event_is_checked_by_create_sandbox_too(tmp_path, write_script):
     """What `pixie send --continue` relies on: the deployed workflow refuses bad continueFrom."""
     script = write_script(RUN_B, "b.json")
@@ -211,6 +198,8 @@ def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_
     first = run_locally("Build a page", options(tmp_path, script))
     assert first["status"] == "FAILED" and first["error"] == "ScriptExhausted"
     assert load_run(tmp_path, first["runId"])["status"] == "FAILED"
+    with pytest.raises(CannotStart, match="FAILED; only a run that succeeded can be continued"):
+        continue_locally(first["runId"], "More", options(tmp_path, script))
 
     write_script(RUN_A, "short.json")  # the cause fixed
     resumed = resume_locally(first["runId"], tmp_path)
@@ -239,6 +228,17 @@ def test_resume_restores_a_deleted_sandbox_from_the_table(tmp_path, write_script
     assert tool_results(resumed)[-2] == f"--- index.html ---\n{PAGE}"
 
 
+def pixie_in_process(*args: str, home: Path, monkeypatch, capsys) -> tuple[int, str, str]:
+    """The CLI without a new interpreter (for commands that end before any engine starts)."""
+    from pixie.cli import main
+
+    monkeypatch.setenv("PIXIE_HOME", str(home))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 def pixie(*args: str, home: Path, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(PIXIE), *args], capture_output=True, text=True, env=_environment(home, env), stdin=subprocess.DEVNULL,
@@ -264,7 +264,7 @@ def _processes_in(directory: Path) -> list[int]:
     return found
 
 
-def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tmp_path, write_script):
+def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tmp_path, write_script, monkeypatch, capsys):
     script = write_script(
         [
             RUN_A[0],
@@ -291,11 +291,14 @@ def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tm
         except ProcessLookupError:
             pass
 
-    shown = json.loads(pixie("show", run_id, "--json", home=tmp_path).stdout)
-    assert shown["status"] == "INTERRUPTED"  # saved as RUNNING, its process is gone
+    code, out, _ = pixie_in_process("show", run_id, "--json", home=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+    shown = json.loads(out)
+    assert code == 0 and shown["status"] == "INTERRUPTED"  # saved as RUNNING, its process is gone
     assert [m["role"] for m in shown["conversation"]] == ["user", "assistant", "tool", "tool", "assistant"]
-    refused = pixie("run", "--continue", run_id, "--model", f"scripted:{script}", "More", home=tmp_path)
-    assert refused.returncode == 2 and "INTERRUPTED" in refused.stderr and f"pixie resume {run_id}" in refused.stderr
+    code, _, err = pixie_in_process(
+        "run", "--continue", run_id, "--model", f"scripted:{script}", "More", home=tmp_path, monkeypatch=monkeypatch, capsys=capsys
+    )
+    assert code == 2 and "INTERRUPTED" in err and f"pixie resume {run_id}" in err
 
     # The turn-2 command runs again on resume (it never finished); a short limit keeps it short.
     resumed = pixie("resume", run_id, "--json", "--no-serve", home=tmp_path, env={"PIXIE_COMMAND_TIMEOUT": "1"})
@@ -324,26 +327,7 @@ def _wait_for_second_turn_command(runs: Path, process: subprocess.Popen) -> dict
     raise AssertionError("the run never reached its second turn's command")
 
 
-def test_resume_and_continue_bad_input_exit_2_with_a_clear_error(tmp_path, write_script, project_a):
-    unknown = pixie("resume", "0123456789abcdef", home=tmp_path)
-    assert unknown.returncode == 2 and "no saved run 0123456789abcdef" in unknown.stderr
-    finished = pixie("resume", project_a["runId"], home=tmp_path)
-    assert finished.returncode == 2 and "already succeeded" in finished.stderr
-    continued_unknown = pixie("run", "--continue", "0123456789abcdef", "--no-serve", "More", home=tmp_path)
-    assert continued_unknown.returncode == 2 and "no saved run" in continued_unknown.stderr
-
-    # A saved run still running in a live process (this one) is neither continued nor resumed.
-    running = {**load_run(tmp_path, project_a["runId"]), "runId": "f" * 16, "status": "RUNNING", "pid": os.getpid()}
-    (tmp_path / "runs" / f"{'f' * 16}.json").write_text(json.dumps(running))
-    shutil.copy(state_path(tmp_path, project_a["runId"]), state_path(tmp_path, "f" * 16))
-    assert load_run(tmp_path, "f" * 16)["status"] == "RUNNING"
-    busy = pixie("run", "--continue", "f" * 16, "--no-serve", "More", home=tmp_path)
-    assert busy.returncode == 2 and "still running" in busy.stderr
-    busy_resume = pixie("resume", "f" * 16, home=tmp_path)
-    assert busy_resume.returncode == 2 and "still running" in busy_resume.stderr
-
-
-def test_cli_continue_prints_the_result_with_both_runs_files(tmp_path, write_script, project_a):
+def test_cli_continue_and_resume_with_good_and_bad_input(tmp_path, write_script, project_a, monkeypatch, capsys):
     result = pixie(
         "run", "--continue", project_a["runId"], "--json", "--no-serve",
         "--model", f"scripted:{write_script(RUN_B, 'b.json')}", "Add dark mode", home=tmp_path,
@@ -351,6 +335,69 @@ def test_cli_continue_prints_the_result_with_both_runs_files(tmp_path, write_scr
     assert result.returncode == 0, result.stderr
     output = json.loads(result.stdout)
     assert output["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
-    shown = json.loads(pixie("show", output["runId"], "--json", home=tmp_path).stdout)
+    def cli(*args: str) -> tuple[int, str, str]:
+        return pixie_in_process(*args, home=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+
+    shown = json.loads(cli("show", output["runId"], "--json")[1])
     assert shown["parentRunId"] == project_a["runId"] and shown["projectId"] == project_a["runId"]
     assert shown["conversation"][0]["content"] == "Build a page"
+
+    # Bad input: a clear error on stderr and exit code 2, before any engine starts.
+    code, _, err = cli("resume", "0123456789abcdef")
+    assert code == 2 and "no saved run 0123456789abcdef" in err
+    code, _, err = cli("resume", project_a["runId"])
+    assert code == 2 and "already succeeded" in err
+    code, _, err = cli("run", "--continue", "0123456789abcdef", "--no-serve", "More")
+    assert code == 2 and "no saved run" in err
+    code, _, err = cli("run", "--continue", "../../etc", "--no-serve", "More")
+    assert code == 2 and "not a run id" in err
+
+    # A saved run still running in a live process (this one) is neither continued nor resumed.
+    busy_id = "f" * 16
+    running = {**load_run(tmp_path, project_a["runId"]), "runId": busy_id, "status": "RUNNING", "pid": os.getpid()}
+    (tmp_path / "runs" / f"{busy_id}.json").write_text(json.dumps(running))
+    shutil.copy(state_path(tmp_path, project_a["runId"]), state_path(tmp_path, busy_id))
+    assert load_run(tmp_path, busy_id)["status"] == "RUNNING"
+    code, _, err = cli("run", "--continue", busy_id, "--no-serve", "More")
+    assert code == 2 and "still running" in err
+    code, _, err = cli("resume", busy_id)
+    assert code == 2 and "still running" in err
+
+
+# --- what the model sees of earlier runs, and the sandbox hand-over, on the table alone ------
+def test_earlier_runs_stay_bounded_however_long_the_chain_and_its_outputs(table):
+    from lambdas.dal.network_state import (
+        assistant_message_key,
+        context_message_key,
+        tool_message_key,
+        user_message_key,
+    )
+    from lambdas.logic.continuation import MAX_EARLIER_RUNS, earlier_conversation
+
+    parent = table.create_run(
+        run_id="p", prompt="P" * 50_000, sandbox_id="s", sandbox_kind="local", model="m", template="t", max_iterations=99
+    )
+    for index in range(2 * 30):  # thirty earlier runs, already compacted
+        table.put_message("p", context_message_key(index), {"role": "user" if index % 2 == 0 else "assistant", "content": f"r{index}"})
+    table.put_message("p", user_message_key(0), {"role": "user", "content": parent.prompt})
+    for turn in range(1, 40):
+        call = {"id": f"c{turn}", "type": "function", "function": {"name": "terminal", "arguments": json.dumps({"command": "x" * 5_000})}}
+        table.put_message("p", assistant_message_key(turn), {"role": "assistant", "content": "y" * 3_000, "tool_calls": [call]})
+        table.put_message("p", tool_message_key(turn, 0), {"role": "tool", "tool_call_id": f"c{turn}", "content": "z" * 10_000})
+    table.update_run("p", summary="The summary survives")
+
+    conversation = earlier_conversation(table.get_run("p"), table)
+
+    assert len(conversation) == 2 * MAX_EARLIER_RUNS
+    assert conversation[-4]["content"] == "r58"  # the newest earlier runs are kept
+    assert [m["role"] for m in conversation] == ["user", "assistant"] * MAX_EARLIER_RUNS
+    assert len(json.dumps(conversation)) < 30_000
+    assert "The summary survives" in conversation[-1]["content"]
+    assert "z" * 100 not in conversation[-1]["content"]  # tool outputs are never carried over
+
+
+def test_a_sandbox_is_handed_over_to_one_continuation_only(table):
+    table.create_run(run_id="a", prompt="p", sandbox_id="s", sandbox_kind="local", model="m", template="t", max_iterations=5)
+    assert table.claim_sandbox("a", "b") is True
+    assert table.claim_sandbox("a", "b") is True  # the same run's retry
+    assert table.claim_sandbox("a", "c") is False
