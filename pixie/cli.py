@@ -84,6 +84,8 @@ def _print_human(record: dict[str, Any], show_flags: str = "") -> None:
         error = f": {record['error']}" if record.get("error") else ""
         out.write(f"\nRun {record['runId']} {record['status']}{error}\n{record.get('cause') or ''}\n")
         out.write(f"Inspect it with: {show}\n")
+        if record["status"] == "INTERRUPTED":  # saved as running, its process gone
+            out.write(f"Finish it with: pixie resume {record['runId']}\n")
     out.flush()
 
 
@@ -207,6 +209,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
     _print_human(record, " --aws" if args.aws else "")
+    if record.get("parentRunId"):  # a run in a chain: where it came from
+        print(f"\nContinues run {record['parentRunId']} (project {record.get('projectId')})")
     print(f"\nConversation ({len(record['conversation'])} messages):\n")
     for message in record["conversation"]:
         print(_format_message(message) + "\n")

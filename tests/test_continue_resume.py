@@ -341,6 +341,8 @@ def test_cli_continue_and_resume_with_good_and_bad_input(tmp_path, write_script,
     shown = json.loads(cli("show", output["runId"], "--json")[1])
     assert shown["parentRunId"] == project_a["runId"] and shown["projectId"] == project_a["runId"]
     assert shown["conversation"][0]["content"] == "Build a page"
+    human = cli("show", output["runId"])[1]
+    assert f"Continues run {project_a['runId']} (project {project_a['runId']})" in human
 
     # Bad input: a clear error on stderr and exit code 2, before any engine starts.
     code, _, err = cli("resume", "0123456789abcdef")
