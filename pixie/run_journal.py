@@ -106,8 +106,9 @@ class RunJournal:
             {"version": FORMAT_VERSION, "runId": self.run_id, "event": self.event, "options": self.options, "items": items},
         )
         record = run_record(_ItemsView(items), self.run_id, status="RUNNING")
-        if record["prompt"] is None:  # before CreateSandbox recorded the run
-            record["prompt"] = (self.event.get("detail") or {}).get("value") if isinstance(self.event, dict) else None
+        if record["prompt"] is None:  # before CreateSandbox recorded the run (or a malformed event)
+            detail = self.event.get("detail") if isinstance(self.event, dict) else None
+            record["prompt"] = detail.get("value") if isinstance(detail, dict) else None
         save_run(self.pixie_home, {**record, "pid": os.getpid(), "host": socket.gethostname()})
         if self.parent_id:
             self._write_back_parent(next((i for i in everything if _is_meta(i, self.parent_id)), None))
@@ -118,6 +119,8 @@ class RunJournal:
         if meta is None or meta == self._parent_meta:
             return
         path = state_path(self.pixie_home, self.parent_id)
+        if not path.exists():  # removed meanwhile: nothing left to keep consistent
+            return
         saved = json.loads(path.read_text(encoding="utf-8"))
         saved["items"] = [meta if _is_meta(item, self.parent_id) else item for item in saved["items"]]
         _write_atomically(path, saved)
