@@ -108,7 +108,7 @@ def test_continue_after_the_sandbox_folder_was_deleted_restores_the_files_from_t
     assert b["conversation"][0]["content"] == "Build a page"
 
 
-def test_a_three_run_chain_shares_the_project_and_sees_every_earlier_run(tmp_path, write_script, project_a):
+def test_a_three_run_chain_shares_the_project_and_a_second_continuation_forks_it(tmp_path, write_script, project_a):
     b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
     run_c = [
         {"content": None, "tool_calls": [{"name": "readFiles", "arguments": {"files": ["index.html", "dark.css"]}}]},
@@ -130,20 +130,15 @@ def test_a_three_run_chain_shares_the_project_and_sees_every_earlier_run(tmp_pat
     # B's tool output (A's page, read back) is compacted to a note in C's context.
     assert PAGE not in earlier[3]["content"] and "read index.html (ok)" in earlier[3]["content"]
 
-
-def test_a_second_continuation_of_the_same_run_gets_its_own_sandbox_with_the_parents_files(
-    tmp_path, write_script, project_a
-):
-    b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
+    # A second continuation of A: B took A's sandbox over (and changed it), so this one starts
+    # from A's files in a sandbox of its own.
     fork_script = [
         {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "ls"}}]},
         {"content": "<task_summary>Looked</task_summary>"},
     ]
     fork = continue_locally(project_a["runId"], "Another idea", options(tmp_path, write_script(fork_script, "f.json")))
-
     assert fork["status"] == "SUCCEEDED", fork["cause"]
-    # B took A's sandbox over (and changed it): the fork starts from A's files, not B's sandbox.
-    assert fork["sandboxId"] not in (project_a["sandboxId"], b["sandboxId"])
+    assert fork["sandboxId"] != project_a["sandboxId"]
     listing = tool_results(fork)[0]
     assert "index.html" in listing and "dark.css" not in listing
     assert fork["files"] == {"index.html": PAGE}
@@ -192,7 +187,7 @@ def test_the_event_is_checked_by_create_sandbox_too(tmp_path, write_script):
 
 
 # --- resume -----------------------------------------------------------------------------------
-def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_once(tmp_path, write_script):
+def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_once(tmp_path, write_script, monkeypatch):
     # Turn 2 is missing from the script: the run fails with ScriptExhausted after turn 1's effects.
     script = write_script(RUN_A[:1], "short.json")
     first = run_locally("Build a page", options(tmp_path, script))
@@ -202,11 +197,17 @@ def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_
         continue_locally(first["runId"], "More", options(tmp_path, script))
 
     write_script(RUN_A, "short.json")  # the cause fixed
+    from lambdas.logic.models.scripted import ScriptedModel
+
+    model_turns: list[int] = []
+    complete = ScriptedModel.complete
+    monkeypatch.setattr(ScriptedModel, "complete", lambda self, *a, turn: model_turns.append(turn) or complete(self, *a, turn=turn))
     resumed = resume_locally(first["runId"], tmp_path)
 
     assert resumed["status"] == "SUCCEEDED", resumed["cause"]
     assert resumed["runId"] == first["runId"] and resumed["sandboxId"] == first["sandboxId"]
     assert (tmp_path / "sandboxes" / resumed["sandboxId"] / "log.txt").read_text() == "a\n"
+    assert model_turns == [2]  # turn 1's reply was not asked for (or paid for) again
     assert [m["role"] for m in resumed["conversation"]] == ["user", "assistant", "tool", "tool", "assistant"]
     # The resumed execution went through the whole workflow again, turn 1 from saved results.
     states = [e["stateEnteredEventDetails"]["name"] for e in resumed["history"] if "stateEnteredEventDetails" in e]
