@@ -173,6 +173,30 @@ def test_continuing_on_e2b_reconnects_while_alive_and_restores_after_expiry(tmp_
     assert PAGE in tool_results(c)[0] and "body{background:#000}" in tool_results(c)[0]
 
 
+def test_continuing_with_an_openai_model_sends_the_earlier_run_as_plain_conversation(
+    tmp_path, project_a, monkeypatch
+):
+    from openai_stub import OpenAIStub, chat_completion
+
+    stub = OpenAIStub().start()
+    monkeypatch.setenv("OPENAI_BASE_URL", stub.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-continue-test")
+    stub.reply(200, chat_completion("<task_summary>Nothing to change</task_summary>"))
+    try:
+        b = continue_locally(project_a["runId"], "Anything to change?", RunOptions(model="openai:gpt-4.1", pixie_home=tmp_path))
+    finally:
+        stub.stop()
+
+    assert b["status"] == "SUCCEEDED", b["cause"]
+    [request] = stub.requests
+    messages = request.body["messages"]
+    # Valid Chat Completions: alternating plain messages, no dangling tool calls from run A.
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user"]
+    assert messages[1] == {"role": "user", "content": "Build a page"}
+    assert "Built the first page" in messages[2]["content"] and "tool_calls" not in messages[2]
+    assert messages[3] == {"role": "user", "content": "Anything to change?"}
+
+
 def test_the_event_is_checked_by_create_sandbox_too(tmp_path, write_script):
     """What `pixie send --continue` relies on: the deployed workflow refuses bad continueFrom."""
     script = write_script(RUN_B, "b.json")
