@@ -11,7 +11,7 @@ from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event, new_run_id
-from pixie.run_journal import RunJournal, parent_items, resumable_state
+from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
 from pixie.runs import run_record, save_run
 
 DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
@@ -73,7 +73,7 @@ def run_locally(
     starts with `saved_items` (an earlier run's, to continue or resume it)."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
     run_id = run_id or new_run_id()
-    journal = RunJournal(options.pixie_home, run_id, event, options.saved(), parent_id=_continues(event))
+    journal = RunJournal(options.pixie_home, run_id, event, options.saved(), parent_id=continued_run(event))
     interrupted = False
     with LocalEngine(
         options.env(), invoke_wrapper=journal.wrap(invoke_wrapper), retry_delay_scale=retry_delay_scale
@@ -100,11 +100,6 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, record: dict[str, Any]) -> None:
         super().__init__(record["runId"])
         self.record = record
-
-
-def _continues(event: Any) -> str | None:
-    detail = event.get("detail") if isinstance(event, dict) else None
-    return detail.get("continueFrom") if isinstance(detail, dict) else None
 
 
 def continue_locally(parent_id: str, prompt: str, options: RunOptions, **run_kwargs: Any) -> dict[str, Any]:

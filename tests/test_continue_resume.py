@@ -253,6 +253,23 @@ def test_resume_restores_a_deleted_sandbox_from_the_table(tmp_path, write_script
     assert tool_results(resumed)[-2] == f"--- index.html ---\n{PAGE}"
 
 
+def test_a_continuation_stopped_before_it_was_recorded_resumes_from_the_parent(tmp_path, write_script, project_a):
+    def create_sandbox_never_runs(name, event, invoke):
+        if name == "pixie-create-sandbox":
+            raise RuntimeError("the process died here")
+        return invoke()
+
+    b_options = options(tmp_path, write_script(RUN_B, "b.json"))
+    stopped = continue_locally(project_a["runId"], "Add dark mode", b_options, invoke_wrapper=create_sandbox_never_runs)
+    assert stopped["status"] == "FAILED" and stopped["error"] == "RuntimeError" and stopped["files"] == {}
+
+    resumed = resume_locally(stopped["runId"], tmp_path)
+
+    assert resumed["status"] == "SUCCEEDED", resumed["cause"]
+    assert resumed["parentRunId"] == project_a["runId"]
+    assert resumed["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
+
+
 def pixie_in_process(*args: str, home: Path, monkeypatch, capsys) -> tuple[int, str, str]:
     """The CLI without a new interpreter (for commands that end before any engine starts)."""
     from pixie.cli import main

@@ -1,7 +1,9 @@
 """The run's network state in one DynamoDB table (AgentKit's `network.state`, made durable).
 
 Items, all under pk = RUN#<runId>:
-  sk = META                          the run record: prompt, sandbox, model, iteration, summary, status
+  sk = META                          the run record: prompt, sandbox, model, iteration, summary, status;
+                                     parentRunId and projectId when it continues an earlier run;
+                                     sandboxClaimedBy once a continuing run took its sandbox over
   sk = MSG#<turn:04d>#<part>         one conversation message each, in order (a Query returns them
                                      sorted); a retried step writes the same key, so it overwrites
                                      instead of duplicating
