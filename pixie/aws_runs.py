@@ -112,14 +112,19 @@ def stack_outputs(
 
 # --- send -----------------------------------------------------------------------------------------
 def put_hello_world(
-    prompt: str, events_client: Any, event_bus_name: str = DEFAULT_EVENT_BUS, sleep: Callable[[float], None] = time.sleep
+    prompt: str,
+    events_client: Any,
+    event_bus_name: str = DEFAULT_EVENT_BUS,
+    sleep: Callable[[float], None] = time.sleep,
+    continue_from: str | None = None,
 ) -> str:
     """Puts the event the rule listens for; returns its id (the `id` of the delivered event)."""
+    detail = {"value": prompt, **({"continueFrom": continue_from} if continue_from else {})}
     entries = [
         {
             "Source": EVENT_SOURCE,
             "DetailType": DETAIL_TYPE,
-            "Detail": json.dumps({"value": prompt}, ensure_ascii=False),
+            "Detail": json.dumps(detail, ensure_ascii=False),
             "EventBusName": event_bus_name,
         }
     ]
@@ -252,11 +257,17 @@ def send(
     dead_letter_queue_url: str | None = None,
     notice: Callable[[str], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    continue_from: str | None = None,
+    table: str | None = None,
 ) -> str:
     """Puts a `test/hello.world` event and returns the ARN of the execution the rule started.
-    With the rule's dead-letter queue (and an SQS client), stops as soon as the event lands there."""
+    With the rule's dead-letter queue (and an SQS client), stops as soon as the event lands there.
+    With `continue_from`, the new run continues that run's project; when the table is known, the
+    run is checked first (CreateSandbox checks it again either way)."""
+    if continue_from and table:
+        check_continuable(continue_from, table)
     sent_at = datetime.now(timezone.utc)
-    event_id = put_hello_world(prompt, events_client, event_bus_name, sleep)
+    event_id = put_hello_world(prompt, events_client, event_bus_name, sleep, continue_from)
     dead_letters = None
     if sqs_client is not None and dead_letter_queue_url:
         def dead_letters() -> str | None:
@@ -265,6 +276,75 @@ def send(
         event_id, sfn_client, state_machine_arn, timeout_s, poll_s, not_before=sent_at, sleep=sleep,
         dead_letters=dead_letters, notice=notice,
     )
+
+
+def check_continuable(run_id: str, table: str, dynamodb_resource: Any | None = None) -> None:
+    from lambdas.dal.network_state import NetworkState
+
+    run = NetworkState(table, dynamodb_resource).find_run(run_id)
+    if run is None:
+        raise AwsRunsError(f"cannot continue {run_id}: there is no run {run_id!r} in table {table}")
+    if run.status != "SUCCEEDED":
+        raise AwsRunsError(
+            f"cannot continue {run_id}: it is {run.status}; only a run that succeeded can be continued "
+            f"(pixie resume {run_id} --aws finishes one that was stopped)"
+        )
+
+
+# --- resume ---------------------------------------------------------------------------------------
+# pixie's own failure path (Catch -> CleanupSandbox -> one of these Fail states) ends in a state
+# that fails by design: a redrive restarts at the unsuccessful state, so it would fail again.
+OWN_FAIL_STATES = ("RunFailed", "InvalidEvent")
+
+
+def redrive(
+    run_id: str,
+    sfn_client: Any,
+    state_machine_arn: str,
+    timeout_s: float = 30,
+    poll_s: float = 1.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Redrives the run's execution (Step Functions RedriveExecution: completed steps are not
+    run again) and returns its ARN once the redrive has started. AwsRunsError when the
+    execution does not exist, is running, succeeded, or cannot usefully be redriven."""
+    arn = execution_arn_for(state_machine_arn, run_id)
+    try:
+        description = sfn_client.describe_execution(executionArn=arn)
+    except Exception as exc:
+        if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+            raise AwsRunsError(f"no execution {run_id} of {state_machine_arn}") from None
+        raise
+    status = description["status"]
+    if status in IN_PROGRESS:
+        raise AwsRunsError(f"run {run_id} is {status}; follow it with: pixie watch {arn}")
+    if status == "SUCCEEDED":
+        raise AwsRunsError(f"run {run_id} already succeeded; to build on it: pixie send --continue {run_id} \"...\"")
+    if description.get("redriveStatus") == "NOT_REDRIVABLE":
+        reason = description.get("redriveStatusReason") or "Step Functions says it is not redrivable"
+        raise AwsRunsError(f"run {run_id} cannot be redriven: {reason}")
+    if status == "FAILED":
+        fail_states = [
+            e.get("stateEnteredEventDetails", {}).get("name")
+            for e in HistoryFollower(sfn_client, arn).new_events()
+            if e.get("type") == "FailStateEntered"
+        ]
+        if any(name in OWN_FAIL_STATES for name in fail_states):
+            raise AwsRunsError(
+                f"run {run_id} failed with {description.get('error')} and went through pixie's cleanup (its "
+                "sandbox was released): a redrive restarts at the state that failed, its final Fail state, and "
+                "would only fail again. Start a new run instead (pixie send PROMPT)."
+            )
+    redrives_before = int(description.get("redriveCount") or 0)
+    sfn_client.redrive_execution(executionArn=arn)
+    deadline = time.monotonic() + timeout_s
+    while True:  # the redrive is asynchronous: wait until the execution shows it
+        description = sfn_client.describe_execution(executionArn=arn)
+        if int(description.get("redriveCount") or 0) > redrives_before or description["status"] in IN_PROGRESS:
+            return arn
+        if time.monotonic() >= deadline:
+            raise AwsRunsError(f"the redrive of {arn} did not start within {timeout_s:g}s")
+        sleep(poll_s)
 
 
 # --- watch ----------------------------------------------------------------------------------------

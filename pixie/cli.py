@@ -2,12 +2,15 @@
 
     pixie run [--model openai:MODEL | scripted:FILE] [--sandbox local|e2b] [--max-iterations N]
               [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
+    pixie run --continue RUN_ID [same options] PROMPT
+    pixie resume RUN_ID [--json] [--no-serve]
     pixie show RUN_ID [--json]
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from the usual AWS configuration):
 
-    pixie send PROMPT [--stack NAME] [--no-watch] [--json]
+    pixie send [--continue RUN_ID] PROMPT [--stack NAME] [--no-watch] [--json]
+    pixie resume RUN_ID --aws [--stack NAME] [--json]
     pixie watch EXECUTION_ARN [--json]
     pixie show RUN_ID --aws [--stack NAME] [--json]
 
@@ -122,6 +125,8 @@ def _print_human(record: dict[str, Any], show_flags: str = "") -> None:
         error = f": {record['error']}" if record.get("error") else ""
         out.write(f"\nRun {record['runId']} {record['status']}{error}\n{record.get('cause') or ''}\n")
         out.write(f"Inspect it with: {show}\n")
+        if record["status"] == "INTERRUPTED":  # saved as running, its process gone
+            out.write(f"Finish it with: pixie resume {record['runId']}\n")
     out.flush()
 
 
@@ -140,7 +145,8 @@ def _serve_until_interrupted(url: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pixie.display import LiveDisplay
-    from pixie.local_run import RunInterrupted, RunOptions, run_locally
+    from pixie.local_run import RunInterrupted, RunOptions, continue_locally, run_locally
+    from pixie.run_journal import CannotStart
 
     from pixie.doctor import isolation_for_run, network_allowed
 
@@ -170,19 +176,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         faults = FaultInjector(args.inject_faults, args.fault_seed)
         sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
     try:
-        record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+        if args.continue_from:
+            record = continue_locally(
+                args.continue_from, args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults
+            )
+        else:
+            record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+    except CannotStart as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return 2
     except RunInterrupted as interrupted:
-        run_id = interrupted.record["runId"]
-        sys.stderr.write(f"\npixie: interrupted; run {run_id} stopped and saved (pixie show {run_id})\n")
-        return 130
+        return _interrupted(interrupted)
     if faults:
         sys.stderr.write(f"pixie: {len(faults.injected)} faults injected\n")
-    if args.json:
+    return _report_local(record, args.json, serve=args.sandbox == "local" and not args.no_serve)
+
+
+def _interrupted(interrupted: Any) -> int:
+    run_id = interrupted.record["runId"]
+    sys.stderr.write(f"\npixie: interrupted; run {run_id} stopped and saved (pixie show {run_id}, pixie resume {run_id})\n")
+    return 130
+
+
+def _report_local(record: dict[str, Any], as_json: bool, serve: bool) -> int:
+    """Prints a finished local run (run, resume); serves the preview of a success if asked."""
+    if as_json:
         print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
     else:
         _print_human(record)
     succeeded = record["status"] == "SUCCEEDED"
-    if succeeded and args.sandbox == "local" and not args.no_serve:
+    if succeeded and serve:
         _serve_until_interrupted(record["url"])
     return 0 if succeeded else 1
 
@@ -191,6 +214,28 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from pixie.doctor import doctor
 
     return doctor(args.allow_network)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finishes a run that did not: locally from its saved state, on AWS with RedriveExecution."""
+    if args.aws:
+        return _resume_aws(args)
+    from pixie.display import LiveDisplay
+    from pixie.local_run import RunInterrupted, resume_locally
+    from pixie.run_journal import CannotStart
+
+    sys.stderr.write(f"pixie: resuming run {args.run_id}\n")
+    try:
+        record = resume_locally(
+            args.run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=LiveDisplay(sys.stderr)
+        )
+    except CannotStart as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return 2
+    except RunInterrupted as interrupted:
+        return _interrupted(interrupted)
+    local_sandbox = str(record.get("sandboxId") or "").startswith("local-")
+    return _report_local(record, args.json, serve=local_sandbox and not args.no_serve)
 
 
 def _format_message(message: dict[str, Any]) -> str:
@@ -220,6 +265,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
     _print_human(record, " --aws" if args.aws else "")
+    if record.get("parentRunId"):  # a run in a chain: where it came from
+        print(f"\nContinues run {record['parentRunId']} (project {record.get('projectId')})")
     print(f"\nConversation ({len(record['conversation'])} messages):\n")
     for message in record["conversation"]:
         print(_format_message(message) + "\n")
@@ -319,6 +366,8 @@ def cmd_send(args: argparse.Namespace) -> int:
             sqs_client=aws_client("sqs") if dead_letter_queue_url else None,
             dead_letter_queue_url=dead_letter_queue_url,
             notice=lambda message: sys.stderr.write(f"pixie: {message}\n"),
+            continue_from=args.continue_from,
+            table=outputs.get("TableName"),
         )
 
     execution_arn = _aws_call(start)
@@ -333,6 +382,22 @@ def cmd_send(args: argparse.Namespace) -> int:
         else:
             print(execution_arn, flush=True)
         return 0
+    return _watch_and_report(execution_arn, args.json)
+
+
+def _resume_aws(args: argparse.Namespace) -> int:
+    def redrive_run() -> str:
+        import boto3
+
+        from pixie.aws_runs import redrive, stack_outputs
+
+        outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
+        return redrive(args.run_id, boto3.client("stepfunctions"), outputs["StateMachineArn"], poll_s=min(AWS_POLL_S, 1.0))
+
+    execution_arn = _aws_call(redrive_run)
+    if execution_arn is None:
+        return 2
+    sys.stderr.write(f"pixie: redriving {execution_arn}\n")
     return _watch_and_report(execution_arn, args.json)
 
 
@@ -370,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sandbox", choices=("local", "e2b"), default="local", help="where the code runs (default local)")
     run.add_argument("--template", default="pixie", help="E2B template name (default pixie)")
     run.add_argument("--max-iterations", type=_max_iterations, default=15, help=f"model turns before giving up (default 15, at most {MAX_ITERATIONS_CAP})")
+    run.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
+                     help="continue the project of a run that succeeded: its sandbox, files and conversation")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",
@@ -396,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
     send.add_argument("prompt", help="what to build")
     send.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    send.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
+                      help="continue the project of a deployed run that succeeded")
     send.add_argument("--no-watch", action="store_true", help="print the execution ARN and exit")
     send.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     send.add_argument(
@@ -406,6 +475,15 @@ def build_parser() -> argparse.ArgumentParser:
         "it stops early when the event lands in the dead-letter queue)",
     )
     send.set_defaults(func=cmd_send)
+
+    resume = commands.add_parser("resume", help="finish a run that did not: killed, interrupted or failed")
+    resume.add_argument("run_id")
+    resume.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    resume.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
+    resume.add_argument("--verbose", action="store_true", help="show the handlers' logs")
+    resume.add_argument("--aws", action="store_true", help="redrive the deployed run's execution (RedriveExecution)")
+    resume.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    resume.set_defaults(func=cmd_resume)
 
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def run_record(
         "prompt": run.prompt if run else None,
         "model": run.model if run else None,
         "iterations": run.iteration if run else 0,
+        "parentRunId": run.parent_run_id if run else None,  # the run this one continues
+        "projectId": run.project_id if run else None,  # shared by a chain of continued runs
         "executionArn": execution_arn,
         "conversation": state.list_messages(run_id) if run else [],
         "history": history or [],
@@ -67,4 +70,26 @@ def load_run(pixie_home: Path, run_id: str) -> dict[str, Any]:
     path = runs_dir(pixie_home) / f"{run_id}.json"
     if not path.exists():
         raise FileNotFoundError(f"no saved run {run_id} in {runs_dir(pixie_home)}")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return with_live_status(json.loads(path.read_text(encoding="utf-8")))
+
+
+def with_live_status(record: dict[str, Any]) -> dict[str, Any]:
+    """A record saved as RUNNING whose pixie process is gone (kill -9, a crash, a closed lid)
+    reads as INTERRUPTED: `pixie resume RUN_ID` finishes it."""
+    if record.get("status") == "RUNNING" and not _process_alive(record.get("pid"), record.get("host")):
+        return {**record, "status": "INTERRUPTED"}
+    return record
+
+
+def _process_alive(pid: Any, host: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    if host and host != socket.gethostname():
+        return True  # another machine's process: cannot tell, so not called dead
+    try:
+        os.kill(pid, 0)  # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True

@@ -283,6 +283,15 @@ class LocalEngine:
             return _invoke_error(type(exc).__name__, str(exc))
         return _invoke_response({"Payload": _streaming(result)})
 
+    def table_items(self) -> list[dict]:
+        """Every item of the network-state table in DynamoDB JSON, read from moto's in-memory
+        backend: far cheaper than a Scan through botocore, so the app can save a run after each
+        step. Call it from the thread that runs the steps (the invoke wrapper), or after the run."""
+        from moto.dynamodb.models import dynamodb_backends
+
+        table = dynamodb_backends[ACCOUNT][REGION].get_table(self.env["PIXIE_TABLE"])
+        return [item.to_json()["Attributes"] for item in table.all_items()]
+
     def interrupt(self, reason: str) -> None:
         """From now on every step fails with `Interrupted` (not retried), except CleanupSandbox:
         the execution runs its failure path and ends. (moto's StopExecution does not halt its
@@ -291,7 +300,7 @@ class LocalEngine:
 
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
-        run_id = run_id or uuid.uuid4().hex[:16]
+        run_id = run_id or new_run_id()
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=run_id, input=json.dumps(event)
         )["executionArn"]
@@ -340,8 +349,15 @@ class LocalEngine:
         return self.wait(arn, on_event)
 
 
-def hello_world_event(prompt: Any) -> dict:
-    """An EventBridge event as the rule delivers it to the state machine."""
+def new_run_id() -> str:
+    """A run id, which is also the execution's name."""
+    return uuid.uuid4().hex[:16]
+
+
+def hello_world_event(prompt: Any, continue_from: str | None = None) -> dict:
+    """An EventBridge event as the rule delivers it to the state machine; `continue_from` names
+    the run whose project this one continues."""
+    detail = {"value": prompt, **({"continueFrom": continue_from} if continue_from else {})}
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
@@ -351,5 +367,5 @@ def hello_world_event(prompt: Any) -> dict:
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "region": REGION,
         "resources": [],
-        "detail": {"value": prompt},
+        "detail": detail,
     }

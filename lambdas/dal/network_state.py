@@ -1,10 +1,13 @@
 """The run's network state in one DynamoDB table (AgentKit's `network.state`, made durable).
 
 Items, all under pk = RUN#<runId>:
-  sk = META                          the run record: prompt, sandbox, model, iteration, summary, status
+  sk = META                          the run record: prompt, sandbox, model, iteration, summary, status;
+                                     parentRunId and projectId when it continues an earlier run;
+                                     sandboxClaimedBy once a continuing run took its sandbox over
   sk = MSG#<turn:04d>#<part>         one conversation message each, in order (a Query returns them
                                      sorted); a retried step writes the same key, so it overwrites
                                      instead of duplicating
+  sk = MSG#0000#0ctx#<n:03d>         a continued run's earlier runs, compacted (before its prompt)
   sk = FILE#<path>                   one file each: the latest content the agent wrote
   sk = PART#<sk>#<n>                 part n (1, 2, ...) of a message or file too big for one item
                                      (400 KB): the item itself holds part 0 and the count
@@ -52,6 +55,13 @@ def tool_message_key(turn: int, index: int) -> str:
     return f"MSG#{turn:04d}#2tool#{index:03d}"
 
 
+CONTEXT_KEY_PREFIX = "MSG#0000#0ctx#"  # sorts before user_message_key(0): earlier runs come first
+
+
+def context_message_key(index: int) -> str:
+    return f"{CONTEXT_KEY_PREFIX}{index:03d}"
+
+
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
@@ -67,6 +77,8 @@ class RunRecord:
     title: str | None
     url: str | None
     created_at: int
+    parent_run_id: str | None = None  # the run this one continues
+    project_id: str | None = None  # shared by a chain of runs: the first run's id
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -84,6 +96,8 @@ class RunRecord:
             title=item.get("title"),
             url=item.get("url"),
             created_at=int(item.get("createdAt", 0)),
+            parent_run_id=item.get("parentRunId"),
+            project_id=item.get("projectId") or item["runId"],
         )
 
 
@@ -106,6 +120,8 @@ class NetworkState:
         model: str,
         template: str,
         max_iterations: int,
+        parent_run_id: str | None = None,
+        project_id: str | None = None,
     ) -> RunRecord:
         now = int(time.time())
         item = {
@@ -122,7 +138,10 @@ class NetworkState:
             "status": "RUNNING",
             "createdAt": now,
             "expiresAt": now + RUN_TTL_SECONDS,
+            "projectId": project_id or run_id,
         }
+        if parent_run_id:
+            item["parentRunId"] = parent_run_id
         self.table.put_item(Item=item)
         return RunRecord.from_item(item)
 
@@ -172,6 +191,21 @@ class NetworkState:
                     return str(owner)
                 # the claim expired between the two calls: claim again
 
+    def claim_sandbox(self, run_id: str, claimant_run_id: str) -> bool:
+        """Hands the run's sandbox over to the run that continues it, once: True for the first
+        claimant (and its retries), False when another run already took it."""
+        try:
+            self.table.update_item(
+                Key={"pk": _pk(run_id), "sk": "META"},
+                UpdateExpression="SET sandboxClaimedBy = :claimant",
+                ConditionExpression="attribute_exists(pk) AND "
+                "(attribute_not_exists(sandboxClaimedBy) OR sandboxClaimedBy = :claimant)",
+                ExpressionAttributeValues={":claimant": claimant_run_id},
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     # --- conversation -----------------------------------------------------------------------
     # Messages are stored as JSON with non-ASCII escaped: any text a model sends (lone surrogates
     # included) is storable, and a message's size in the table is its length.
@@ -193,6 +227,10 @@ class NetworkState:
 
     def list_messages(self, run_id: str) -> list[dict[str, Any]]:
         return [json.loads(text) for text in self._joined(run_id, self._query(run_id, "MSG#"), "message")]
+
+    def list_keyed_messages(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
+        """(sort key, message) pairs in order: the key says where a message belongs."""
+        return [(item["sk"], json.loads(item["message"])) for item in self._query(run_id, "MSG#")]
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:

@@ -1,5 +1,5 @@
 """The triggering event: an EventBridge event (detail-type test/hello.world) whose
-detail.value is the prompt."""
+detail.value is the prompt, and whose optional detail.continueFrom names the run it continues."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ class HelloWorldDetail(BaseModel):
     model: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*:\S{1,1000}$")] | None = None
     sandbox: Literal["local", "e2b"] | None = None
     maxIterations: Annotated[StrictInt, Field(ge=1, le=MAX_ITERATIONS_CAP)] | None = None
+    # A run id is an execution name: letters, digits, `-`, `_` and `.`, at most 80.
+    continueFrom: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")] | None = None
 
 
 class HelloWorldEvent(EventBridgeModel):
@@ -74,3 +76,8 @@ def parse_run_choices(event: Any, allowed: Collection[str]) -> dict[str, Any]:
             "it uses its configured setting (leave the field out)"
         )
     return chosen
+
+
+def parse_continue_from(event: Any) -> str | None:
+    """The run id in detail.continueFrom, or None. Call after parse_prompt, which validated it."""
+    return event["detail"].get("continueFrom")
