@@ -39,6 +39,10 @@ class SandboxNotFound(PixieError):
     """The run's sandbox no longer exists (expired or killed)."""
 
 
+class Interrupted(PixieError):
+    """The user stopped the run (Ctrl-C, SIGTERM): the step gave up its work in flight."""
+
+
 class ConfigurationError(PixieError):
     """pixie is configured inconsistently (unknown model provider, missing secret, ...)."""
 

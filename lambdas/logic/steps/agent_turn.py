@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from lambdas.dal.network_state import NetworkState, RunRecord, assistant_message_key, user_message_key
+from lambdas.logic import progress
 from lambdas.logic.models import model_from_spec
 from lambdas.logic.models.base import ModelReply
 from lambdas.logic.prompts import CONTINUE_PROMPT, system_prompt
@@ -25,7 +26,10 @@ def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind:
         messages.append(nudge)
     prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *messages]
     tools = tool_definitions()
-    reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn)
+    def on_delta(kind: str, data: dict[str, Any]) -> None:  # the reply, live, to whoever watches
+        progress.emit(run_id, f"model.{kind}", **data)
+
+    reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn, on_delta=on_delta)
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
