@@ -1,30 +1,61 @@
 """pixie: run the coding agent on the embedded engine, and look at finished runs.
 
-    pixie run [--model openai:MODEL | scripted:FILE] [--sandbox local|e2b] [--max-iterations N]
-              [--json] [--no-serve] PROMPT
-    pixie show RUN_ID [--json]
+    pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
+              [--max-iterations N] [--json] [--no-serve] PROMPT
+    pixie list [--limit N] [--json]
+    pixie show RUN_ID [--json]          (a unique prefix of the id is enough, here and in open)
+    pixie open RUN_ID
 
-and against a deployed stack (boto3; region and credentials from the usual AWS configuration):
+and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
+AWS configuration):
 
     pixie send PROMPT [--stack NAME] [--no-watch] [--json]
     pixie watch EXECUTION_ARN [--json]
     pixie show RUN_ID --aws [--stack NAME] [--json]
-"""
+
+Usage errors exit 2, before anything is created."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL
+from pixie import __version__
+from pixie.terminal_text import visible
 
 AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
+PLACEHOLDER_OPENAI_KEY = "pixie-placeholder-key"  # local OpenAI-compatible servers accept any key
+MODEL_FORMS = "openai:MODEL (e.g. openai:gpt-4.1), bedrock:MODEL_ID or scripted:FILE"
+
+
+class UsageError(Exception):
+    """A mistake in how pixie was called: said in one line, exit code 2, nothing created."""
+
+
+def pixie_command() -> str:
+    """How to call pixie again, for the hints it prints: `pixie` when that is what the shell
+    finds, else the path it was started by (e.g. `.venv/bin/pixie`)."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "pixie":
+        return ".venv/bin/pixie"
+    on_path = shutil.which("pixie")
+    try:
+        if on_path and Path(on_path).resolve() == invoked.resolve():
+            return "pixie"
+        absolute = invoked.resolve()
+        relative = os.path.relpath(absolute, Path.cwd())
+    except (OSError, ValueError):
+        return str(invoked)
+    return relative if not relative.startswith("..") else str(absolute)
 
 
 def pixie_home() -> Path:
@@ -45,49 +76,91 @@ def _fault_rate(text: str) -> float:
     return value
 
 
-def _resolve_model(spec: str | None) -> tuple[str, str | None]:
-    """The model spec to use, and a notice for stderr when it is the offline demo."""
+def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
+    """The model spec to use, notices for stderr, and environment to add to the run. Raises
+    UsageError for a model that cannot work, before any sandbox or run exists."""
     from pixie.local_run import DEMO_SCRIPT
 
+    has_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+    base_url = os.environ.get("OPENAI_BASE_URL", "").strip()
     if spec is None:
-        if os.environ.get("OPENAI_API_KEY"):
-            return DEFAULT_MODEL, None
-        notice = (
-            "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
-            "It runs the real workflow and tools, but no model generates anything. "
-            "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
-        )
-        return f"scripted:{DEMO_SCRIPT}", notice
+        if not has_key and not base_url:
+            notice = (
+                "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
+                "It runs the real workflow and tools, but no model generates anything. "
+                "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
+            )
+            return f"scripted:{DEMO_SCRIPT}", [notice], {}
+        spec = DEFAULT_MODEL
     provider, _, rest = spec.partition(":")
     if provider == "scripted" and rest:
         path = Path(rest).expanduser().resolve()
         if not path.is_file():
-            raise SystemExit(f"pixie: script file {rest} does not exist")
-        return f"scripted:{path}", None
+            raise UsageError(f"script file {rest} does not exist")
+        return f"scripted:{path}", [], {}
+    if provider == "bedrock" and rest:
+        return spec, [], {}
     if provider == "openai" and rest:
-        return spec, None
-    raise SystemExit(f"pixie: unknown --model {spec!r}: use openai:MODEL or scripted:FILE")
+        if has_key:
+            return spec, [], {}
+        if base_url:
+            notice = (
+                f"OPENAI_BASE_URL is set and OPENAI_API_KEY is not: using {spec} at {base_url} with a placeholder "
+                "key (Ollama, vLLM and LM Studio accept any). Set OPENAI_API_KEY if your server wants a real one."
+            )
+            return spec, [notice], {"OPENAI_API_KEY": PLACEHOLDER_OPENAI_KEY}
+        raise UsageError(
+            f"--model {spec} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server "
+            "such as Ollama). Set one, or leave --model out to run the offline demo."
+        )
+    raise UsageError(f"unknown --model {spec!r}: use {MODEL_FORMS}")
 
 
-def _print_human(record: dict[str, Any], show_flags: str = "") -> None:
+def _check_sandbox(args: argparse.Namespace) -> None:
+    if args.sandbox == "e2b" and not os.environ.get("E2B_API_KEY", "").strip():
+        raise UsageError(
+            "--sandbox e2b needs E2B_API_KEY (your key from https://e2b.dev/dashboard) and the E2B template "
+            f"{args.template!r}, built once with: E2B_API_KEY=... .venv/bin/python -m infra.e2b_template build "
+            "(or leave --sandbox out to use the local sandbox)"
+        )
+
+
+def _print_human(record: dict[str, Any], show_flags: str = "", serving: bool = False) -> None:
+    """A run's result for people. Everything the model or a tool wrote is shown escaped."""
+    from pixie.runs import project_folder
+
     out = sys.stdout
-    show = f"pixie show {record['runId']}{show_flags}"
+    show = f"{pixie_command()} show {record['runId']}{show_flags}"
+    folder = None if show_flags else project_folder(_pixie_home(), record)
     if record["status"] == "SUCCEEDED":
-        out.write(f"\n{record.get('title') or 'Done'}\n\nPreview: {record['url']}\n\nFiles:\n")
+        out.write(f"\n{visible(record.get('title') or 'Done', one_line=True)}\n\nPreview: {visible(record['url'], one_line=True)}")
+        if folder and not serving:  # the preview server ended with the run that started it
+            out.write(f"  (not served now: {pixie_command()} open {record['runId']})")
+        out.write("\n")
+        if folder:
+            out.write(f"Project: {folder}\n")
+        out.write("\nFiles:\n")
         for path in sorted(record["files"] or []):
-            out.write(f"  {path}\n")
-        out.write(f"\nSummary:\n{record.get('summary')}\n\nRun id: {record['runId']} ({show})\n")
+            out.write(f"  {visible(path, one_line=True)}\n")
+        out.write(f"\nSummary:\n{visible(record.get('summary'))}\n\nRun id: {record['runId']} ({show})\n")
     else:
-        error = f": {record['error']}" if record.get("error") else ""
-        out.write(f"\nRun {record['runId']} {record['status']}{error}\n{record.get('cause') or ''}\n")
+        error = f": {visible(record['error'], one_line=True)}" if record.get("error") else ""
+        out.write(f"\nRun {record['runId']} {record['status']}{error}\n{visible(record.get('cause') or '')}\n")
+        if folder:
+            out.write(f"Project: {folder}\n")
         out.write(f"Inspect it with: {show}\n")
     out.flush()
 
 
-def _serve_until_interrupted(url: str) -> None:
+def _pixie_home() -> Path:
+    return pixie_home()
+
+
+def _serve_until_interrupted(url: str, folder: Path | None = None) -> None:
     from lambdas.logic.sandboxes.local import stop_all_previews
 
-    sys.stderr.write(f"Serving the preview at {url}. Press Ctrl-C to stop.\n")
+    where = f" (files in {folder})" if folder else ""
+    sys.stderr.write(f"Serving the preview at {url}{where}. Press Ctrl-C to stop.\n")
     sys.stderr.flush()
     try:
         threading.Event().wait()
@@ -98,11 +171,13 @@ def _serve_until_interrupted(url: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from lambdas.logic import progress
     from pixie.display import LiveDisplay
-    from pixie.local_run import RunInterrupted, RunOptions, run_locally
+    from pixie.local_run import ForcedExit, RunInterrupted, RunOptions, StopSignals, run_locally
 
-    model, notice = _resolve_model(args.model)
-    if notice:
+    model, notices, model_env = _resolve_model(args.model)
+    _check_sandbox(args)
+    for notice in notices:
         sys.stderr.write(f"pixie: {notice}\n")
     options = RunOptions(
         model=model,
@@ -111,58 +186,132 @@ def cmd_run(args: argparse.Namespace) -> int:
         pixie_home=pixie_home(),
         template=args.template,
         log_level="INFO" if args.verbose else "ERROR",
+        extra_env=tuple(model_env.items()),
     )
-    sys.stderr.write(f"pixie: {model} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
+    sys.stderr.write(f"pixie: {visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
     faults = None
     if args.inject_faults:
         from statemachine.engine import FaultInjector
 
         faults = FaultInjector(args.inject_faults, args.fault_seed)
         sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
+    sys.stderr.flush()
+    display = LiveDisplay(sys.stderr)
+    stop_listening = progress.subscribe(display.on_progress)
     try:
-        record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
-    except RunInterrupted as interrupted:
-        run_id = interrupted.record["runId"]
-        sys.stderr.write(f"\npixie: interrupted; run {run_id} stopped and saved (pixie show {run_id})\n")
-        return 130
+        with StopSignals(lambda text: display.notice(f"pixie: {text}")) as stop:
+            record = run_locally(args.prompt, options, on_event=display, invoke_wrapper=faults, stop=stop)
+    except (RunInterrupted, ForcedExit) as interrupted:
+        stop_listening()
+        display.close()
+        return _report_interrupted(getattr(interrupted, "record", None), getattr(interrupted, "forced", True), args.json)
+    finally:
+        stop_listening()
+        display.close()
     if faults:
         sys.stderr.write(f"pixie: {len(faults.injected)} faults injected\n")
     if args.json:
         print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
     else:
-        _print_human(record)
+        _print_human(record, serving=args.sandbox == "local" and not args.no_serve)
     succeeded = record["status"] == "SUCCEEDED"
     if succeeded and args.sandbox == "local" and not args.no_serve:
-        _serve_until_interrupted(record["url"])
+        from pixie.runs import project_folder
+
+        _serve_until_interrupted(record["url"], project_folder(pixie_home(), record))
     return 0 if succeeded else 1
 
 
+def _report_interrupted(record: dict[str, Any] | None, forced: bool, as_json: bool) -> int:
+    """After Ctrl-C, SIGTERM or SIGHUP: say what was saved; exit code 130 (128 + SIGINT)."""
+    if record is None:
+        sys.stderr.write("\npixie: interrupted before the run started; nothing was created\n")
+    else:
+        run_id = record["runId"]
+        how = "stopped by force; saved what there was" if forced else "stopped and saved"
+        sys.stderr.write(f"\npixie: interrupted; run {run_id} {how} ({pixie_command()} show {run_id})\n")
+        if as_json:
+            print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
+    sys.stderr.flush()
+    if forced:  # threads stuck in a request or in moto must not hold the process
+        sys.stdout.flush()
+        os._exit(130)
+    return 130
+
+
 def _format_message(message: dict[str, Any]) -> str:
-    role = message.get("role", "?")
-    lines = [f"[{role}{' ' + message['tool_call_id'] if role == 'tool' else ''}]"]
+    role = visible(message.get("role", "?"), one_line=True)
+    call_id = visible(message.get("tool_call_id"), one_line=True) if role == "tool" else ""
+    lines = [f"[{role}{' ' + call_id if call_id else ''}]"]
     if message.get("content"):
-        lines.append(str(message["content"]))
+        lines.append(visible(message["content"]))
     for call in message.get("tool_calls") or []:
-        lines.append(f"→ {call['function']['name']}({call['function']['arguments'][:500]})  [{call['id']}]")
+        function = call.get("function") or {}
+        name = visible(function.get("name"), one_line=True)
+        arguments = visible(str(function.get("arguments") or "")[:500], one_line=True)
+        lines.append(f"→ {name}({arguments})  [{visible(call.get('id'), one_line=True)}]")
     return "\n".join(lines)
 
 
+def _money(value: float | None) -> str:
+    if value is None:
+        return "unknown (model not in the price table)"
+    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _started(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()  # local time for people
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_header(summary: dict[str, Any]) -> None:
+    model = visible(summary.get("model") or "—", one_line=True)
+    tokens = f"{summary['inputTokens']:,} in / {summary['outputTokens']:,} out"
+    lines = [
+        f"Run {summary['runId']}  {summary.get('status')}",
+        f"  started   {_started(summary.get('startedAt'))}   duration {_duration(summary.get('durationS'))}",
+        f"  model     {model}   turns {summary.get('turns')}",
+        f"  tokens    {tokens}   estimated cost {_money(summary.get('estimatedCostUsd'))}",
+    ]
+    if summary.get("projectFolder"):
+        lines.append(f"  project   {summary['projectFolder']}")
+    print("\n".join(lines))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from pixie.runs import load_run
+    from pixie.runs import RunNotFound, load_run_by_prefix, run_summary
 
     if args.aws:
-        record = _aws_call(lambda: _show_aws_record(args))
+        record = _aws_call(args, lambda: _show_aws_record(args))
         if record is None:
             return 2
     else:
         try:
-            record = load_run(pixie_home(), args.run_id)
-        except FileNotFoundError as exc:
-            sys.stderr.write(f"pixie: {exc}\n")
-            return 2
+            record = load_run_by_prefix(pixie_home(), args.run_id)
+        except (RunNotFound, FileNotFoundError) as exc:
+            raise UsageError(str(exc).strip("'\"")) from None
     if args.json:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
+    _print_header(run_summary(record, None if args.aws else pixie_home()))
     _print_human(record, " --aws" if args.aws else "")
     print(f"\nConversation ({len(record['conversation'])} messages):\n")
     for message in record["conversation"]:
@@ -170,23 +319,113 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("History:")
     from pixie.display import LiveDisplay
 
-    display = LiveDisplay(sys.stdout)
+    display = LiveDisplay(sys.stdout, live=False)
     for event in record["history"]:
         display(event)
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from pixie.runs import list_runs
+
+    runs = list_runs(pixie_home(), args.limit)
+    if args.json:
+        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        return 0
+    if not runs:
+        print(f"No saved runs in {pixie_home() / 'runs'} yet. Start one with: {pixie_command()} run \"Build a todo app\"")
+        return 0
+    rows = [("ID", "STATUS", "STARTED", "TIME", "MODEL", "TURNS", "TOKENS IN/OUT", "COST", "TITLE")]
+    for run in runs:
+        title = run.get("title") or (run.get("prompt") or "").strip()
+        title = visible(title, one_line=True)
+        cost = run.get("estimatedCostUsd")
+        model = (run.get("model") or "—").replace(str(Path(__file__).parent / "demo") + "/", "")
+        if model.startswith("scripted:"):
+            model = "scripted:" + Path(model.split(":", 1)[1]).name
+        rows.append((
+            run["runId"][:12],
+            str(run.get("status")),
+            _started(run.get("startedAt"))[:16],
+            _duration(run.get("durationS")),
+            visible(model, one_line=True)[:24],
+            str(run.get("turns")),
+            f"{run['inputTokens']:,}/{run['outputTokens']:,}",
+            "—" if cost is None else f"${cost:.3f}",
+            title[:48] + ("…" if len(title) > 48 else ""),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from lambdas.logic.errors import SandboxNotFound
+    from lambdas.logic.sandboxes.local import LocalSandboxProvider
+    from pixie.runs import RunNotFound, load_run_by_prefix, project_folder
+
+    try:
+        record = load_run_by_prefix(pixie_home(), args.run_id)
+    except (RunNotFound, FileNotFoundError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    folder = project_folder(pixie_home(), record)
+    if folder is None:
+        where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
+        raise UsageError(f"run {record['runId']} has no local project to serve{where}")
+    try:
+        sandbox = LocalSandboxProvider(pixie_home()).connect(record["sandboxId"], 0)
+    except SandboxNotFound:
+        raise UsageError(f"the project folder of run {record['runId']} is gone ({folder})") from None
+    url = sandbox.get_url()
+    print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
+    print(f"Preview: {url}")
+    print(f"Project: {folder}", flush=True)
+    _serve_until_interrupted(url)
+    return 0
+
+
 # --- against a deployed stack ---------------------------------------------------------------------
-def _aws_call(function: Any) -> Any:
-    """Runs function(), turning configuration and AWS errors into one line on stderr (None)."""
+def _aws_session(args: argparse.Namespace) -> None:
+    """--profile and --region for the default boto3 session every AWS client here is made from."""
+    import boto3
+
+    region = getattr(args, "region", None) or os.environ.get("AWS_REGION") or None
+    boto3.setup_default_session(profile_name=getattr(args, "profile", None) or None, region_name=region)
+
+
+def _explain_aws_error(exc: BaseException) -> str:
+    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
+
+    causes = [exc]
+    while causes[-1].__cause__ is not None and len(causes) < 5:
+        causes.append(causes[-1].__cause__)
+    for cause in causes:
+        if isinstance(cause, NoRegionError):
+            return "no AWS region: pass --region REGION (e.g. --region us-east-1), or set AWS_REGION or a profile with a region"
+        if isinstance(cause, (NoCredentialsError, PartialCredentialsError)):
+            return ("no AWS credentials found: run `aws configure` (or `aws sso login`), pass --profile NAME, "
+                    "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        if isinstance(cause, ProfileNotFound):
+            return f"{cause}: check --profile / AWS_PROFILE against ~/.aws/config"
+        code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if hasattr(cause, "response") else ""
+        if code in ("ExpiredToken", "ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId"):
+            return f"AWS rejected the credentials ({code}): refresh them (`aws sso login`) or pass --profile NAME"
+    return " ".join(str(exc).split())
+
+
+def _aws_call(args: argparse.Namespace, function: Any) -> Any:
+    """Runs function() in the session --profile/--region select, turning configuration and AWS
+    errors into one line on stderr (None)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from pixie.aws_runs import AwsRunsError
 
     try:
+        _aws_session(args)
         return function()
     except (AwsRunsError, ClientError, BotoCoreError) as exc:
-        sys.stderr.write(f"pixie: {exc}\n")
+        sys.stderr.write(f"pixie: {_explain_aws_error(exc)}\n")
         return None
 
 
@@ -219,19 +458,23 @@ def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _watch_and_report(execution_arn: str, as_json: bool) -> int:
+def _watch_and_report(args: argparse.Namespace, execution_arn: str, as_json: bool) -> int:
     import boto3
 
     from pixie.aws_runs import watch
     from pixie.display import LiveDisplay
 
     def follow() -> dict[str, Any]:
-        return watch(execution_arn, boto3.client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
+        display = LiveDisplay(sys.stderr)
+        try:
+            return watch(execution_arn, boto3.client("stepfunctions"), on_event=display, poll_s=AWS_POLL_S)
+        finally:
+            display.close()
 
     try:
-        result = _aws_call(follow)
+        result = _aws_call(args, follow)
     except KeyboardInterrupt:
-        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: pixie watch {execution_arn}\n")
+        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: {pixie_command()} watch {execution_arn}\n")
         return 130
     if result is None:
         return 2
@@ -260,7 +503,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             poll_s=min(AWS_POLL_S, 1.0),
         )
 
-    execution_arn = _aws_call(start)
+    execution_arn = _aws_call(args, start)
     if execution_arn is None:
         return 2
     sys.stderr.write(f"pixie: started {execution_arn}\n")
@@ -272,20 +515,21 @@ def cmd_send(args: argparse.Namespace) -> int:
         else:
             print(execution_arn, flush=True)
         return 0
-    return _watch_and_report(execution_arn, args.json)
+    return _watch_and_report(args, execution_arn, args.json)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _watch_and_report(args.execution_arn, args.json)
+    return _watch_and_report(args, args.execution_arn, args.json)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixie", description="A durable coding agent on AWS Step Functions.")
+    parser.add_argument("--version", action="version", version=f"pixie {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the agent on the embedded engine (no AWS account needed)")
     run.add_argument("prompt", help="what to build")
-    run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set) or scripted:FILE")
+    run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set), bedrock:MODEL_ID or scripted:FILE")
     run.add_argument("--sandbox", choices=("local", "e2b"), default="local", help="where the code runs (default local)")
     run.add_argument("--template", default="pixie", help="E2B template name (default pixie)")
     run.add_argument("--max-iterations", type=_positive_int, default=15, help="model turns before giving up (default 15)")
@@ -298,11 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     show = commands.add_parser("show", help="a finished run: result, conversation, execution history")
-    show.add_argument("run_id")
+    show.add_argument("run_id", help="the run id, or a unique prefix of it (local runs)")
     show.add_argument("--json", action="store_true")
     show.add_argument("--aws", action="store_true", help="read the run from the deployed stack's table")
     show.add_argument("--stack", default="PixieStack", help="stack whose outputs name the table (default PixieStack)")
+    _aws_options(show)
     show.set_defaults(func=cmd_show)
+
+    listing = commands.add_parser("list", help="recent local runs, newest first")
+    listing.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
+    listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    listing.set_defaults(func=cmd_list)
+
+    reopen = commands.add_parser("open", help="serve a finished local run's project again")
+    reopen.add_argument("run_id", help="the run id, or a unique prefix of it")
+    reopen.set_defaults(func=cmd_open)
 
     send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
     send.add_argument("prompt", help="what to build")
@@ -310,18 +564,37 @@ def build_parser() -> argparse.ArgumentParser:
     send.add_argument("--no-watch", action="store_true", help="print the execution ARN and exit")
     send.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     send.add_argument("--timeout", type=_positive_int, default=30, help="seconds to wait for the execution to start (default 30)")
+    _aws_options(send)
     send.set_defaults(func=cmd_send)
 
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")
     watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    _aws_options(watch)
     watch.set_defaults(func=cmd_watch)
     return parser
 
 
+def _aws_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)")
+    command.add_argument("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE or default)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Powertools' warnings (e.g. "No application metrics to publish") are for Lambda logs.
+    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools(\..*)?$")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return 2
+    except KeyboardInterrupt:  # outside a run (starting up, serving): no traceback, ever
+        sys.stderr.write("\npixie: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `pixie show X | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ and the benchmarks."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -11,6 +13,7 @@ from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
+from statemachine.history import jsonable
 from pixie.runs import run_record, save_run
 
 DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
@@ -53,37 +56,130 @@ def execution_record(execution: Execution, state: NetworkState) -> dict[str, Any
     )
 
 
+INTERRUPT_REASON = "pixie was interrupted ({signal})"
+PARTIAL_READ_S = 2.0  # on a forced exit, how long to try to read what the run left
+
+
+class ForcedExit(BaseException):
+    """A second interrupt: stop waiting for the cleanup (BaseException: nothing swallows it)."""
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP during a local run. The first one stops the run: the model
+    request or command in flight is cancelled, the execution ends through CleanupSandbox and the
+    run is saved. A second one stops waiting for that (ForcedExit). Use as a context manager in
+    the main thread; `notify` hears what to tell the user."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.notify = notify
+        self.reason: str | None = None  # set by the first signal
+        self.count = 0
+        self._engine: LocalEngine | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def attach(self, engine: "LocalEngine") -> None:
+        self._engine = engine
+        if self.reason:
+            self._stop_engine()
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if self.count > 1:
+            self.notify("stopping now; saving what there is")
+            raise ForcedExit()
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.reason = INTERRUPT_REASON.format(signal=name)
+        self.notify("stopping… (again to force)")
+        if self._engine is not None:
+            self._stop_engine()
+
+    def _stop_engine(self) -> None:
+        self._engine.interrupt(self.reason)
+        kill_running_commands()
+
+
+def _partial_record(engine: LocalEngine, arn: str, run_id: str, reason: str) -> dict[str, Any]:
+    """What a run stopped by force left, read within PARTIAL_READ_S (a step thread stuck inside
+    moto could hold its locks): the network state and history so far, or only the id."""
+    found: dict[str, Any] = {}
+
+    def read() -> None:
+        found["history"] = [jsonable(e) for e in engine.history(arn)]
+        found["record"] = run_record(
+            NetworkState(engine.env["PIXIE_TABLE"]), run_id, status="ABORTED", error="Interrupted",
+            cause=f"{reason}; forced to exit before the run's cleanup finished", execution_arn=arn,
+            history=found["history"],
+        )
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(PARTIAL_READ_S)
+    return found.get("record") or {
+        **run_record(_NoState(), run_id, status="ABORTED", error="Interrupted", execution_arn=arn),
+        "cause": f"{reason}; forced to exit before anything could be read",
+    }
+
+
+class _NoState:
+    def find_run(self, run_id: str) -> None:
+        return None
+
+
 def run_locally(
     event_or_prompt: Any,
     options: RunOptions,
     on_event: Callable[[dict], None] | None = None,
     invoke_wrapper: InvokeWrapper | None = None,
     retry_delay_scale: float = 1.0,
+    stop: StopSignals | None = None,
 ) -> dict[str, Any]:
-    """One run to its end. On Ctrl-C the running command is killed, the execution fails with
-    `Interrupted` through its cleanup path, the run is saved all the same, and the interrupt goes
-    on to the caller."""
+    """One run to its end. Interrupted (Ctrl-C without `stop`, or a first signal with it), the
+    running command is killed, the model request cancelled, the execution fails with
+    `Interrupted` through its cleanup path, the run is saved all the same, and RunInterrupted
+    goes on to the caller. A second signal (ForcedExit) saves what there is at once."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
-    interrupted = False
+    interrupted = forced = False
     with LocalEngine(options.env(), invoke_wrapper=invoke_wrapper, retry_delay_scale=retry_delay_scale) as engine:
-        arn, _ = engine.start(event)
+        if stop is not None and stop.reason:  # stopped while the engine was starting: no run at all
+            raise RunInterrupted(None)
+        arn, run_id = engine.start(event)
+        if stop is not None:
+            stop.attach(engine)
         try:
-            execution = engine.wait(arn, on_event)
-        except KeyboardInterrupt:
-            interrupted = True
-            engine.interrupt("pixie was interrupted (Ctrl-C)")
-            kill_running_commands()
-            execution = engine.wait(arn)
-        record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
-    save_run(options.pixie_home, record)
-    if interrupted:
+            try:
+                execution = engine.wait(arn, on_event)
+            except KeyboardInterrupt:
+                interrupted = True
+                engine.interrupt(INTERRUPT_REASON.format(signal="Ctrl-C"))
+                kill_running_commands()
+                execution = engine.wait(arn)
+            record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+        except ForcedExit:
+            forced = True
+            record = _partial_record(engine, arn, run_id, (stop.reason if stop else None) or "pixie was interrupted")
+        save_run(options.pixie_home, record)
+        if forced:
+            raise RunInterrupted(record, forced=True)
+    if interrupted or (stop is not None and stop.reason):
         raise RunInterrupted(record)
     return record
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; carries the saved record."""
+    """A run stopped by the user; carries the saved record (None when it never started)."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__(record["runId"])
+    def __init__(self, record: dict[str, Any] | None, forced: bool = False) -> None:
+        super().__init__(record["runId"] if record else "")
         self.record = record
+        self.forced = forced
