@@ -233,9 +233,6 @@ def _report_interrupted(record: dict[str, Any] | None, forced: bool, as_json: bo
         if as_json:
             print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
     sys.stderr.flush()
-    if forced:  # threads stuck in a request or in moto must not hold the process
-        sys.stdout.flush()
-        os._exit(130)
     return 130
 
 
@@ -581,6 +578,23 @@ def _aws_options(command: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The console script: leave now. Tearing down the embedded engine's objects at interpreter
+        # exit takes seconds, and a thread abandoned in a cancelled request must not hold us.
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     # Powertools' warnings (e.g. "No application metrics to publish") are for Lambda logs.
     warnings.filterwarnings("ignore", module=r"aws_lambda_powertools(\..*)?$")
     args = build_parser().parse_args(argv)
