@@ -29,6 +29,7 @@ from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL
 from pixie import __version__
+from pixie.demo import DEMO_SCRIPT
 from pixie.terminal_text import visible
 
 AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
@@ -79,7 +80,6 @@ def _fault_rate(text: str) -> float:
 def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
     """The model spec to use, notices for stderr, and environment to add to the run. Raises
     UsageError for a model that cannot work, before any sandbox or run exists."""
-    from pixie.local_run import DEMO_SCRIPT
 
     has_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
     base_url = os.environ.get("OPENAI_BASE_URL", "").strip()
@@ -90,7 +90,7 @@ def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
                 "It runs the real workflow and tools, but no model generates anything. "
                 "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
             )
-            return f"scripted:{DEMO_SCRIPT}", [notice], {}
+            return f"scripted:{DEMO_SCRIPT}", [notice], {}  # (the engine is not even imported yet)
         spec = DEFAULT_MODEL
     provider, _, rest = spec.partition(":")
     if provider == "scripted" and rest:
@@ -171,12 +171,13 @@ def _serve_until_interrupted(url: str, folder: Path | None = None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
+    _check_sandbox(args)
+
     from lambdas.logic import progress
     from pixie.display import LiveDisplay
     from pixie.local_run import ForcedExit, RunInterrupted, RunOptions, StopSignals, run_locally
 
-    model, notices, model_env = _resolve_model(args.model)
-    _check_sandbox(args)
     for notice in notices:
         sys.stderr.write(f"pixie: {notice}\n")
     options = RunOptions(

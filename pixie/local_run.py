@@ -14,9 +14,8 @@ from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event
 from statemachine.history import jsonable
+from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.runs import run_record, save_run
-
-DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
 
 
 @dataclass(frozen=True)
