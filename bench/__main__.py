@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, imports
+from bench import asset, cli_start, imports
 from bench.metrics import (
     PRICES,
     FunctionSize,
@@ -292,6 +292,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("engine_ms_per_iteration", r["engine_ms_per_iteration"])
         row("plain_ms_per_iteration", r["plain_ms_per_iteration"])
         row("engine_overhead_ms_per_iteration", r["engine_overhead_ms_per_iteration"])
+    if "cli_first_state_ms" in r:
+        row("cli_first_state_ms (pixie run to its first state line)", r["cli_first_state_ms"])
+        row("  python_start_ms (plain interpreter, for reference)", r["python_start_ms"])
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
         limit = r.get("prompt_tool_output_bound_chars", 10_000) + TARGETS["prompt_growth_overhead_bytes"]
@@ -357,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         results.update(cost_results(chosen, pessimistic, heavy))
         results.update(bench_engine_vs_plain(home, engine_iterations, engine_repeats))
         results.update(bench_prompt(home, prompt_iterations, 50 * 1024))
+        log("pixie run: time to its first state line (after a first run)")
+        results.update(cli_start.measure(home, repeats=1 if q else 3))
 
     table = rows(results)
     results["passed"] = {metric: ok == "pass" for metric, _, _, ok in table if ok}
