@@ -149,3 +149,53 @@ def test_list_show_by_prefix_and_open_serve_finished_runs(tmp_path):
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
     assert "Traceback" not in err
+
+
+# --- the AWS commands: region, profile, credentials -------------------------------------------------
+@pytest.fixture
+def no_aws_configuration(monkeypatch, tmp_path):
+    for name in list(os.environ):
+        if name.startswith("AWS_") or name.startswith("PIXIE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never ask the network for credentials
+
+
+def test_aws_commands_explain_a_missing_region_in_one_line(no_aws_configuration, capsys):
+    from pixie import cli
+
+    assert cli.main(["send", "Build a todo app"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixie: no AWS region: pass --region") and len(err.strip().splitlines()) == 1
+
+
+def test_aws_commands_explain_missing_credentials_in_one_line(no_aws_configuration, capsys):
+    from pixie import cli
+
+    arn = "arn:aws:states:eu-west-1:123456789012:execution:pixie-agent:run-1"
+    assert cli.main(["watch", arn, "--region", "eu-west-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pixie: no AWS credentials found") and "--profile" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_aws_commands_name_an_unknown_profile(no_aws_configuration, capsys):
+    from pixie import cli
+
+    assert cli.main(["show", "run-1", "--aws", "--profile", "nope", "--region", "eu-west-1"]) == 2
+    assert "nope" in capsys.readouterr().err
+
+
+def test_a_prefix_that_matches_several_runs_asks_for_more(tmp_path):
+    from pixie.runs import RunNotFound, resolve_run_id, save_run
+
+    for run_id in ("abc111", "abc222", "def333"):
+        save_run(tmp_path, {"runId": run_id, "status": "SUCCEEDED"})
+
+    assert resolve_run_id(tmp_path, "abc1") == "abc111"
+    assert resolve_run_id(tmp_path, "def333") == "def333"
+    with pytest.raises(RunNotFound, match="abc matches 2 runs"):
+        resolve_run_id(tmp_path, "abc")
+    with pytest.raises(RunNotFound, match="no saved run zzz"):
+        resolve_run_id(tmp_path, "zzz")
