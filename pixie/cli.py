@@ -596,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal cannot print: an escape, not a crash
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
     # Powertools' warnings (e.g. "No application metrics to publish") are for Lambda logs.
     warnings.filterwarnings("ignore", module=r"aws_lambda_powertools(\..*)?$")
     args = build_parser().parse_args(argv)

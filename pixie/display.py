@@ -188,7 +188,7 @@ class LiveDisplay:
         try:
             self.stream.write(text)
             self.stream.flush()
-        except (OSError, ValueError):  # the terminal went away (SIGHUP): nothing to show it on
+        except (OSError, ValueError, RuntimeError):  # the terminal went away (SIGHUP), or a reentrant write
             pass
 
     def _print(self, text: str) -> None:
@@ -197,6 +197,8 @@ class LiveDisplay:
 
     def notice(self, text: str) -> None:
         """A line of pixie's own (e.g. `stopping…`), above the live lines."""
+        if self.style.marks is Style.ASCII:
+            text = text.replace("…", "...").replace("·", "-")
         with self._lock:
             self._write(self._clear_footer() + text + "\n" + self._footer())
 

@@ -94,14 +94,22 @@ class StopSignals:
 
     def _handle(self, signum: int, _frame: Any) -> None:
         self.count += 1
-        if self.count > 1:
-            self.notify("stopping now; saving what there is")
+        if self.count == 2:
+            self._tell("stopping now; saving what there is")
             raise ForcedExit()
+        if self.count > 2:
+            return  # already leaving
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         self.reason = INTERRUPT_REASON.format(signal=name)
-        self.notify("stopping… (again to force)")
+        self._tell("stopping… (again to force)")
         if self._engine is not None:
             self._stop_engine()
+
+    def _tell(self, text: str) -> None:
+        try:
+            self.notify(text)
+        except Exception:  # noqa: BLE001 - e.g. the signal came in the middle of a write to stderr
+            pass
 
     def _stop_engine(self) -> None:
         self._engine.interrupt(self.reason)
