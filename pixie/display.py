@@ -230,6 +230,8 @@ class LiveDisplay:
                 self._waiting_until = None
                 if name == "AgentTurn":
                     self._text, self._calls = "", {}
+                if name == "RunTool":
+                    self.tool_name = None
                 self._command, self._output = None, ""
         elif kind == "TaskScheduled":
             self._waiting_until = None
@@ -360,7 +362,8 @@ class LiveDisplay:
         width = self._width() - 1
         style = self.style
         now = time.monotonic()
-        head = f"{style['dots']} {self._task} {now - self._running_since:5.1f}s"
+        what = f" {visible(self.tool_name, one_line=True)}" if self._task == "RunTool" and self.tool_name else ""
+        head = "  " * self.depth + f"{style['dots']} {self._task}{what} {now - self._running_since:5.1f}s"
         if self._waiting_until and self._waiting_until > now:
             head += f"  (next attempt in {self._waiting_until - now:.1f} s)"
         lines = [style.paint(head[:width], "cyan")]
