@@ -176,10 +176,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lambdas.logic import progress
     from pixie.display import LiveDisplay
-    from pixie.local_run import ForcedExit, RunInterrupted, RunOptions, StopSignals, run_locally
 
     for notice in notices:
         sys.stderr.write(f"pixie: {notice}\n")
+    sys.stderr.write(f"pixie: {visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
+    sys.stderr.flush()
+    display = LiveDisplay(sys.stderr)
+    display.waiting("starting the engine")  # loading moto's interpreter takes a few seconds: show it
+    try:
+        from pixie.local_run import ForcedExit, RunInterrupted, RunOptions, StopSignals, run_locally
+        from statemachine.engine import FaultInjector
+    except KeyboardInterrupt:
+        display.close()
+        raise
     options = RunOptions(
         model=model,
         sandbox=args.sandbox,
@@ -189,15 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log_level="INFO" if args.verbose else "ERROR",
         extra_env=tuple(model_env.items()),
     )
-    sys.stderr.write(f"pixie: {visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
     faults = None
     if args.inject_faults:
-        from statemachine.engine import FaultInjector
-
         faults = FaultInjector(args.inject_faults, args.fault_seed)
-        sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
-    sys.stderr.flush()
-    display = LiveDisplay(sys.stderr)
+        display.notice(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})")
     stop_listening = progress.subscribe(display.on_progress)
     try:
         with StopSignals(lambda text: display.notice(f"pixie: {text}")) as stop:

@@ -202,6 +202,13 @@ class LiveDisplay:
         with self._lock:
             self._write(self._clear_footer() + text + "\n" + self._footer())
 
+    def waiting(self, label: str) -> None:
+        """Shows `label` with its elapsed time until the first step starts (live view only)."""
+        with self._lock:
+            self._task, self._running_since = label, time.monotonic()
+            if self.live:
+                self._write(self._clear_footer() + self._footer())
+
     def close(self) -> None:
         self._closed.set()
         with self._lock:
@@ -352,9 +359,10 @@ class LiveDisplay:
     # --- the live lines -------------------------------------------------------------------------
     def _width(self) -> int:
         try:
-            return max(20, os.get_terminal_size(self.stream.fileno()).columns)
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (AttributeError, ValueError, OSError):
-            return shutil.get_terminal_size((80, 24)).columns
+            columns = shutil.get_terminal_size((80, 24)).columns
+        return max(20, columns or 80)  # a terminal that reports no size is given 80
 
     def _footer_content(self) -> list[str]:
         if self._running_since is None or self._task is None:
