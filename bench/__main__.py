@@ -294,6 +294,7 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("engine_overhead_ms_per_iteration", r["engine_overhead_ms_per_iteration"])
     if "cli_first_state_ms" in r:
         row("cli_first_state_ms (pixie run to its first state line)", r["cli_first_state_ms"])
+        row("  of which CPU", r.get("cli_first_state_cpu_ms"))
         row("  python_start_ms (plain interpreter, for reference)", r["python_start_ms"])
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
