@@ -199,3 +199,19 @@ def test_a_prefix_that_matches_several_runs_asks_for_more(tmp_path):
         resolve_run_id(tmp_path, "abc")
     with pytest.raises(RunNotFound, match="no saved run zzz"):
         resolve_run_id(tmp_path, "zzz")
+
+
+def test_hints_name_pixie_the_way_it_can_be_called_again(tmp_path, monkeypatch):
+    from pixie import cli
+
+    script = tmp_path / ".venv" / "bin" / "pixie"
+    script.parent.mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    script.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", [str(script), "run"])
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    assert cli.pixie_command() == ".venv/bin/pixie"  # not on PATH: the path that works from here
+
+    monkeypatch.setenv("PATH", f"{script.parent}:/usr/bin:/bin")
+    assert cli.pixie_command() == "pixie"  # an activated venv
