@@ -371,3 +371,14 @@ def test_cancel_all_ends_a_request_blocked_on_a_server_that_never_answers(stub):
             model_for(stub).complete(USER, [], turn=1)
     finally:
         cancellation.reset()
+
+
+def test_on_lambda_the_call_runs_on_the_handler_thread(stub, monkeypatch):
+    # Nobody cancels a deployed step; its X-Ray context and the like stay on the handler's thread.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pixie-agent-turn")
+    stub.reply(200, chat_completion("inline"))
+    threads: set[str] = set()
+
+    reply = model_for(stub).complete(USER, [], turn=1, on_delta=lambda kind, data: threads.add(threading.current_thread().name))
+
+    assert reply.content == "inline" and threads == {threading.current_thread().name}

@@ -7,6 +7,7 @@ Like progress.py, this lets the app reach into a running step without the step k
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Callable, TypeVar
 
@@ -46,6 +47,8 @@ def call_cancellably(function: Callable[[], T], on_cancel: Callable[[], None] | 
     right away. The function runs on a daemon thread, so a call stuck in a socket read can be
     abandoned without holding the process; `on_cancel` (best effort) closes what it waits on, so
     it does not stay stuck either."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # deployed: nobody cancels, and no thread is needed
+        return function()
     done = threading.Event()
     outcome: dict = {}
 
