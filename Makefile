@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # One stamp per extra; each installs pixie (editable) with what it needs, showing pip's progress.
 $(VENV)/.runtime: pyproject.toml | $(BIN)/python
-	@echo "pixie: installing the runtime into $(VENV) (once; about a minute)"
+	@echo "pixie: installing the runtime into $(VENV) (once; a few minutes: mostly downloads)"
 	$(BIN)/pip install --disable-pip-version-check -e .
 	touch $@
 
