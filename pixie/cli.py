@@ -177,11 +177,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from lambdas.logic import progress
     from pixie.display import LiveDisplay
 
-    for notice in notices:
-        sys.stderr.write(f"pixie: {notice}\n")
-    sys.stderr.write(f"pixie: {visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
-    sys.stderr.flush()
     display = LiveDisplay(sys.stderr)
+    for notice in notices:
+        display.notice(f"pixie: {notice}")
+    display.notice(f"pixie: {visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns")
     display.waiting("starting the engine")  # loading moto's interpreter takes a few seconds: show it
     try:
         from pixie.local_run import ForcedExit, RunInterrupted, RunOptions, StopSignals, run_locally

@@ -99,8 +99,8 @@ def _matching_retrier(state: str, error: str) -> int | None:
 class Style:
     """Marks and colours for one stream."""
 
-    UNICODE = {"ok": "✓", "fail": "✗", "retry": "↻", "map": "▸", "arrow": "→", "dots": "…", "bar": "│"}
-    ASCII = {"ok": "+", "fail": "x", "retry": "~", "map": ">", "arrow": "->", "dots": "...", "bar": "|"}
+    UNICODE = {"ok": "✓", "fail": "✗", "retry": "↻", "map": "▸", "arrow": "→", "dots": "…", "bar": "│", "dash": "—"}
+    ASCII = {"ok": "+", "fail": "x", "retry": "~", "map": ">", "arrow": "->", "dots": "...", "bar": "|", "dash": "-"}
     CODES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
     def __init__(self, stream: TextIO, colour: bool | None = None) -> None:
@@ -278,7 +278,7 @@ class LiveDisplay:
                 wait = self._wait_for(policy, failures[retrier])
                 self._print(
                     self.style.paint(
-                        f"{self.style['retry']} {name} attempt {attempt}/{total} in {wait} — "
+                        f"{self.style['retry']} {name} attempt {attempt}/{total} in {wait} {self.style['dash']} "
                         f"{visible(error, one_line=True)}: {message}",
                         "yellow",
                     )
