@@ -174,9 +174,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
     _check_sandbox(args)
 
+    import logging
+
     from lambdas.logic import progress
     from pixie.display import LiveDisplay
+    from pixie.terminal_text import VisibleLogText
 
+    logging.getLogger("pixie").addFilter(VisibleLogText())  # the handlers' Powertools logger
     display = LiveDisplay(sys.stderr)
     for notice in notices:
         display.notice(f"pixie: {notice}")

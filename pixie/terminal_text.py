@@ -5,6 +5,7 @@ reach the user's terminal raw. Every place pixie prints such text goes through `
 
 from __future__ import annotations
 
+import logging
 import re
 
 # C0 controls but tab and newline, DEL, C1 controls (8-bit CSI/OSC...), and the bidirectional
@@ -24,3 +25,15 @@ def visible(text: object, *, one_line: bool = False) -> str:
     if text is None:
         return ""
     return (_UNSAFE_ONE_LINE if one_line else _UNSAFE).sub(_escape, str(text))
+
+
+class VisibleLogText(logging.Filter):
+    """For the handlers' logs on a terminal (`pixie run --verbose`): every text field of a record
+    passes through `visible` first. Their JSON already escapes C0 controls; this also catches the
+    8-bit ones and bidi overrides a model could put in, say, a tool name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in list(vars(record).items()):
+            if isinstance(value, str):
+                setattr(record, key, visible(value, one_line=True))
+        return True

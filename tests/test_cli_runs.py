@@ -88,7 +88,7 @@ def test_no_raw_escape_sequence_from_the_model_reaches_the_terminal(tmp_path):
             {
                 "content": f"Working{erase}",
                 "tool_calls": [
-                    {"name": f"terminal{clipboard}", "arguments": {"command": "true"}},
+                    {"name": f"terminal{clipboard}\x9b2K", "arguments": {"command": "true"}},  # 8-bit CSI too
                     {"name": "createOrUpdateFiles",
                      "arguments": {"files": [{"path": f"notes{erase}.txt", "content": f"hello{clipboard}{erase}"}]}},
                     {"name": "terminal", "arguments": {"command": "printf 'out\\033[2K\\033]52;c;eA==\\007'"}},
@@ -97,7 +97,7 @@ def test_no_raw_escape_sequence_from_the_model_reaches_the_terminal(tmp_path):
             {"content": f"Done <task_summary>Wrote notes{clipboard}{erase}</task_summary>"},
         ],
     )
-    run = pixie("run", "--no-serve", "--model", f"scripted:{hostile}", "x", home=tmp_path)
+    run = pixie("run", "--no-serve", "--verbose", "--model", f"scripted:{hostile}", "x", home=tmp_path)  # logs too
     assert run.returncode == 0, run.stderr
     run_id = next(line.split()[2] for line in run.stdout.splitlines() if line.startswith("Run id:"))
     shown = pixie("show", run_id, home=tmp_path)
@@ -105,9 +105,10 @@ def test_no_raw_escape_sequence_from_the_model_reaches_the_terminal(tmp_path):
     listed = pixie("list", home=tmp_path)
 
     for output in (run.stdout, run.stderr, shown.stdout, shown.stderr, listed.stdout):
-        assert ESC not in output and "\x07" not in output
+        assert ESC not in output and "\x07" not in output and "\x9b" not in output
     assert "\\x1b]52;c;" in shown.stdout  # shown, not interpreted
     assert "Wrote notes\\x1b]52" in run.stdout
+    assert '"tool call done"' in run.stderr  # the handlers' logs were on
 
 
 def test_list_show_by_prefix_and_open_serve_finished_runs(tmp_path):
