@@ -99,8 +99,8 @@ def _matching_retrier(state: str, error: str) -> int | None:
 class Style:
     """Marks and colours for one stream."""
 
-    UNICODE = {"ok": "✓", "fail": "✗", "retry": "↻", "map": "▸", "arrow": "→", "dots": "…", "bar": "│", "dash": "—"}
-    ASCII = {"ok": "+", "fail": "x", "retry": "~", "map": ">", "arrow": "->", "dots": "...", "bar": "|", "dash": "-"}
+    UNICODE = {"ok": "✓", "fail": "✗", "retry": "↻", "map": "▸", "arrow": "→", "dots": "…", "bar": "│", "dash": "—", "warn": "!"}
+    ASCII = {"ok": "+", "fail": "x", "retry": "~", "map": ">", "arrow": "->", "dots": "...", "bar": "|", "dash": "-", "warn": "!"}
     CODES = {"dim": "2", "bold": "1", "red": "31", "green": "32", "yellow": "33", "cyan": "36"}
 
     def __init__(self, stream: TextIO, colour: bool | None = None) -> None:
@@ -326,8 +326,13 @@ class LiveDisplay:
             note = f"turn {output.get('iteration')}"
             note += f" {arrow} {', '.join(calls)}" if calls else (f" {arrow} summary" if output.get("hasSummary") else f" {arrow} text")
         elif name == "RunTool":
-            failed = isinstance(output, dict) and not output.get("ok", True)
-            note = f"{visible(self.tool_name or '', one_line=True)}{' (error)' if failed else ''}"
+            tool = visible(self.tool_name or "", one_line=True)
+            if isinstance(output, dict) and not output.get("ok", True):
+                # The step did its job: the call's error went back to the model as its result.
+                line = f"{self.style['warn']} {name:<14} {duration:>7}  {tool} (error result, sent to the model)"
+                self._print(self.style.paint(line, "yellow"))
+                return
+            note = tool
         elif name == "GetSandboxUrl" and isinstance(output, dict):
             note = visible(output.get("url", ""), one_line=True)
         self._print(f"{self.style.paint(self.style['ok'], 'green')} {name:<14} {duration:>7}  {note}".rstrip())

@@ -193,3 +193,14 @@ def test_live_view_of_a_real_run_against_the_stand_in_server(tmp_path, monkeypat
     shown = tty.getvalue()
     assert "│ Streaming words" in shown  # drawn live, before the turn ended
     assert "✓ AgentTurn" in shown and "turn 1 → summary" in shown
+
+
+def test_a_tool_call_that_errored_is_not_marked_ok():
+    stream = io.StringIO()
+    display = LiveDisplay(stream, live=False)
+    display(entered("RunTool"))
+    display({"type": "TaskScheduled", "taskScheduledEventDetails": {"parameters": json.dumps({"Payload": {"name": "readFiles"}})}})
+    display(exited("RunTool", {"ok": False}))
+
+    line = stream.getvalue().strip()
+    assert line.startswith("! RunTool") and "readFiles (error result, sent to the model)" in line
