@@ -318,6 +318,7 @@ def test_calls_sent_whole_without_index_and_repeated_ids_are_kept_apart(stub):
             chunk({"tool_calls": [{"id": "x2", "type": "function", "function": {"name": "readFiles", "arguments": '{"paths": ["a"]}'}}]}),
             chunk({"tool_calls": [{"index": 5, "id": "y", "type": "function", "function": {"name": "terminal", "arguments": '{"comm'}}]}),
             chunk({"tool_calls": [{"index": 5, "id": "y", "function": {"arguments": 'and": "pwd"}'}}]}),
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
         ],
     )
 
@@ -382,3 +383,11 @@ def test_on_lambda_the_call_runs_on_the_handler_thread(stub, monkeypatch):
     reply = model_for(stub).complete(USER, [], turn=1, on_delta=lambda kind, data: threads.add(threading.current_thread().name))
 
     assert reply.content == "inline" and threads == {threading.current_thread().name}
+
+
+def test_a_stream_cut_off_before_the_reply_finished_is_unavailable_not_half_saved(stub):
+    # The server closes the connection after half a tool call: no finish_reason ever came.
+    stub.reply(200, stream_chunks(chat_completion(None, [("c1", "terminal", '{"command": "rm -rf build && make"}')]))[:3])
+
+    with pytest.raises(ModelUnavailable, match="ended before the reply was complete"):
+        model_for(stub, max_retries=0).complete(USER, TOOLS, turn=1)

@@ -102,6 +102,9 @@ class OpenAIChatModel:
         if not reply.saw_choice:
             # Seen from overloaded compatible servers; worth retrying.
             raise ModelUnavailable(f"{self.name} returned no choices")
+        if not reply.finished:
+            # The connection ended mid-reply: saving half a reply (half a tool call) would be worse.
+            raise ModelUnavailable(f"{self.name}: the stream ended before the reply was complete")
         return reply.to_reply()
 
     def _typed_error(self, err: openai.APIError) -> PixieError:
@@ -148,6 +151,7 @@ class _Assembly:
 
     chunks: int = 0
     saw_choice: bool = False
+    finished: bool = False  # a finish_reason arrived
     text: list[str] = field(default_factory=list)
     refusal: list[str] = field(default_factory=list)
     calls: dict[int, dict] = field(default_factory=dict)
@@ -163,6 +167,8 @@ class _Assembly:
             if choice.index not in (0, None):
                 continue  # we ask for one choice
             self.saw_choice = True
+            if choice.finish_reason:
+                self.finished = True
             delta = choice.delta
             if delta is None:
                 continue
