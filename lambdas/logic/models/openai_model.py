@@ -91,6 +91,10 @@ class OpenAIChatModel:
             with stream:
                 for chunk in stream:
                     reply.add(chunk, on_delta)
+        except openai.APITimeoutError:
+            if "stream" in in_flight:  # mid-reply: the SDK does not retry a stream that started
+                raise ModelUnavailable(f"{self.name}: the reply stopped coming (read timed out mid-stream)") from None
+            raise ModelUnavailable(f"{self.name}: request timed out after retries") from None
         except openai.APIError as err:
             raise self._typed_error(err) from None  # `from None`: the SDK error holds the request
         except json.JSONDecodeError:
