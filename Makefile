@@ -1,8 +1,10 @@
 # pixie — everything runs from a local .venv created on first use.
+# `make run` installs only what running needs; the dev extra (pytest, cfn-lint) comes with
+# `make test` and `make bench`, the deploy extra (CDK, cdk-nag) with `make test`, `make bench`,
+# `make synth` and `make install`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
 PROMPT ?= Build a todo app
 ARGS   ?=
 
@@ -11,28 +13,39 @@ export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
 .PHONY: install run test bench mutants synth clean
 
-install: $(STAMP)
-
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,deploy]'
-	touch $(STAMP)
 
-run: $(STAMP)
+# One stamp per extra; each installs pixie (editable) with what it needs, showing pip's progress.
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	@echo "pixie: installing the runtime into $(VENV) (once; a few minutes: mostly downloads)"
+	$(BIN)/pip install --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime
+	$(BIN)/pip install --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(VENV)/.deploy: $(VENV)/.runtime
+	$(BIN)/pip install --disable-pip-version-check -e '.[deploy]'
+	touch $@
+
+install: $(VENV)/.dev $(VENV)/.deploy
+
+run: $(VENV)/.runtime
 	$(BIN)/pixie run $(ARGS) "$(PROMPT)"
 
-test: $(STAMP)
+test: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m bench
 
 # Break each promise on purpose (tools/mutations.py) and check the tests notice (~5 min).
-mutants: $(STAMP)
+mutants: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m tools.mutants $(MUTANTS)
 
-synth: $(STAMP)
+synth: $(VENV)/.deploy
 	. $(BIN)/activate && npx --yes aws-cdk@2 synth
 
 clean:

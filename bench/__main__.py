@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, bytecode, imports
+from bench import asset, bytecode, cli_start, imports
 from bench.console import bench_console
 from bench.metrics import (
     PRICES,
@@ -323,6 +323,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("console / pixie run wall time", f"{ratio:.2f}", f"<= {TARGETS['console_vs_cli_ratio']}",
             ratio <= TARGETS["console_vs_cli_ratio"])
         row("  console: engine start once, first run", f"{r['console_engine_start_s']} s, {r['console_first_run_ms']} ms")
+    if "cli_first_state_ms" in r:
+        row("cli_first_state_ms (pixie run to its first state line)", r["cli_first_state_ms"])
+        row("  of which CPU", r.get("cli_first_state_cpu_ms"))
+        row("  python_start_ms (plain interpreter, for reference)", r["python_start_ms"])
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
         limit = r.get("prompt_tool_output_bound_chars", 10_000) + TARGETS["prompt_growth_overhead_bytes"]
@@ -413,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         results.update(bench_prompt(home, prompt_iterations, 50 * 1024))
         log("console: the same scripted run through `pixie run` and through the warm `pixie ui`")
         results.update(bench_console(home, console_iterations, console_repeats))
+        log("pixie run: time to its first state line (after a first run)")
+        results.update(cli_start.measure(home, repeats=1 if q else 3))
 
     return _finish(results, started, out)
 

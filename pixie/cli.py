@@ -1,13 +1,16 @@
 """pixie: run the coding agent on the embedded engine, and look at finished runs.
 
-    pixie run [--model openai:MODEL | scripted:FILE] [--sandbox local|e2b] [--max-iterations N]
-              [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
+    pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
+              [--max-iterations N] [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
     pixie resume RUN_ID [--json] [--no-serve]
-    pixie show RUN_ID [--json]
+    pixie list [--limit N] [--json]
+    pixie show RUN_ID [--json]          (a unique prefix of the id is enough, here and in open)
+    pixie open RUN_ID
     pixie doctor                 how local commands are isolated here, checked
 
-and against a deployed stack (boto3; region and credentials from the usual AWS configuration):
+and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
+AWS configuration):
 
     pixie send [--continue RUN_ID] PROMPT [--stack NAME] [--no-watch] [--json]
     pixie resume RUN_ID --aws [--stack NAME] [--json]
@@ -17,24 +20,53 @@ and against a deployed stack (boto3; region and credentials from the usual AWS c
 and a local web console for both:
 
     pixie ui [--port N] [--host 127.0.0.1] [--no-open] [--aws [--stack NAME]]
-"""
+
+Usage errors exit 2, before anything is created."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL, TRIGGER_MAX_EVENT_AGE_S
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
+from pixie import __version__
+from pixie.demo import DEMO_SCRIPT
+from pixie.terminal_text import visible
 
 AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
 SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
+PLACEHOLDER_OPENAI_KEY = "pixie-placeholder-key"  # local OpenAI-compatible servers accept any key
+MODEL_FORMS = "openai:MODEL (e.g. openai:gpt-4.1), bedrock:MODEL_ID or scripted:FILE"
+
+
+class UsageError(Exception):
+    """A mistake in how pixie was called: said in one line, exit code 2, nothing created."""
+
+
+def pixie_command() -> str:
+    """How to call pixie again, for the hints it prints: `pixie` when that is what the shell
+    finds, else the path it was started by (e.g. `.venv/bin/pixie`)."""
+    invoked = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if invoked is None or invoked.name != "pixie":
+        return ".venv/bin/pixie"
+    on_path = shutil.which("pixie")
+    try:
+        if on_path and Path(on_path).resolve() == invoked.resolve():
+            return "pixie"
+        absolute = invoked.resolve()
+        relative = os.path.relpath(absolute, Path.cwd())
+    except (OSError, ValueError):
+        return str(invoked)
+    return relative if not relative.startswith("..") else str(absolute)
 
 
 def pixie_home() -> Path:
@@ -82,58 +114,96 @@ def _fault_rate(text: str) -> float:
     return value
 
 
-def _resolve_model(spec: str | None) -> tuple[str, str | None]:
-    """The model spec to use, and a notice for stderr when it is the offline demo."""
-    from pixie.local_run import DEMO_SCRIPT
+def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
+    """The model spec to use, notices for stderr, and environment to add to the run. Raises
+    UsageError for a model that cannot work, before any sandbox or run exists."""
 
+    has_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
+    base_url = os.environ.get("OPENAI_BASE_URL", "").strip()
     if spec is None:
-        if os.environ.get("OPENAI_API_KEY"):
-            return DEFAULT_MODEL, None
-        notice = (
-            "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
-            "It runs the real workflow and tools, but no model generates anything. "
-            "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
-        )
-        return f"scripted:{DEMO_SCRIPT}", notice
+        if not has_key and not base_url:
+            notice = (
+                "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
+                "It runs the real workflow and tools, but no model generates anything. "
+                "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
+            )
+            return f"scripted:{DEMO_SCRIPT}", [notice], {}  # (the engine is not even imported yet)
+        spec = DEFAULT_MODEL
     provider, _, rest = spec.partition(":")
     if provider == "scripted" and rest:
         path = Path(rest).expanduser().resolve()
         if not path.is_file():
-            raise SystemExit(f"pixie: script file {rest} does not exist")
-        return f"scripted:{path}", None
-    if provider == "openai" and rest:
-        return spec, None
+            raise UsageError(f"script file {rest} does not exist")
+        return f"scripted:{path}", [], {}
     if provider == "bedrock" and rest:
         from lambdas.logic.models.bedrock_model import aws_region
 
         if not aws_region():
-            sys.stderr.write("pixie: bedrock models need an AWS region: set AWS_REGION (or a region in your AWS profile)\n")
-            raise SystemExit(2)
-        return spec, None
-    raise SystemExit(f"pixie: unknown --model {spec!r}: use openai:MODEL, bedrock:MODEL_ID or scripted:FILE")
+            raise UsageError("bedrock models need an AWS region: set AWS_REGION (or a region in your AWS profile)")
+        return spec, [], {}
+    if provider == "openai" and rest:
+        if has_key:
+            return spec, [], {}
+        if base_url:
+            notice = (
+                f"OPENAI_BASE_URL is set and OPENAI_API_KEY is not: using {spec} at {base_url} with a placeholder "
+                "key (Ollama, vLLM and LM Studio accept any). Set OPENAI_API_KEY if your server wants a real one."
+            )
+            return spec, [notice], {"OPENAI_API_KEY": PLACEHOLDER_OPENAI_KEY}
+        raise UsageError(
+            f"--model {spec} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server "
+            "such as Ollama). Set one, or leave --model out to run the offline demo."
+        )
+    raise UsageError(f"unknown --model {spec!r}: use {MODEL_FORMS}")
 
 
-def _print_human(record: dict[str, Any], show_flags: str = "") -> None:
+def _check_sandbox(args: argparse.Namespace) -> None:
+    if args.sandbox == "e2b" and not os.environ.get("E2B_API_KEY", "").strip():
+        raise UsageError(
+            "--sandbox e2b needs E2B_API_KEY (your key from https://e2b.dev/dashboard) and the E2B template "
+            f"{args.template!r}, built once with: E2B_API_KEY=... .venv/bin/python -m infra.e2b_template build "
+            "(or leave --sandbox out to use the local sandbox)"
+        )
+
+
+def _print_human(record: dict[str, Any], show_flags: str = "", serving: bool = False) -> None:
+    """A run's result for people. Everything the model or a tool wrote is shown escaped."""
+    from pixie.runs import project_folder
+
     out = sys.stdout
-    show = f"pixie show {record['runId']}{show_flags}"
+    show = f"{pixie_command()} show {record['runId']}{show_flags}"
+    folder = None if show_flags else project_folder(_pixie_home(), record)
     if record["status"] == "SUCCEEDED":
-        out.write(f"\n{record.get('title') or 'Done'}\n\nPreview: {record['url']}\n\nFiles:\n")
+        out.write(f"\n{visible(record.get('title') or 'Done', one_line=True)}\n\nPreview: {visible(record['url'], one_line=True)}")
+        if folder and not serving:  # the preview server ended with the run that started it
+            out.write(f"  (not served now: {pixie_command()} open {record['runId']})")
+        out.write("\n")
+        if folder:
+            out.write(f"Project: {folder}\n")
+        out.write("\nFiles:\n")
         for path in sorted(record["files"] or []):
-            out.write(f"  {path}\n")
-        out.write(f"\nSummary:\n{record.get('summary')}\n\nRun id: {record['runId']} ({show})\n")
+            out.write(f"  {visible(path, one_line=True)}\n")
+        out.write(f"\nSummary:\n{visible(record.get('summary'))}\n\nRun id: {record['runId']} ({show})\n")
     else:
-        error = f": {record['error']}" if record.get("error") else ""
-        out.write(f"\nRun {record['runId']} {record['status']}{error}\n{record.get('cause') or ''}\n")
+        error = f": {visible(record['error'], one_line=True)}" if record.get("error") else ""
+        out.write(f"\nRun {record['runId']} {record['status']}{error}\n{visible(record.get('cause') or '')}\n")
+        if folder:
+            out.write(f"Project: {folder}\n")
         out.write(f"Inspect it with: {show}\n")
         if record["status"] == "INTERRUPTED":  # saved as running, its process gone
             out.write(f"Finish it with: pixie resume {record['runId']}\n")
     out.flush()
 
 
-def _serve_until_interrupted(url: str) -> None:
+def _pixie_home() -> Path:
+    return pixie_home()
+
+
+def _serve_until_interrupted(url: str, folder: Path | None = None) -> None:
     from lambdas.logic.sandboxes.local import stop_all_previews
 
-    sys.stderr.write(f"Serving the preview at {url}. Press Ctrl-C to stop.\n")
+    where = f" (files in {folder})" if folder else ""
+    sys.stderr.write(f"Serving the preview at {url}{where}. Press Ctrl-C to stop.\n")
     sys.stderr.flush()
     try:
         threading.Event().wait()
@@ -144,58 +214,103 @@ def _serve_until_interrupted(url: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pixie.display import LiveDisplay
-    from pixie.local_run import RunInterrupted, RunOptions, continue_locally, run_locally
-    from pixie.run_journal import CannotStart
+    model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
+    _check_sandbox(args)
+    continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
 
     from pixie.doctor import isolation_for_run, network_allowed
 
-    model, notice = _resolve_model(args.model)
-    if notice:
-        sys.stderr.write(f"pixie: {notice}\n")
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
-    options = RunOptions(
+    options = _run_options(args, model, model_env, isolation, network_allowed(args.allow_network))
+    problem = _door_check(args.prompt, options)
+    if problem:
+        raise UsageError(problem)
+
+    def start(display: Any, stop: Any, faults: Any) -> dict[str, Any]:
+        from pixie.local_run import continue_locally, run_locally
+
+        if continue_from:
+            return continue_locally(
+                continue_from, args.prompt, options, on_event=display, invoke_wrapper=faults, stop=stop
+            )
+        return run_locally(args.prompt, options, on_event=display, invoke_wrapper=faults, stop=stop)
+
+    intro = [*notices, f"{visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns"]
+    return _run_live(start, intro, args, serve=args.sandbox == "local" and not args.no_serve)
+
+
+def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str], isolation: Any, network: bool) -> Any:
+    from pixie.local_run import RunOptions
+
+    return RunOptions(
         isolation=isolation,
-        allow_network=network_allowed(args.allow_network),
+        allow_network=network,
         model=model,
         sandbox=args.sandbox,
         max_iterations=args.max_iterations,
         pixie_home=pixie_home(),
         template=args.template,
         log_level="INFO" if args.verbose else "ERROR",
+        extra_env=tuple(model_env.items()),
     )
-    problem = _door_check(args.prompt, options)
-    if problem:
-        sys.stderr.write(f"pixie: {problem}\n")
-        return 2
-    sys.stderr.write(f"pixie: {model} · {args.sandbox} sandbox · up to {args.max_iterations} turns\n")
-    faults = None
-    if args.inject_faults:
-        from statemachine.engine import FaultInjector
 
-        faults = FaultInjector(args.inject_faults, args.fault_seed)
-        sys.stderr.write(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})\n")
+
+def _saved_run_id(prefix: str) -> str:
+    """The full id of a saved local run named by a unique prefix; UsageError otherwise."""
+    from pixie.runs import RunNotFound, resolve_run_id
+
     try:
-        if args.continue_from:
-            record = continue_locally(
-                args.continue_from, args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults
-            )
-        else:
-            record = run_locally(args.prompt, options, on_event=LiveDisplay(sys.stderr), invoke_wrapper=faults)
+        return resolve_run_id(pixie_home(), prefix)
+    except RunNotFound as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+
+
+def _run_live(start: Any, intro: list[str], args: argparse.Namespace, serve: bool | None) -> int:
+    """Runs `start(display, stop, faults)` with the live view, the stop signals and fault
+    injection, then reports the run as `pixie run` does. `serve` None: serve a local sandbox's
+    preview unless --no-serve (resume learns the sandbox kind from the record)."""
+    import logging
+
+    from lambdas.logic import progress
+    from pixie.display import LiveDisplay
+    from pixie.terminal_text import VisibleLogText
+
+    logging.getLogger("pixie").addFilter(VisibleLogText())  # the handlers' Powertools logger
+    display = LiveDisplay(sys.stderr)
+    for line in intro:
+        display.notice(f"pixie: {line}")
+    display.waiting("starting the engine")  # loading moto's interpreter takes a few seconds: show it
+    try:
+        from pixie.local_run import ForcedExit, RunInterrupted, StopSignals
+        from pixie.run_journal import CannotStart
+        from statemachine.engine import FaultInjector
+    except KeyboardInterrupt:
+        display.close()
+        raise
+    faults = None
+    if getattr(args, "inject_faults", 0):
+        faults = FaultInjector(args.inject_faults, args.fault_seed)
+        display.notice(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})")
+    stop_listening = progress.subscribe(display.on_progress)
+    try:
+        with StopSignals(lambda text: display.notice(f"pixie: {text}")) as stop:
+            record = start(display, stop, faults)
     except CannotStart as exc:
-        sys.stderr.write(f"pixie: {exc}\n")
-        return 2
-    except RunInterrupted as interrupted:
-        return _interrupted(interrupted)
+        stop_listening()
+        display.close()
+        raise UsageError(str(exc)) from None
+    except (RunInterrupted, ForcedExit) as interrupted:
+        stop_listening()
+        display.close()
+        return _report_interrupted(getattr(interrupted, "record", None), getattr(interrupted, "forced", True), args.json)
+    finally:
+        stop_listening()
+        display.close()
     if faults:
         sys.stderr.write(f"pixie: {len(faults.injected)} faults injected\n")
-    return _report_local(record, args.json, serve=args.sandbox == "local" and not args.no_serve)
-
-
-def _interrupted(interrupted: Any) -> int:
-    run_id = interrupted.record["runId"]
-    sys.stderr.write(f"\npixie: interrupted; run {run_id} stopped and saved (pixie show {run_id}, pixie resume {run_id})\n")
-    return 130
+    if serve is None:
+        serve = str(record.get("sandboxId") or "").startswith("local-") and not args.no_serve
+    return _report_local(record, args.json, serve=serve)
 
 
 def _report_local(record: dict[str, Any], as_json: bool, serve: bool) -> int:
@@ -203,11 +318,28 @@ def _report_local(record: dict[str, Any], as_json: bool, serve: bool) -> int:
     if as_json:
         print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
     else:
-        _print_human(record)
+        _print_human(record, serving=serve)
     succeeded = record["status"] == "SUCCEEDED"
     if succeeded and serve:
-        _serve_until_interrupted(record["url"])
+        from pixie.runs import project_folder
+
+        _serve_until_interrupted(record["url"], project_folder(pixie_home(), record))
     return 0 if succeeded else 1
+
+
+def _report_interrupted(record: dict[str, Any] | None, forced: bool, as_json: bool) -> int:
+    """After Ctrl-C, SIGTERM or SIGHUP: say what was saved; exit code 130 (128 + SIGINT)."""
+    if record is None:
+        sys.stderr.write("\npixie: interrupted before the run started; nothing was created\n")
+    else:
+        run_id = record["runId"]
+        how = "stopped by force; saved what there was" if forced else "stopped and saved"
+        command = pixie_command()
+        sys.stderr.write(f"\npixie: interrupted; run {run_id} {how} ({command} show {run_id}, {command} resume {run_id})\n")
+        if as_json:
+            print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
+    sys.stderr.flush()
+    return 130
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -220,50 +352,91 @@ def cmd_resume(args: argparse.Namespace) -> int:
     """Finishes a run that did not: locally from its saved state, on AWS with RedriveExecution."""
     if args.aws:
         return _resume_aws(args)
-    from pixie.display import LiveDisplay
-    from pixie.local_run import RunInterrupted, resume_locally
-    from pixie.run_journal import CannotStart
+    run_id = _saved_run_id(args.run_id)
 
-    sys.stderr.write(f"pixie: resuming run {args.run_id}\n")
-    try:
-        record = resume_locally(
-            args.run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=LiveDisplay(sys.stderr)
+    def start(display: Any, stop: Any, faults: Any) -> dict[str, Any]:
+        from pixie.local_run import resume_locally
+
+        return resume_locally(
+            run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=display, stop=stop
         )
-    except CannotStart as exc:
-        sys.stderr.write(f"pixie: {exc}\n")
-        return 2
-    except RunInterrupted as interrupted:
-        return _interrupted(interrupted)
-    local_sandbox = str(record.get("sandboxId") or "").startswith("local-")
-    return _report_local(record, args.json, serve=local_sandbox and not args.no_serve)
+
+    return _run_live(start, [f"resuming run {run_id}"], args, serve=None)
 
 
 def _format_message(message: dict[str, Any]) -> str:
-    role = message.get("role", "?")
-    lines = [f"[{role}{' ' + message['tool_call_id'] if role == 'tool' else ''}]"]
+    role = visible(message.get("role", "?"), one_line=True)
+    call_id = visible(message.get("tool_call_id"), one_line=True) if role == "tool" else ""
+    lines = [f"[{role}{' ' + call_id if call_id else ''}]"]
     if message.get("content"):
-        lines.append(str(message["content"]))
+        lines.append(visible(message["content"]))
     for call in message.get("tool_calls") or []:
-        lines.append(f"→ {call['function']['name']}({call['function']['arguments'][:500]})  [{call['id']}]")
+        function = call.get("function") or {}
+        name = visible(function.get("name"), one_line=True)
+        arguments = visible(str(function.get("arguments") or "")[:500], one_line=True)
+        lines.append(f"→ {name}({arguments})  [{visible(call.get('id'), one_line=True)}]")
     return "\n".join(lines)
 
 
+def _money(value: float | None) -> str:
+    if value is None:
+        return "unknown (model not in the price table)"
+    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{rest:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _started(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    from datetime import datetime
+
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone()  # local time for people
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_header(summary: dict[str, Any]) -> None:
+    model = visible(summary.get("model") or "—", one_line=True)
+    tokens = f"{summary['inputTokens']:,} in / {summary['outputTokens']:,} out"
+    lines = [
+        f"Run {summary['runId']}  {summary.get('status')}",
+        f"  started   {_started(summary.get('startedAt'))}   duration {_duration(summary.get('durationS'))}",
+        f"  model     {model}   turns {summary.get('turns')}",
+        f"  tokens    {tokens}   estimated cost {_money(summary.get('estimatedCostUsd'))}",
+    ]
+    if summary.get("projectFolder"):
+        lines.append(f"  project   {summary['projectFolder']}")
+    print("\n".join(lines))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    from pixie.runs import load_run
+    from pixie.runs import RunNotFound, load_run_by_prefix, run_summary
 
     if args.aws:
-        record = _aws_call(lambda: _show_aws_record(args))
+        record = _aws_call(args, lambda: _show_aws_record(args))
         if record is None:
             return 2
     else:
         try:
-            record = load_run(pixie_home(), args.run_id)
-        except FileNotFoundError as exc:
-            sys.stderr.write(f"pixie: {exc}\n")
-            return 2
+            record = load_run_by_prefix(pixie_home(), args.run_id)
+        except (RunNotFound, FileNotFoundError) as exc:
+            raise UsageError(str(exc).strip("'\"")) from None
     if args.json:
         print(json.dumps(record, ensure_ascii=False, indent=2))
         return 0
+    _print_header(run_summary(record, None if args.aws else pixie_home()))
     _print_human(record, " --aws" if args.aws else "")
     if record.get("parentRunId"):  # a run in a chain: where it came from
         print(f"\nContinues run {record['parentRunId']} (project {record.get('projectId')})")
@@ -273,33 +446,121 @@ def cmd_show(args: argparse.Namespace) -> int:
     print("History:")
     from pixie.display import LiveDisplay
 
-    display = LiveDisplay(sys.stdout)
+    display = LiveDisplay(sys.stdout, live=False)
     for event in record["history"]:
         display(event)
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from pixie.runs import list_runs
+
+    runs = list_runs(pixie_home(), args.limit)
+    if args.json:
+        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        return 0
+    if not runs:
+        print(f"No saved runs in {pixie_home() / 'runs'} yet. Start one with: {pixie_command()} run \"Build a todo app\"")
+        return 0
+    rows = [("ID", "STATUS", "STARTED", "TIME", "MODEL", "TURNS", "TOKENS IN/OUT", "COST", "TITLE")]
+    for run in runs:
+        title = run.get("title") or (run.get("prompt") or "").strip()
+        title = visible(title, one_line=True)
+        cost = run.get("estimatedCostUsd")
+        model = (run.get("model") or "—").replace(str(Path(__file__).parent / "demo") + "/", "")
+        if model.startswith("scripted:"):
+            model = "scripted:" + Path(model.split(":", 1)[1]).name
+        rows.append((
+            run["runId"][:12],
+            str(run.get("status")),
+            _started(run.get("startedAt"))[:16],
+            _duration(run.get("durationS")),
+            visible(model, one_line=True)[:24],
+            str(run.get("turns")),
+            f"{run['inputTokens']:,}/{run['outputTokens']:,}",
+            "—" if cost is None else f"${cost:.3f}",
+            title[:48] + ("…" if len(title) > 48 else ""),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    return 0
+
+
+def cmd_open(args: argparse.Namespace) -> int:
+    from lambdas.logic.errors import SandboxNotFound
+    from lambdas.logic.sandboxes.local import LocalSandboxProvider
+    from pixie.runs import RunNotFound, load_run_by_prefix, project_folder
+
+    try:
+        record = load_run_by_prefix(pixie_home(), args.run_id)
+    except (RunNotFound, FileNotFoundError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    folder = project_folder(pixie_home(), record)
+    if folder is None:
+        where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
+        raise UsageError(f"run {record['runId']} has no local project to serve{where}")
+    try:
+        sandbox = LocalSandboxProvider(pixie_home()).connect(record["sandboxId"], 0)
+    except SandboxNotFound:
+        raise UsageError(f"the project folder of run {record['runId']} is gone ({folder})") from None
+    url = sandbox.get_url()
+    print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
+    print(f"Preview: {url}")
+    print(f"Project: {folder}", flush=True)
+    _serve_until_interrupted(url)
+    return 0
+
+
 # --- against a deployed stack ---------------------------------------------------------------------
-def _aws_call(function: Any) -> Any:
-    """Runs function(), turning configuration and AWS errors into one line on stderr (None)."""
+def _aws_session(args: argparse.Namespace) -> None:
+    """--profile and --region for the default boto3 session every AWS client here is made from."""
+    import boto3
+
+    region = getattr(args, "region", None) or os.environ.get("AWS_REGION") or None
+    boto3.setup_default_session(profile_name=getattr(args, "profile", None) or None, region_name=region)
+
+
+def _explain_aws_error(exc: BaseException) -> str:
+    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
+
+    causes = [exc]
+    while causes[-1].__cause__ is not None and len(causes) < 5:
+        causes.append(causes[-1].__cause__)
+    for cause in causes:
+        if isinstance(cause, NoRegionError):
+            return "no AWS region: pass --region REGION (e.g. --region us-east-1), or set AWS_REGION or a profile with a region"
+        if isinstance(cause, (NoCredentialsError, PartialCredentialsError)):
+            return ("no AWS credentials found: run `aws configure` (or `aws sso login`), pass --profile NAME, "
+                    "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+        if isinstance(cause, ProfileNotFound):
+            return f"{cause}: check --profile / AWS_PROFILE against ~/.aws/config"
+        code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if hasattr(cause, "response") else ""
+        if code in ("ExpiredToken", "ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId"):
+            return f"AWS rejected the credentials ({code}): refresh them (`aws sso login`) or pass --profile NAME"
+    return " ".join(str(exc).split())
+
+
+def _aws_call(args: argparse.Namespace, function: Any) -> Any:
+    """Runs function() in the session --profile/--region select, turning configuration and AWS
+    errors into one line on stderr (None)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     from pixie.aws_runs import AwsRunsError
 
     try:
+        _aws_session(args)
         return function()
     except (AwsRunsError, ClientError, BotoCoreError) as exc:
-        sys.stderr.write(f"pixie: {exc}\n")
+        sys.stderr.write(f"pixie: {_explain_aws_error(exc)}\n")
         return None
 
 
 def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
-    import boto3
-
-    from pixie.aws_runs import show_aws, stack_outputs
+    from pixie.aws_runs import aws_client, show_aws, stack_outputs
 
     outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
-    sfn = boto3.client("stepfunctions") if outputs.get("StateMachineArn") else None
+    sfn = aws_client("stepfunctions") if outputs.get("StateMachineArn") else None
     return show_aws(args.run_id, outputs["TableName"], sfn_client=sfn, state_machine_arn=outputs.get("StateMachineArn"))
 
 
@@ -322,17 +583,21 @@ def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _watch_and_report(execution_arn: str, as_json: bool) -> int:
+def _watch_and_report(args: argparse.Namespace, execution_arn: str, as_json: bool) -> int:
     from pixie.aws_runs import aws_client, watch
     from pixie.display import LiveDisplay
 
     def follow() -> dict[str, Any]:
-        return watch(execution_arn, aws_client("stepfunctions"), on_event=LiveDisplay(sys.stderr), poll_s=AWS_POLL_S)
+        display = LiveDisplay(sys.stderr)
+        try:
+            return watch(execution_arn, aws_client("stepfunctions"), on_event=display, poll_s=AWS_POLL_S)
+        finally:
+            display.close()
 
     try:
-        result = _aws_call(follow)
+        result = _aws_call(args, follow)
     except KeyboardInterrupt:
-        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: pixie watch {execution_arn}\n")
+        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: {pixie_command()} watch {execution_arn}\n")
         return 130
     if result is None:
         return 2
@@ -340,7 +605,7 @@ def _watch_and_report(execution_arn: str, as_json: bool) -> int:
     if duplicate_of:  # EventBridge delivered the event twice and this execution ended as DuplicateEvent
         original = result["executionArn"].rsplit(":", 1)[0] + ":" + duplicate_of
         sys.stderr.write(f"pixie: {result['runId']} was a repeated delivery of the event; following its run {duplicate_of}\n")
-        return _watch_and_report(original, as_json)
+        return _watch_and_report(args, original, as_json)
     record = _aws_result_record(result)
     if as_json:
         print(json.dumps(record, ensure_ascii=False), flush=True)
@@ -370,7 +635,7 @@ def cmd_send(args: argparse.Namespace) -> int:
             table=outputs.get("TableName"),
         )
 
-    execution_arn = _aws_call(start)
+    execution_arn = _aws_call(args, start)
     if execution_arn is None:
         return 2
     sys.stderr.write(f"pixie: started {execution_arn}\n")
@@ -382,27 +647,25 @@ def cmd_send(args: argparse.Namespace) -> int:
         else:
             print(execution_arn, flush=True)
         return 0
-    return _watch_and_report(execution_arn, args.json)
+    return _watch_and_report(args, execution_arn, args.json)
 
 
 def _resume_aws(args: argparse.Namespace) -> int:
     def redrive_run() -> str:
-        import boto3
-
-        from pixie.aws_runs import redrive, stack_outputs
+        from pixie.aws_runs import aws_client, redrive, stack_outputs
 
         outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
-        return redrive(args.run_id, boto3.client("stepfunctions"), outputs["StateMachineArn"], poll_s=min(AWS_POLL_S, 1.0))
+        return redrive(args.run_id, aws_client("stepfunctions"), outputs["StateMachineArn"], poll_s=min(AWS_POLL_S, 1.0))
 
-    execution_arn = _aws_call(redrive_run)
+    execution_arn = _aws_call(args, redrive_run)
     if execution_arn is None:
         return 2
     sys.stderr.write(f"pixie: redriving {execution_arn}\n")
-    return _watch_and_report(execution_arn, args.json)
+    return _watch_and_report(args, execution_arn, args.json)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _watch_and_report(args.execution_arn, args.json)
+    return _watch_and_report(args, args.execution_arn, args.json)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -411,15 +674,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.aws:
         from pixie.console.backends import AwsRuns
 
-        runs = _aws_call(lambda: AwsRuns(args.stack))
+        runs = _aws_call(args, lambda: AwsRuns(args.stack))
         if runs is None:
             return 2
     else:
         from pixie.console.backends import LocalRuns
 
-        model, notice = _resolve_model(args.model)
-        if notice:
+        model, notices, model_env = _resolve_model(args.model)
+        for notice in notices:
             sys.stderr.write(f"pixie: {notice} (each run may pick another model)\n")
+        os.environ.update(model_env)  # e.g. the placeholder key for a local OpenAI-compatible server
         runs = LocalRuns(pixie_home(), model, template=args.template)
     serve(runs, host=args.host, port=args.port, open_browser=not args.no_open)
     return 0
@@ -427,11 +691,12 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixie", description="A durable coding agent on AWS Step Functions.")
+    parser.add_argument("--version", action="version", version=f"pixie {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the agent on the embedded engine (no AWS account needed)")
     run.add_argument("prompt", help="what to build")
-    run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set) or scripted:FILE")
+    run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set), bedrock:MODEL_ID or scripted:FILE")
     run.add_argument("--sandbox", choices=("local", "e2b"), default="local", help="where the code runs (default local)")
     run.add_argument("--template", default="pixie", help="E2B template name (default pixie)")
     run.add_argument("--max-iterations", type=_max_iterations, default=15, help=f"model turns before giving up (default 15, at most {MAX_ITERATIONS_CAP})")
@@ -454,11 +719,21 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     show = commands.add_parser("show", help="a finished run: result, conversation, execution history")
-    show.add_argument("run_id")
+    show.add_argument("run_id", help="the run id, or a unique prefix of it (local runs)")
     show.add_argument("--json", action="store_true")
     show.add_argument("--aws", action="store_true", help="read the run from the deployed stack's table")
     show.add_argument("--stack", default="PixieStack", help="stack whose outputs name the table (default PixieStack)")
+    _aws_options(show)
     show.set_defaults(func=cmd_show)
+
+    listing = commands.add_parser("list", help="recent local runs, newest first")
+    listing.add_argument("--limit", type=_positive_int, default=20, help="how many runs (default 20)")
+    listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
+    listing.set_defaults(func=cmd_list)
+
+    reopen = commands.add_parser("open", help="serve a finished local run's project again")
+    reopen.add_argument("run_id", help="the run id, or a unique prefix of it")
+    reopen.set_defaults(func=cmd_open)
 
     send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
     send.add_argument("prompt", help="what to build")
@@ -474,6 +749,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"seconds to wait for the execution to start (default {SEND_TIMEOUT_S}: as long as the rule retries; "
         "it stops early when the event lands in the dead-letter queue)",
     )
+    _aws_options(send)
     send.set_defaults(func=cmd_send)
 
     resume = commands.add_parser("resume", help="finish a run that did not: killed, interrupted or failed")
@@ -483,11 +759,13 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--verbose", action="store_true", help="show the handlers' logs")
     resume.add_argument("--aws", action="store_true", help="redrive the deployed run's execution (RedriveExecution)")
     resume.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    _aws_options(resume)
     resume.set_defaults(func=cmd_resume)
 
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")
     watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
+    _aws_options(watch)
     watch.set_defaults(func=cmd_watch)
 
     ui = commands.add_parser("ui", help="a local web console: start, watch and inspect runs")
@@ -498,13 +776,53 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--template", default="pixie", help="E2B template name for runs with the e2b sandbox")
     ui.add_argument("--aws", action="store_true", help="the deployed stack's runs instead of local ones")
     ui.add_argument("--stack", default="PixieStack", help="with --aws: the stack (default PixieStack)")
+    _aws_options(ui)
     ui.set_defaults(func=cmd_ui)
     return parser
 
 
+def _aws_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--region", help="AWS region (default: AWS_REGION, AWS_DEFAULT_REGION or the profile's)")
+    command.add_argument("--profile", help="AWS profile from ~/.aws/config (default: AWS_PROFILE or default)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    code = _main(argv)
+    if argv is None:
+        # The console script: leave now. Tearing down the embedded engine's objects at interpreter
+        # exit takes seconds, and a thread abandoned in a cancelled request must not hold us.
+        import logging
+
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
+    for stream in (sys.stdout, sys.stderr):  # a character the terminal cannot print: an escape, not a crash
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError):
+            pass
+    # Powertools' warnings (e.g. "No application metrics to publish") are for Lambda logs.
+    warnings.filterwarnings("ignore", module=r"aws_lambda_powertools(\..*)?$")
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return 2
+    except KeyboardInterrupt:  # outside a run (starting up, serving): no traceback, ever
+        sys.stderr.write("\npixie: interrupted\n")
+        return 130
+    except BrokenPipeError:  # `pixie show X | head`: the reader has gone, and that is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ and the benchmarks."""
 
 from __future__ import annotations
 
+import signal
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -11,10 +13,10 @@ from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
 from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event, new_run_id
+from statemachine.history import jsonable
+from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
 from pixie.runs import run_record, save_run
-
-DEMO_SCRIPT = Path(__file__).parent / "demo" / "todo_app.json"
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,94 @@ def finish_run(
     return record
 
 
+INTERRUPT_REASON = "pixie was interrupted ({signal})"
+PARTIAL_READ_S = 2.0  # on a forced exit, how long to try to read what the run left
+
+
+class ForcedExit(BaseException):
+    """A second interrupt: stop waiting for the cleanup (BaseException: nothing swallows it)."""
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP during a local run. The first one stops the run: the model
+    request or command in flight is cancelled, the execution ends through CleanupSandbox and the
+    run is saved. A second one stops waiting for that (ForcedExit). Use as a context manager in
+    the main thread; `notify` hears what to tell the user."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self, notify: Callable[[str], None]) -> None:
+        self.notify = notify
+        self.reason: str | None = None  # set by the first signal
+        self.count = 0
+        self._engine: LocalEngine | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def attach(self, engine: "LocalEngine") -> None:
+        self._engine = engine
+        if self.reason:
+            self._stop_engine()
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        self.count += 1
+        if self.count == 2:
+            self._tell("stopping now; saving what there is")
+            raise ForcedExit()
+        if self.count > 2:
+            return  # already leaving
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.reason = INTERRUPT_REASON.format(signal=name)
+        self._tell("stopping… (again to force)")
+        if self._engine is not None:
+            self._stop_engine()
+
+    def _tell(self, text: str) -> None:
+        try:
+            self.notify(text)
+        except Exception:  # noqa: BLE001 - e.g. the signal came in the middle of a write to stderr
+            pass
+
+    def _stop_engine(self) -> None:
+        self._engine.interrupt(self.reason)
+        kill_running_commands()
+
+
+def _partial_record(engine: LocalEngine, arn: str, run_id: str, reason: str) -> dict[str, Any]:
+    """What a run stopped by force left, read within PARTIAL_READ_S (a step thread stuck inside
+    moto could hold its locks): the network state and history so far, or only the id."""
+    found: dict[str, Any] = {}
+
+    def read() -> None:
+        found["history"] = [jsonable(e) for e in engine.history(arn)]
+        found["record"] = run_record(
+            NetworkState(engine.env["PIXIE_TABLE"]), run_id, status="ABORTED", error="Interrupted",
+            cause=f"{reason}; forced to exit before the run's cleanup finished", execution_arn=arn,
+            history=found["history"],
+        )
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(PARTIAL_READ_S)
+    return found.get("record") or {
+        **run_record(_NoState(), run_id, status="ABORTED", error="Interrupted", execution_arn=arn),
+        "cause": f"{reason}; forced to exit before anything could be read",
+    }
+
+
+class _NoState:
+    def find_run(self, run_id: str) -> None:
+        return None
+
+
 def run_locally(
     event_or_prompt: Any,
     options: RunOptions,
@@ -97,33 +187,51 @@ def run_locally(
     retry_delay_scale: float = 1.0,
     run_id: str | None = None,
     saved_items: list[dict] = (),
+    stop: StopSignals | None = None,
 ) -> dict[str, Any]:
-    """One run to its end. On Ctrl-C the running command is killed, the execution fails with
-    `Interrupted` through its cleanup path, the run is saved all the same, and the interrupt goes
-    on to the caller. The run is also saved after every step (pixie/run_journal.py); the table
-    starts with `saved_items` (an earlier run's, to continue or resume it)."""
+    """One run to its end. Interrupted (Ctrl-C without `stop`, or a first signal with it), the
+    running command is killed, the model request cancelled, the execution fails with
+    `Interrupted` through its cleanup path, the run is saved all the same, and RunInterrupted
+    goes on to the caller. A second signal (ForcedExit) saves what there is at once.
+    The run is also saved after every step (pixie/run_journal.py); the table starts with
+    `saved_items` (an earlier run's, to continue or resume it)."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
     run_id = run_id or new_run_id()
     journal = RunJournal(options.pixie_home, run_id, event, options.saved(), parent_id=continued_run(event))
+    interrupted = False
     with LocalEngine(
         options.env(), invoke_wrapper=journal.wrap(invoke_wrapper), retry_delay_scale=retry_delay_scale
     ) as engine:
+        if stop is not None and stop.reason:  # stopped while the engine was starting: no run at all
+            raise RunInterrupted(None)
         journal.attach(engine, saved_items)
         arn, _ = start_run(engine, event, run_id)
+        if stop is not None:
+            stop.attach(engine)
         try:
-            return finish_run(engine, arn, options.pixie_home, on_event)
-        except KeyboardInterrupt:
-            engine.interrupt("pixie was interrupted (Ctrl-C)")
-            kill_running_commands()
-            raise RunInterrupted(finish_run(engine, arn, options.pixie_home)) from None
+            try:
+                record = finish_run(engine, arn, options.pixie_home, on_event)
+            except KeyboardInterrupt:
+                interrupted = True
+                engine.interrupt(INTERRUPT_REASON.format(signal="Ctrl-C"))
+                kill_running_commands()
+                record = finish_run(engine, arn, options.pixie_home)
+        except ForcedExit:
+            record = _partial_record(engine, arn, run_id, (stop.reason if stop else None) or "pixie was interrupted")
+            save_run(options.pixie_home, record)
+            raise RunInterrupted(record, forced=True) from None
+    if interrupted or (stop is not None and stop.reason):
+        raise RunInterrupted(record)
+    return record
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; carries the saved record."""
+    """A run stopped by the user; carries the saved record (None when it never started)."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__(record["runId"])
+    def __init__(self, record: dict[str, Any] | None, forced: bool = False) -> None:
+        super().__init__(record["runId"] if record else "")
         self.record = record
+        self.forced = forced
 
 
 def continue_locally(parent_id: str, prompt: str, options: RunOptions, **run_kwargs: Any) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,3 +94,114 @@ def _process_alive(pid: Any, host: Any) -> bool:
     except PermissionError:
         return True  # exists, owned by someone else
     return True
+
+
+# --- finding runs and summing them up (pixie list / show / open, the console, --continue) ---------
+class RunNotFound(LookupError):
+    """No saved run matches, or a prefix matches several (the message says which)."""
+
+
+def saved_run_ids(pixie_home: Path) -> list[str]:
+    """Ids of the saved local runs, newest first (by when they were saved)."""
+    directory = runs_dir(pixie_home)
+    if not directory.is_dir():
+        return []
+    paths = [p for p in directory.glob("*.json") if _RUN_ID.fullmatch(p.stem)]
+    paths.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.stem for p in paths]
+
+
+def resolve_run_id(pixie_home: Path, prefix: str) -> str:
+    """The one saved run whose id is `prefix` or starts with it."""
+    if not _RUN_ID.fullmatch(prefix or ""):
+        raise RunNotFound(f"{prefix!r} is not a run id")
+    ids = saved_run_ids(pixie_home)
+    if prefix in ids:
+        return prefix
+    matches = [run_id for run_id in ids if run_id.startswith(prefix)]
+    if not matches:
+        raise RunNotFound(f"no saved run {prefix} in {runs_dir(pixie_home)}")
+    if len(matches) > 1:
+        shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+        raise RunNotFound(f"{prefix} matches {len(matches)} runs ({shown}): type more of the id")
+    return matches[0]
+
+
+def load_run_by_prefix(pixie_home: Path, prefix: str) -> dict[str, Any]:
+    return load_run(pixie_home, resolve_run_id(pixie_home, prefix))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def token_usage(history: list[dict]) -> tuple[int, int]:
+    """(input, output) tokens: the sum of the `usage` every AgentTurn reported (a retried turn
+    whose reply was already saved reports none, so nothing is counted twice)."""
+    tokens_in = tokens_out = 0
+    for event in history:
+        details = event.get("stateExitedEventDetails")
+        if event.get("type") != "TaskStateExited" or not isinstance(details, dict) or details.get("name") != "AgentTurn":
+            continue
+        try:
+            output = json.loads(details.get("output") or "null")
+        except json.JSONDecodeError:
+            continue
+        usage = output.get("usage") if isinstance(output, dict) else None
+        if isinstance(usage, dict):
+            tokens_in += int(usage.get("inputTokens") or 0)
+            tokens_out += int(usage.get("outputTokens") or 0)
+    return tokens_in, tokens_out
+
+
+def project_folder(pixie_home: Path, record: dict[str, Any]) -> Path | None:
+    """Where a local run's files are (None for E2B runs and runs that never got a sandbox)."""
+    sandbox_id = record.get("sandboxId") or ""
+    if not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id):
+        return None
+    return Path(pixie_home) / "sandboxes" / sandbox_id
+
+
+def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[str, Any]:
+    """One line's worth of a run: what `pixie list` and the header of `pixie show` print."""
+    from lambdas.logic.models.prices import estimate_cost
+
+    history = record.get("history") or []
+    times = [t for t in (_parse_time(e.get("timestamp")) for e in history) if t is not None]
+    started = min(times) if times else None
+    ended = max(times) if times and record.get("status") not in (None, "RUNNING") else None
+    tokens_in, tokens_out = token_usage(history)
+    folder = project_folder(pixie_home, record) if pixie_home is not None else None
+    return {
+        "runId": record.get("runId"),
+        "status": record.get("status"),
+        "title": record.get("title") or None,
+        "prompt": record.get("prompt"),
+        "model": record.get("model"),
+        "startedAt": started.isoformat() if started else None,
+        "durationS": round((ended - started).total_seconds(), 2) if started and ended else None,
+        "turns": int(record.get("iterations") or 0),
+        "inputTokens": tokens_in,
+        "outputTokens": tokens_out,
+        "estimatedCostUsd": estimate_cost(record.get("model"), tokens_in, tokens_out),
+        "error": record.get("error"),
+        "projectFolder": str(folder) if folder else None,
+    }
+
+
+def list_runs(pixie_home: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Summaries of the saved local runs, newest first; unreadable files are skipped."""
+    summaries = []
+    for run_id in saved_run_ids(pixie_home):
+        if limit is not None and len(summaries) >= limit:
+            break
+        try:
+            summaries.append(run_summary(load_run(pixie_home, run_id), pixie_home))
+        except (OSError, ValueError):
+            continue
+    return summaries

@@ -35,6 +35,7 @@ from moto import mock_aws
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from lambdas.dal.network_state import create_table
+from lambdas.logic import cancellation, progress
 from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.events import RUN_CHOICES
 from statemachine.history import jsonable
@@ -110,14 +111,20 @@ class FaultInjector:
         return result
 
 
-class _ScaledTime:
-    """Stands in for the `time` module in moto's retrier, so tests can shorten Retry waits."""
+class _RetryClock:
+    """Stands in for the `time` module in moto's retrier: a Retry wait that an interrupt cuts
+    short (the next attempt then fails with Interrupted at once), that tests can shorten, and
+    that the live view hears about (progress kind `retry.wait`)."""
 
-    def __init__(self, scale: float) -> None:
+    def __init__(self, engine: "LocalEngine", scale: float) -> None:
+        self.engine = engine
         self.scale = scale
+        self.wake = threading.Event()
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(seconds * self.scale)
+        seconds *= self.scale
+        progress.emit(self.engine.current_run_id or "", "retry.wait", seconds=seconds)
+        self.wake.wait(seconds)
 
 
 @dataclass
@@ -191,6 +198,8 @@ class LocalEngine:
         self.invocations = 0
         self._lock = threading.Lock()
         self.interrupted: str | None = None
+        self.current_run_id: str | None = None
+        self._retry_clock = _RetryClock(self, retry_delay_scale)
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -198,8 +207,9 @@ class LocalEngine:
             self._use_outside_aws_for_bedrock()  # before moto swaps the credentials
         self._stack.enter_context(mock.patch.dict(os.environ, self.env))
         self._stack.enter_context(mock_aws(config=MOCK_CONFIG))
-        if self.retry_delay_scale != 1.0:  # tests only: Retry policies run as written, faster
-            self._stack.enter_context(mock.patch.object(retrier_decl, "time", _ScaledTime(self.retry_delay_scale)))
+        self._stack.enter_context(mock.patch.object(retrier_decl, "time", self._retry_clock))
+        cancellation.reset()
+        self._stack.callback(cancellation.reset)
         for noisy in ("moto", "moto.stepfunctions", "botocore.credentials"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
@@ -294,13 +304,17 @@ class LocalEngine:
 
     def interrupt(self, reason: str) -> None:
         """From now on every step fails with `Interrupted` (not retried), except CleanupSandbox:
-        the execution runs its failure path and ends. (moto's StopExecution does not halt its
-        interpreter, so this is how a local run is stopped.)"""
+        the execution runs its failure path and ends. A model call in flight ends now too
+        (lambdas.logic.cancellation), and so does a Retry wait. (moto's StopExecution does not
+        halt its interpreter, so this is how a local run is stopped.)"""
         self.interrupted = reason
+        cancellation.cancel_all(reason)
+        self._retry_clock.wake.set()
 
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
         run_id = run_id or new_run_id()
+        self.current_run_id = run_id
         arn = self.sfn.start_execution(
             stateMachineArn=self.state_machine_arn, name=run_id, input=json.dumps(event)
         )["executionArn"]

@@ -66,7 +66,7 @@ def test_tool_use_reply_streams_text_and_calls_and_reports_usage(stub):
     )
     deltas: list[dict] = []
 
-    reply = model_from_spec(f"bedrock:{HAIKU}").complete([SYSTEM, USER], tool_definitions(), turn=1, on_delta=deltas.append)
+    reply = model_from_spec(f"bedrock:{HAIKU}").complete([SYSTEM, USER], tool_definitions(), turn=1, on_delta=lambda kind, data: deltas.append({"kind": f"model.{kind}", **data}))
 
     assert reply == ModelReply(
         content="I'll create the files.",
@@ -77,7 +77,7 @@ def test_tool_use_reply_streams_text_and_calls_and_reports_usage(stub):
         usage=Usage(input_tokens=1234, output_tokens=56),
     )
     assert reply.to_message()["tool_calls"][1]["function"] == {"name": "terminal", "arguments": '{"command": "ls -la"}'}
-    # Live pieces, in order, in progress.py's kinds: the text, then each call's JSON as it came.
+    # Live pieces, in order (as AgentTurn forwards them to progress.py): the text, then each call's JSON.
     assert "".join(d["text"] for d in deltas if d["kind"] == "model.text") == "I'll create the files."
     pieces = [d for d in deltas if d["kind"] == "model.tool_call"]
     assert {d["index"] for d in pieces} == {0, 1}
@@ -102,7 +102,7 @@ def test_tool_use_reply_streams_text_and_calls_and_reports_usage(stub):
 def test_a_failing_live_view_never_fails_the_turn(stub):
     stub.reply(converse_reply("still here", [("tu", "terminal", '{"command": "true"}')]))
 
-    def broken(delta: dict) -> None:
+    def broken(kind: str, data: dict) -> None:
         raise RuntimeError("display crashed")
 
     reply = BedrockChatModel(HAIKU).complete([USER], tool_definitions(), turn=1, on_delta=broken)

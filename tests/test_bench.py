@@ -154,6 +154,7 @@ def test_results_json_has_every_figure_the_issue_asks_for():
         "max_payload_bytes", "cost_usd_15_iterations", "cold_import_ms", "sdk_import_ms", "own_import_ms",
         "sdk_isolation", "asset_mb", "engine_ms_per_iteration", "plain_ms_per_iteration",
         "engine_overhead_ms_per_iteration", "prompt_bytes_per_turn", "machine", "prices",
+        "cli_first_state_ms", "python_start_ms",
     ):
         assert key in results, key
     assert set(results["max_payload_bytes"]) == {"5", "50"}

@@ -4,9 +4,13 @@ builds the requests, parses the responses and does its own retries."""
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 import pytest
-from openai_stub import OpenAIStub, chat_completion, error_body
+from openai_stub import OpenAIStub, chat_completion, error_body, stream_chunks
+
+from lambdas.logic import cancellation
 
 from lambdas.logic.errors import (
     ConfigurationError,
@@ -14,6 +18,7 @@ from lambdas.logic.errors import (
     ModelRequestRejected,
     ModelThrottled,
     ModelUnavailable,
+    Interrupted,
 )
 from lambdas.logic.models.base import ChatModel, ModelReply, ToolCall, Usage
 from lambdas.logic.models.openai_model import OpenAIChatModel
@@ -205,7 +210,7 @@ def test_timeout_raises_model_unavailable(stub):
     stub.reply(200, chat_completion("too late"), delay_s=1.0)
 
     with pytest.raises(ModelUnavailable, match="timed out"):
-        model_for(stub, max_retries=0, timeout_s=0.2).complete(USER, [], turn=1)
+        model_for(stub, max_retries=0, read_timeout_s=0.2).complete(USER, [], turn=1)
 
 
 def test_connection_refused_raises_model_unavailable():
@@ -234,3 +239,155 @@ def test_env_key_and_openai_base_url_are_honoured(stub, monkeypatch):
     assert reply.content == "via env"
     assert stub.requests[0].body["model"] == "llama3.1"
     assert stub.requests[0].headers["authorization"] == "Bearer sk-from-env"
+
+
+# --- streaming ------------------------------------------------------------------------------------
+def test_requests_ask_for_a_stream_with_usage(stub):
+    stub.reply(200, chat_completion("Hi", usage=(7, 2)))
+
+    reply = model_for(stub).complete(USER, TOOLS, turn=1)
+
+    assert stub.requests[0].body["stream"] is True
+    assert stub.requests[0].body["stream_options"] == {"include_usage": True}
+    assert reply.usage == Usage(7, 2)  # from the last chunk, which has no choices
+
+
+def test_pieces_reach_on_delta_in_order_and_the_reply_is_assembled(stub):
+    stub.reply(
+        200,
+        chat_completion(
+            "Let me write the files.",
+            [("call_a", "createOrUpdateFiles", '{"files": [{"path": "a.js", "content": "x"}]}'), ("call_b", "terminal", '{"command": "ls"}')],
+        ),
+    )
+    heard: list[tuple[str, dict]] = []
+
+    reply = model_for(stub).complete(USER, TOOLS, turn=1, on_delta=lambda kind, data: heard.append((kind, data)))
+
+    assert reply.content == "Let me write the files."
+    assert reply.tool_calls == [
+        ToolCall("call_a", "createOrUpdateFiles", '{"files": [{"path": "a.js", "content": "x"}]}'),
+        ToolCall("call_b", "terminal", '{"command": "ls"}'),
+    ]
+    texts = [data["text"] for kind, data in heard if kind == "text"]
+    assert len(texts) > 1 and "".join(texts) == "Let me write the files."  # in pieces, as they came
+    pieces = [data for kind, data in heard if kind == "tool_call"]
+    assert pieces[0] == {"index": 0, "name": "createOrUpdateFiles", "arguments": ""}
+    assert "".join(p["arguments"] for p in pieces if p["index"] == 1) == '{"command": "ls"}'
+    assert [p["name"] for p in pieces if p["name"]] == ["createOrUpdateFiles", "terminal"]
+
+
+def test_a_failing_listener_does_not_fail_the_call(stub):
+    stub.reply(200, chat_completion("fine"))
+
+    def broken(kind, data):
+        raise RuntimeError("display bug")
+
+    assert model_for(stub).complete(USER, [], turn=1, on_delta=broken).content == "fine"
+
+
+def test_a_slow_reply_that_keeps_coming_is_not_timed_out(stub):
+    # Six chunks, 0.15 s apart: about 0.9 s in all, longer than the 0.5 s read timeout.
+    stub.reply(200, chat_completion("a long answer"), chunk_delay_s=0.15)
+
+    reply = model_for(stub, max_retries=0, read_timeout_s=0.5).complete(USER, [], turn=1)
+
+    assert reply.content == "a long answer"
+
+
+def test_a_stream_that_goes_quiet_is_unavailable(stub):
+    stub.reply(200, chat_completion("stalls after the first chunk"), chunk_delay_s=2.0)
+
+    started = time.monotonic()
+    with pytest.raises(ModelUnavailable, match="stopped coming.*timed out mid-stream"):
+        model_for(stub, max_retries=0, read_timeout_s=0.3).complete(USER, [], turn=1)
+    assert time.monotonic() - started < 1.5
+
+
+def test_calls_sent_whole_without_index_and_repeated_ids_are_kept_apart(stub):
+    # Some compatible servers send each call whole, with no index, or repeat the id in every piece.
+    base = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "llama3.1"}
+
+    def chunk(delta):
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+
+    stub.reply(
+        200,
+        [
+            chunk({"role": "assistant", "tool_calls": [{"id": "x1", "type": "function", "function": {"name": "terminal", "arguments": '{"command": "ls"}'}}]}),
+            chunk({"tool_calls": [{"id": "x2", "type": "function", "function": {"name": "readFiles", "arguments": '{"paths": ["a"]}'}}]}),
+            chunk({"tool_calls": [{"index": 5, "id": "y", "type": "function", "function": {"name": "terminal", "arguments": '{"comm'}}]}),
+            chunk({"tool_calls": [{"index": 5, "id": "y", "function": {"arguments": 'and": "pwd"}'}}]}),
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        ],
+    )
+
+    reply = model_for(stub).complete(USER, TOOLS, turn=1)
+
+    assert reply.tool_calls == [
+        ToolCall("x1", "terminal", '{"command": "ls"}'),
+        ToolCall("x2", "readFiles", '{"paths": ["a"]}'),
+        ToolCall("y", "terminal", '{"command": "pwd"}'),
+    ]
+    assert reply.usage == Usage(0, 0)  # this server sent none
+
+
+def test_an_error_in_the_middle_of_the_stream_is_typed(stub):
+    chunks = stream_chunks(chat_completion("half"))[:2] + [{"error": {"message": "overloaded", "type": "server_error"}}]
+    stub.reply(200, chunks)
+
+    with pytest.raises(ModelUnavailable, match="overloaded"):
+        model_for(stub).complete(USER, [], turn=1)
+
+
+def test_a_stream_with_no_choices_is_unavailable(stub):
+    stub.reply(200, [{"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": []}])
+
+    with pytest.raises(ModelUnavailable, match="no choices"):
+        model_for(stub, max_retries=0).complete(USER, [], turn=1)
+
+
+def test_cancel_all_ends_a_request_blocked_on_a_server_that_never_answers(stub):
+    stub.hang()
+    outcome: dict = {}
+
+    def call():
+        try:
+            model_for(stub, max_retries=0).complete(USER, [], turn=1)
+        except BaseException as exc:  # noqa: BLE001
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    while not stub.requests:  # the request is in flight
+        time.sleep(0.01)
+    try:
+        started = time.monotonic()
+        cancellation.cancel_all("pixie was interrupted (Ctrl-C)")
+        worker.join(timeout=5)
+        assert not worker.is_alive()
+        assert time.monotonic() - started < 2
+        assert isinstance(outcome["error"], Interrupted) and "Ctrl-C" in str(outcome["error"])
+        with pytest.raises(Interrupted):  # and so is every call after it, until reset
+            model_for(stub).complete(USER, [], turn=1)
+    finally:
+        cancellation.reset()
+
+
+def test_on_lambda_the_call_runs_on_the_handler_thread(stub, monkeypatch):
+    # Nobody cancels a deployed step; its X-Ray context and the like stay on the handler's thread.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "pixie-agent-turn")
+    stub.reply(200, chat_completion("inline"))
+    threads: set[str] = set()
+
+    reply = model_for(stub).complete(USER, [], turn=1, on_delta=lambda kind, data: threads.add(threading.current_thread().name))
+
+    assert reply.content == "inline" and threads == {threading.current_thread().name}
+
+
+def test_a_stream_cut_off_before_the_reply_finished_is_unavailable_not_half_saved(stub):
+    # The server closes the connection after half a tool call: no finish_reason ever came.
+    stub.reply(200, stream_chunks(chat_completion(None, [("c1", "terminal", '{"command": "rm -rf build && make"}')]))[:3])
+
+    with pytest.raises(ModelUnavailable, match="ended before the reply was complete"):
+        model_for(stub, max_retries=0).complete(USER, TOOLS, turn=1)

@@ -107,9 +107,9 @@ def model_calls(monkeypatch) -> list[dict]:
         class Recorder:
             name = model.name
 
-            def complete(self, messages, tools, *, turn):
+            def complete(self, messages, tools, *, turn, on_delta=None):
                 calls.append({"messages": messages, "tools": tools, "turn": turn})
-                return model.complete(messages, tools, turn=turn)
+                return model.complete(messages, tools, turn=turn, on_delta=on_delta)
 
         return Recorder()
 

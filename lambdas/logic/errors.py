@@ -43,6 +43,10 @@ class IsolationUnavailable(PixieError):
     """Local commands must run isolated and this machine cannot isolate them (no working bwrap)."""
 
 
+class Interrupted(PixieError):
+    """The user stopped the run (Ctrl-C, SIGTERM): the step gave up its work in flight."""
+
+
 class ConfigurationError(PixieError):
     """pixie is configured inconsistently (unknown model provider, missing secret, ...)."""
 

@@ -21,6 +21,7 @@ _lock = threading.Lock()
 #   command.start    [command]                   a terminal command starts
 #   command.output   [stream, text]              a piece of its output (stream: stdout|stderr)
 #   command.end      [exitCode, timedOut]
+#   retry.wait       [seconds]                   the embedded engine waits before a Retry attempt
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Callable, Protocol
+
+# Live pieces of a reply while it streams: on_delta(kind, data), with
+#   kind "text"       data {"text": piece of the reply's text}
+#   kind "tool_call"  data {"index": position of the call in the reply, "name": the tool's name
+#                           (in the call's first piece, "" after), "arguments": piece of its JSON}
+# Called on the thread making the call, in order, as pieces arrive; it must return quickly. Only
+# for watching (AgentTurn forwards them to lambdas.logic.progress): the reply complete() returns
+# is the one that counts, and a failing on_delta never fails the call.
+OnDelta = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -39,7 +48,25 @@ class ModelReply:
 class ChatModel(Protocol):
     name: str
 
-    def complete(self, messages: list[dict], tools: list[dict], *, turn: int) -> ModelReply:
+    def complete(
+        self, messages: list[dict], tools: list[dict], *, turn: int, on_delta: OnDelta | None = None
+    ) -> ModelReply:
         """One model call. `messages` and `tools` are in OpenAI Chat Completions format;
-        `turn` is the 1-based turn number within the run (scripted models use it)."""
+        `turn` is the 1-based turn number within the run (scripted models use it); `on_delta`
+        hears the reply as it streams (see OnDelta). A call blocked on the network ends with
+        `Interrupted` when lambdas.logic.cancellation.cancel_all() is called."""
         ...
+
+
+def safe_delta(on_delta: OnDelta | None) -> OnDelta:
+    """on_delta, or nothing, never raising into the model call."""
+
+    def call(kind: str, data: dict[str, Any]) -> None:
+        if on_delta is None:
+            return
+        try:
+            on_delta(kind, data)
+        except Exception:  # noqa: BLE001 - watching must never break the work
+            pass
+
+    return call

@@ -6,10 +6,9 @@ Converse's (a system block; user/assistant messages that alternate; `toolUse` bl
 assistant's message and `toolResult` blocks in the next user message) on the way in, and the
 streamed reply back to a ModelReply on the way out.
 
-Live text: `complete(..., on_delta=callback)` calls `callback` with each piece as it streams:
-    {"kind": "model.text", "text": "..."}
-    {"kind": "model.tool_call", "index": 0, "name": "terminal", "arguments": "...piece of JSON..."}
-(the kinds and keys of lambdas/logic/progress.py, so a caller can forward them to `emit`).
+Live text: `complete(..., on_delta=callback)` hears each piece as it streams, with the contract
+of lambdas/logic/models/base.py (OnDelta): ("text", {"text"}) and ("tool_call", {"index", "name",
+"arguments"}). The call can be cancelled (Ctrl-C) like OpenAI's: lambdas/logic/cancellation.py.
 
 Credentials and region come from the usual AWS configuration (environment, profile, SSO, the
 Lambda role). botocore reads AWS_DEFAULT_REGION but not AWS_REGION; both are honoured here.
@@ -49,9 +48,9 @@ from lambdas.logic.errors import (
     ModelUnavailable,
     PixieError,
 )
-from lambdas.logic.models.base import ModelReply, ToolCall, Usage
+from lambdas.logic.cancellation import call_cancellably
+from lambdas.logic.models.base import ModelReply, OnDelta, ToolCall, Usage, safe_delta
 
-DeltaCallback = Callable[[dict], None]
 
 # The SDK retries throttling and 5xx itself (standard mode: 3 attempts, jittered exponential
 # backoff); what still fails becomes a typed error the state machine retries with longer waits.
@@ -179,7 +178,7 @@ class BedrockChatModel:
         tools: list[dict],
         *,
         turn: int,
-        on_delta: DeltaCallback | None = None,
+        on_delta: OnDelta | None = None,
     ) -> ModelReply:
         system, conversation = to_converse_messages(messages)
         request: dict[str, Any] = {"modelId": self.model_id, "messages": conversation}
@@ -190,8 +189,18 @@ class BedrockChatModel:
         if self.max_tokens:
             request["inferenceConfig"] = {"maxTokens": self.max_tokens}
         try:
-            response = self._client.converse_stream(**request)
-            return assemble_reply(response["stream"], on_delta)
+            in_flight: dict[str, Any] = {}
+
+            def stream() -> ModelReply:
+                response = self._client.converse_stream(**request)
+                in_flight["stream"] = response["stream"]
+                return assemble_reply(response["stream"], on_delta)
+
+            def close_stream() -> None:  # on Ctrl-C: do not leave the reading thread stuck
+                if "stream" in in_flight:
+                    in_flight["stream"].close()
+
+            return call_cancellably(stream, on_cancel=close_stream)
         except PixieError:
             raise
         except (ClientError, BotoCoreError) as err:  # EventStreamError is a ClientError
@@ -308,7 +317,7 @@ def to_converse_messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 # --- replies: the ConverseStream events -> ModelReply ---------------------------------------------
-def assemble_reply(events: Any, on_delta: DeltaCallback | None = None) -> ModelReply:
+def assemble_reply(events: Any, on_delta: OnDelta | None = None) -> ModelReply:
     """Folds the stream (messageStart, contentBlockStart/Delta/Stop, messageStop, metadata) into
     one reply: text blocks joined, each toolUse block a ToolCall with its input JSON as sent."""
     texts: dict[int, list[str]] = {}  # content block index -> pieces
@@ -316,12 +325,7 @@ def assemble_reply(events: Any, on_delta: DeltaCallback | None = None) -> ModelR
     usage = Usage()
     stop_reason = None
 
-    def tell(delta: dict) -> None:
-        if on_delta is not None:
-            try:
-                on_delta(delta)
-            except Exception:  # noqa: BLE001 - watching must never break the turn
-                pass
+    tell = safe_delta(on_delta)
 
     for event in events:
         if "contentBlockStart" in event:
@@ -332,19 +336,19 @@ def assemble_reply(events: Any, on_delta: DeltaCallback | None = None) -> ModelR
                 calls[start["contentBlockIndex"]] = {
                     "id": tool_use["toolUseId"], "name": tool_use["name"], "pieces": [], "index": index
                 }
-                tell({"kind": "model.tool_call", "index": index, "name": tool_use["name"], "arguments": ""})
+                tell("tool_call", {"index": index, "name": tool_use["name"], "arguments": ""})
         elif "contentBlockDelta" in event:
             block = event["contentBlockDelta"]
             delta = block.get("delta") or {}
             position = block["contentBlockIndex"]
             if "text" in delta:
                 texts.setdefault(position, []).append(delta["text"])
-                tell({"kind": "model.text", "text": delta["text"]})
+                tell("text", {"text": delta["text"]})
             elif "toolUse" in delta and position in calls:
                 piece = delta["toolUse"].get("input") or ""
                 call = calls[position]
                 call["pieces"].append(piece)
-                tell({"kind": "model.tool_call", "index": call["index"], "name": call["name"], "arguments": piece})
+                tell("tool_call", {"index": call["index"], "name": call["name"], "arguments": piece})
             # reasoningContent and citations are not part of what pixie stores
         elif "messageStop" in event:
             stop_reason = event["messageStop"].get("stopReason")

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from lambdas.logic.errors import InvalidScript, ScriptExhausted
-from lambdas.logic.models.base import ModelReply, ToolCall, Usage
+from lambdas.logic.models.base import ModelReply, OnDelta, ToolCall, Usage, safe_delta
 
 
 def _estimate_tokens(text: str) -> int:
@@ -73,7 +73,9 @@ class ScriptedModel:
                 raise InvalidScript(f"script file {self.path}, turn {number}: {problem}")
         self.turns = turns
 
-    def complete(self, messages: list[dict], tools: list[dict], *, turn: int) -> ModelReply:
+    def complete(
+        self, messages: list[dict], tools: list[dict], *, turn: int, on_delta: OnDelta | None = None
+    ) -> ModelReply:
         if turn > len(self.turns):
             raise ScriptExhausted(
                 f"the script {self.path.name} has {len(self.turns)} turns and turn {turn} was requested"
@@ -91,6 +93,12 @@ class ScriptedModel:
                 )
             )
         content = spec.get("content")
+        # Played back as one piece each, so a live view shows a scripted run as it would a model's.
+        delta = safe_delta(on_delta)
+        if isinstance(content, str) and content:
+            delta("text", {"text": content})
+        for index, call in enumerate(calls):
+            delta("tool_call", {"index": index, "name": call.name, "arguments": call.arguments})
         prompt_text = json.dumps(messages) + json.dumps(tools)
         reply_text = (content or "") + "".join(c.arguments for c in calls)
         return ModelReply(

@@ -13,6 +13,7 @@ from lambdas.dal.network_state import (
     tool_message_key,
     user_message_key,
 )
+from lambdas.logic import progress
 from lambdas.logic.config import Settings
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from lambdas.logic.models import model_from_spec
@@ -34,7 +35,10 @@ def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind:
         messages.append(nudge)
     prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *messages]
     tools = tool_definitions()
-    reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn)
+    def on_delta(kind: str, data: dict[str, Any]) -> None:  # the reply, live, to whoever watches
+        progress.emit(run_id, f"model.{kind}", **data)
+
+    reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn, on_delta=on_delta)
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
