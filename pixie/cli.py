@@ -517,8 +517,11 @@ def _aws_session(args: argparse.Namespace) -> None:
     """--profile and --region for the default boto3 session every AWS client here is made from."""
     import boto3
 
+    profile = getattr(args, "profile", None) or None
     region = getattr(args, "region", None) or os.environ.get("AWS_REGION") or None
-    boto3.setup_default_session(profile_name=getattr(args, "profile", None) or None, region_name=region)
+    if profile is None and region is None:
+        return  # the usual configuration: keep the default session (and whatever hooks it carries)
+    boto3.setup_default_session(profile_name=profile, region_name=region)
 
 
 def _explain_aws_error(exc: BaseException) -> str:

@@ -50,7 +50,7 @@ def state_path(pixie_home: Path, run_id: str) -> Path:
 def _write_atomically(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    temporary.write_text(json.dumps(data), encoding="utf-8")
     os.replace(temporary, path)
 
 

@@ -60,7 +60,7 @@ def save_run(pixie_home: Path, record: dict[str, Any]) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{record['runId']}.json"
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8")
+    temporary.write_text(json.dumps(record, indent=2), encoding="utf-8")  # ASCII: text a model sent (lone surrogates too) is always storable
     os.replace(temporary, path)  # never a half-written run
     return path
 

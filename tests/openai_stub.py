@@ -216,8 +216,9 @@ def stream_chunks(completion: dict, include_usage: bool = True) -> list[dict]:
         if message.get("refusal"):
             chunks.append(chunk({"refusal": message["refusal"]}))
         for index, call in enumerate(message.get("tool_calls") or []):
-            first = {"index": index, "id": call["id"], "type": "function",
-                     "function": {"name": call["function"]["name"], "arguments": ""}}
+            first = {"index": index, "type": "function", "function": {"name": call["function"]["name"], "arguments": ""}}
+            if "id" in call:  # some servers send calls without an id
+                first["id"] = call["id"]
             chunks.append(chunk({"tool_calls": [first]}))
             for piece in _split(call["function"]["arguments"]):
                 chunks.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]}))

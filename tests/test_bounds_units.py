@@ -158,7 +158,7 @@ class _Sandbox:
 class _Provider:
     released: list[str] = []
 
-    def create(self, template, timeout_s, run_id=None):
+    def create(self, template, timeout_s, run_id=None, idempotency_key=None):
         return _Sandbox()
 
     def release_run(self, run_id):
@@ -187,7 +187,7 @@ def test_cleanup_without_a_run_record_releases_the_sandboxes_tagged_with_the_run
     monkeypatch.setattr(cleanup_step, "sandbox_provider", lambda kind, settings: _Provider())
     _Provider.released = []
     result = cleanup_step.cleanup_sandbox("r-lost", {"Error": "Lambda.Timeout"}, Settings.from_env({}), table)
-    assert result == {"runId": "r-lost", "cleaned": True} and _Provider.released == ["r-lost"]
+    assert result == {"runId": "r-lost", "cleaned": True, "firstReport": False} and _Provider.released == ["r-lost"]
 
 
 def test_e2b_sandboxes_are_tagged_with_their_run_and_released_by_it():

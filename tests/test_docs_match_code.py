@@ -13,7 +13,8 @@ import pytest
 import promises
 from promises import IN_PROGRESS_ERROR, ROOT, durability_table, retrier_for, retry_promise, task_states
 
-ENV_NAME = re.compile(r"(PIXIE|OPENAI|E2B)_[A-Z0-9_]+")
+# Ours, and the AWS variables pixie reads itself for Bedrock (botocore reads AWS_DEFAULT_REGION only).
+ENV_NAME = re.compile(r"(PIXIE|OPENAI|E2B)_[A-Z0-9_]+|AWS_(REGION|DEFAULT_REGION|ENDPOINT_URL_BEDROCK_RUNTIME)")
 CODE_PACKAGES = ("lambdas", "pixie", "statemachine")
 
 
@@ -33,7 +34,7 @@ def test_every_error_class_the_table_names_exists():
 
     for row in durability_table():
         for name in row.errors:
-            if name.startswith(("Lambda.", "States.")) or name == "MaxIterationsReached":
+            if name.startswith(("Lambda.", "States.", "Runtime.", "Sandbox.")) or name == "MaxIterationsReached":
                 continue  # named by the service, or by the definition's own Pass state
             source = idempotency_exceptions if name == IN_PROGRESS_ERROR else errors
             assert isinstance(getattr(source, name, None), type), f"README names {name}, which the code does not define"
@@ -62,6 +63,8 @@ def test_no_step_retries_anything_the_table_does_not_promise():
     documented = set(promises.retried_errors())
     for state_name, state in task_states().items():
         for rule in state.get("Retry", []):
+            if rule["MaxAttempts"] == 0:  # a deliberate "never retry" rule (e.g. out of memory)
+                continue
             for error in rule["ErrorEquals"]:
                 assert error in documented, f"{state_name} retries {error}, which the durability table does not list"
                 promise = retry_promise(error)
@@ -83,6 +86,8 @@ def test_permanent_errors_are_never_retried():
         for rule in state.get("Retry", []):
             catch_all = {"States.ALL", "States.TaskFailed"} & set(rule["ErrorEquals"])
             assert not catch_all, f"{state_name} retries {catch_all}: that would retry permanent errors too"
+            if rule["MaxAttempts"] == 0:  # names errors only to say they are never retried
+                continue
             assert not permanent & set(rule["ErrorEquals"]), f"{state_name} retries permanent errors"
 
 
@@ -156,6 +161,16 @@ def test_every_variable_in_the_configuration_table_is_read():
         assert name in in_code or read_by_an_sdk(name), f"README documents {name}, which nothing reads"
 
 
+def _another_valid_value(name: str) -> str:
+    """A value the setting accepts that differs from its default (ranges and choices are checked)."""
+    from lambdas.logic.config import NUMERIC_SETTINGS
+
+    if name in NUMERIC_SETTINGS:
+        default, _, high = NUMERIC_SETTINGS[name]
+        return str(default + 1 if default + 1 <= high else default - 1)
+    return {"PIXIE_ISOLATION": "none"}.get(name, "7")  # a str setting takes any text
+
+
 def test_documented_defaults_are_the_settings_defaults(monkeypatch):
     from lambdas.logic.config import Settings
 
@@ -165,7 +180,7 @@ def test_documented_defaults_are_the_settings_defaults(monkeypatch):
     defaults = Settings.from_env()
     checked = 0
     for name, cell in documented.items():
-        monkeypatch.setenv(name, "7")  # an int and a str setting both take it
+        monkeypatch.setenv(name, _another_valid_value(name))
         changed = [f for f in Settings.__dataclass_fields__ if getattr(Settings.from_env(), f) != getattr(defaults, f)]
         monkeypatch.delenv(name)
         if not changed:

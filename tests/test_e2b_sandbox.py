@@ -82,6 +82,24 @@ class FakeSdkSandbox:
         return cls("sbx-new")
 
     @classmethod
+    def list(cls, query=None, **kwargs):
+        """Sandbox.list: a paginator over the sandboxes created here whose metadata match the
+        query's (all of them are "sbx-new", as create names them)."""
+        wanted = dict(getattr(query, "metadata", None) or {})
+        matching = [
+            "sbx-new" for kwargs_ in cls.created if wanted.items() <= dict(kwargs_.get("metadata") or {}).items()
+        ]
+
+        class Pages:
+            has_next = True
+
+            def next_items(self):
+                Pages.has_next = False
+                return [type("SandboxInfo", (), {"sandbox_id": sandbox_id})() for sandbox_id in matching]
+
+        return Pages()
+
+    @classmethod
     def connect(cls, sandbox_id, **kwargs):
         cls.connected.append((sandbox_id, kwargs))
         if cls.error:

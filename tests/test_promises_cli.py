@@ -95,7 +95,7 @@ def test_usage_errors_exit_2(tmp_path):
     no_prompt = pixie("run", env=env)
     assert no_prompt.returncode == 2 and "prompt" in no_prompt.stderr
     bad_flag = pixie("run", "--max-iterations", "0", "x", env=env)
-    assert bad_flag.returncode == 2 and "at least 1" in bad_flag.stderr
+    assert bad_flag.returncode == 2 and "between 1 and 50" in bad_flag.stderr
     no_run = pixie("show", "no-such-run", env=env)
     assert no_run.returncode == 2
 

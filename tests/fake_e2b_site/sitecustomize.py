@@ -24,3 +24,15 @@ def _write_log() -> None:
         "files": {sandbox_id: box.store for sandbox_id, box in FakeCloud.sandboxes.items()},
     }
     Path(os.environ["FAKE_E2B_LOG"]).write_text(json.dumps(log))
+
+
+# The console script leaves through os._exit (no interpreter teardown, so no atexit): write first.
+_real_exit = os._exit
+
+
+def _exit_after_writing_the_log(code: int) -> None:
+    _write_log()
+    _real_exit(code)
+
+
+os._exit = _exit_after_writing_the_log
