@@ -27,7 +27,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from lambdas.dal.network_state import RunRecord
+from lambdas.dal.network_state import RunRecord, part_key
 from pixie.runs import load_run, run_record, save_run
 from statemachine.engine import InvokeWrapper, LocalEngine
 
@@ -145,11 +145,16 @@ class _ItemsView:
         meta = [i for i in self._with_prefix(run_id, "META") if i["sk"] == "META"]
         return RunRecord.from_item(meta[0]) if meta else None
 
+    def _joined(self, run_id: str, item: dict, attribute: str) -> str:
+        """The item's text with the parts of a message or file too big for one item appended."""
+        by_key = {i["sk"]: i[attribute] for i in self._with_prefix(run_id, "PART#") if attribute in i}
+        return item[attribute] + "".join(by_key[part_key(item["sk"], n)] for n in range(1, int(item.get("parts", 1))))
+
     def list_files(self, run_id: str) -> dict[str, str]:
-        return {i["path"]: i["content"] for i in self._with_prefix(run_id, "FILE#")}
+        return {i["path"]: self._joined(run_id, i, "content") for i in self._with_prefix(run_id, "FILE#")}
 
     def list_messages(self, run_id: str) -> list[dict]:
-        return [json.loads(i["message"]) for i in self._with_prefix(run_id, "MSG#")]
+        return [json.loads(self._joined(run_id, i, "message")) for i in self._with_prefix(run_id, "MSG#")]
 
 
 def _is_meta(item: dict, run_id: str) -> bool:

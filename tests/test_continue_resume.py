@@ -225,7 +225,7 @@ def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_
 
     model_turns: list[int] = []
     complete = ScriptedModel.complete
-    monkeypatch.setattr(ScriptedModel, "complete", lambda self, *a, turn: model_turns.append(turn) or complete(self, *a, turn=turn))
+    monkeypatch.setattr(ScriptedModel, "complete", lambda self, *a, turn, **kw: model_turns.append(turn) or complete(self, *a, turn=turn, **kw))
     resumed = resume_locally(first["runId"], tmp_path)
 
     assert resumed["status"] == "SUCCEEDED", resumed["cause"]
@@ -235,7 +235,7 @@ def test_a_failed_run_resumed_after_its_cause_is_fixed_does_each_earlier_effect_
     assert [m["role"] for m in resumed["conversation"]] == ["user", "assistant", "tool", "tool", "assistant"]
     # The resumed execution went through the whole workflow again, turn 1 from saved results.
     states = [e["stateEnteredEventDetails"]["name"] for e in resumed["history"] if "stateEnteredEventDetails" in e]
-    assert states[:2] == ["CreateSandbox", "AgentTurn"] and states[-1] == "Done"
+    assert states[:3] == ["CreateSandbox", "IsDuplicateEvent", "AgentTurn"] and states[-1] == "Done"
 
     with pytest.raises(CannotStart, match="already succeeded"):
         resume_locally(first["runId"], tmp_path)

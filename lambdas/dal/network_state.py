@@ -251,7 +251,7 @@ class NetworkState:
 
     def _joined(self, run_id: str, items: list[dict[str, Any]], attribute: str) -> list[str]:
         """Each item's text with its parts (read in batches) appended."""
-        wanted = [_part_key(item["sk"], n) for item in items for n in range(1, int(item.get("parts", 1)))]
+        wanted = [part_key(item["sk"], n) for item in items for n in range(1, int(item.get("parts", 1)))]
         parts: dict[str, str] = {}
         for start in range(0, len(wanted), 100):  # BatchGetItem's limit per call
             keys = [{"pk": _pk(run_id), "sk": sk} for sk in wanted[start : start + 100]]
@@ -264,7 +264,7 @@ class NetworkState:
         texts = []
         for item in items:
             count = int(item.get("parts", 1))
-            pieces = [item[attribute]] + [parts[_part_key(item["sk"], n)] for n in range(1, count)]
+            pieces = [item[attribute]] + [parts[part_key(item["sk"], n)] for n in range(1, count)]
             texts.append("".join(pieces))
         return texts
 
@@ -285,7 +285,8 @@ class NetworkState:
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def _part_key(sk: str, n: int) -> str:
+def part_key(sk: str, n: int) -> str:
+    """The key of part n (1, 2, ...) of the item `sk` (a message or file too big for one item)."""
     return f"PART#{sk}#{n:04d}"
 
 
@@ -310,7 +311,7 @@ def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, An
     pieces = _split(text)
     expiry = expires_at()
     parts = [
-        {"pk": _pk(run_id), "sk": _part_key(sk, n), attribute: piece, "expiresAt": expiry}
+        {"pk": _pk(run_id), "sk": part_key(sk, n), attribute: piece, "expiresAt": expiry}
         for n, piece in enumerate(pieces)
         if n
     ]
