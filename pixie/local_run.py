@@ -217,6 +217,7 @@ def run_locally(
                 kill_running_commands()
                 record = finish_run(engine, arn, options.pixie_home)
         except ForcedExit:
+            journal.close()
             record = _partial_record(engine, arn, run_id, (stop.reason if stop else None) or "pixie was interrupted")
             save_run(options.pixie_home, record)
             raise RunInterrupted(record, forced=True) from None

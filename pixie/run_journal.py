@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ class RunJournal:
         self.parent_id = parent_id
         self._engine: LocalEngine | None = None
         self._parent_meta: dict | None = None
+        # Saves come from the engine's threads; once the run's final record is written (close),
+        # a late one must not put a RUNNING record over it.
+        self._lock = threading.Lock()
+        self._closed = False
 
     def attach(self, engine: LocalEngine, items: list[dict] = ()) -> None:
         """Loads saved items into the engine's fresh table and saves the run as started."""
@@ -95,16 +100,20 @@ class RunJournal:
 
         return invoke_and_save
 
+    def close(self) -> None:
+        """No more saves: the run's final record is about to be written."""
+        with self._lock:
+            self._closed = True
+
     def save(self) -> None:
-        if self._engine is None:
-            return
+        with self._lock:
+            if self._engine is None or self._closed:
+                return
+            self._save()
+
+    def _save(self) -> None:
         everything = self._engine.table_items()
-        own = f"RUN#{self.run_id}"
-        items = [item for item in everything if item["pk"]["S"] == own or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]
-        _write_atomically(
-            state_path(self.pixie_home, self.run_id),
-            {"version": FORMAT_VERSION, "runId": self.run_id, "event": self.event, "options": self.options, "items": items},
-        )
+        items = self.save_state(everything)
         record = run_record(_ItemsView(items), self.run_id, status="RUNNING")
         if record["prompt"] is None:  # before CreateSandbox recorded the run (or a malformed event)
             detail = self.event.get("detail") if isinstance(self.event, dict) else None
@@ -112,6 +121,18 @@ class RunJournal:
         save_run(self.pixie_home, {**record, "pid": os.getpid(), "host": socket.gethostname()})
         if self.parent_id:
             self._write_back_parent(next((i for i in everything if _is_meta(i, self.parent_id)), None))
+
+    def save_state(self, everything: list[dict]) -> list[dict]:
+        """Writes the run's own table items (and the idempotency records) from `everything`, the
+        engine's table; returns them. The console calls it once a run ended, as it shares its
+        engine between runs and keeps the final record itself."""
+        own = f"RUN#{self.run_id}"
+        items = [item for item in everything if item["pk"]["S"] == own or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]
+        _write_atomically(
+            state_path(self.pixie_home, self.run_id),
+            {"version": FORMAT_VERSION, "runId": self.run_id, "event": self.event, "options": self.options, "items": items},
+        )
+        return items
 
     def _write_back_parent(self, meta: dict | None) -> None:
         """The parent's record changes when this run takes over its sandbox: that must reach the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import threading
 import time
@@ -214,6 +215,39 @@ def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
     with console.client.stream("GET", f"/api/runs/{run_id}/events") as replayed:
         items = sse_items(replayed)
     assert [i["data"] for i in items if i["event"] == "history"] == record["history"]
+
+
+def test_projects_continue_across_the_console_and_pixie_run(console, script, tmp_path):
+    """Come back to a project later, from either side: the console continues a run `pixie run`
+    made, and `pixie run --continue` continues the console's follow-up (its state is on disk)."""
+    environment = {"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin", **console.env}
+    if os.environ.get("PYTHONPATH"):  # a checkout other than the installed one
+        environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    made = subprocess.run(
+        [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", "A page"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    parent = json.loads(made.stdout)["runId"]
+    read_it = write_script_file(tmp_path / "read.json", [
+        {"content": None, "tool_calls": [{"name": "readFiles", "arguments": {"files": ["index.html"]}}]},
+        {"content": "<task_summary>Read the page</task_summary>"},
+    ])
+
+    follow_up = console.wait_for(console.start_run("Read the page back", model=f"scripted:{read_it}", continueFrom=parent))
+
+    assert follow_up["status"] == "SUCCEEDED", follow_up
+    [read] = [m["content"] for m in follow_up["conversation"] if m["role"] == "tool"]
+    assert "<h1>Console test</h1>" in read
+    assert follow_up["conversation"][0]["content"] == "A page"  # the earlier run comes first
+    again = subprocess.run(
+        [str(PIXIE), "run", "--no-serve", "--json", "--continue", follow_up["runId"], "--model", f"scripted:{read_it}", "Once more"],
+        capture_output=True, text=True, env=environment, timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["files"] == {"index.html": "<h1>Console test</h1>"}
+    unknown = console.client.post("/api/runs", json={"prompt": "more", "continueFrom": "nosuchrun"})
+    assert unknown.status_code == 400 and "nosuchrun" in unknown.text
 
 
 @pytest.mark.parametrize("body, message", [

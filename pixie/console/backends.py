@@ -176,6 +176,8 @@ class LocalRuns:
         event = self._event(prompt, choices, continue_from)
         if not self.ready.wait(timeout=120) or self.engine is None:
             raise NotReady(self.startup_error or "the embedded engine is still starting; try again")
+        if continue_from is not None:
+            self._load_saved_run(continue_from)
         run_id = uuid.uuid4().hex[:16]
         channel = RunChannel(run_id)
         with self._lock:
@@ -187,7 +189,9 @@ class LocalRuns:
             self.channels.pop(run_id, None)  # never started: no stream that would never end
             raise
         self.active[run_id] = arn
-        thread = threading.Thread(target=self._follow, args=(run_id, arn, channel), name=f"run-{run_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._follow, args=(run_id, arn, channel, event), name=f"run-{run_id}", daemon=True
+        )
         self._threads[run_id] = thread
         thread.start()
         return run_id
@@ -197,11 +201,48 @@ class LocalRuns:
         for rid in finished[: max(0, len(finished) - KEPT_CHANNELS)]:
             self.channels.pop(rid, None)
 
-    def _follow(self, run_id: str, arn: str, channel: RunChannel) -> None:
+    def _load_saved_run(self, run_id: str) -> None:
+        """A run to continue that this engine has not seen (made by `pixie run`, or by an earlier
+        console): its saved table items, as `pixie run --continue` loads them."""
+        from lambdas.dal.network_state import NetworkState
+        from pixie.run_journal import CannotStart, parent_items
+
+        if NetworkState(self.engine.env["PIXIE_TABLE"]).find_run(run_id) is not None:
+            return
+        try:
+            items = parent_items(self.home, run_id)
+        except CannotStart as exc:
+            raise BadRequest(str(exc)) from None
+        for item in items:
+            self.engine.dynamodb.put_item(TableName=self.engine.env["PIXIE_TABLE"], Item=item)
+
+    def _save_state(self, run_id: str, event: dict[str, Any]) -> None:
+        """The run's table items on disk, as `pixie run` leaves them: so it can be continued after
+        this console stops, and by `pixie run --continue`."""
+        from pixie.run_journal import RunJournal, continued_run
+
+        detail = event.get("detail") or {}
+        options = {
+            "model": detail.get("model") or self.default_model,
+            "sandbox": detail.get("sandbox") or "local",
+            "maxIterations": detail.get("maxIterations") or self.max_iterations,
+            "template": self.template,
+        }
+        journal = RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
+        for _ in range(3):  # other runs may write the table meanwhile: read it again if it moved
+            try:
+                journal.save_state(self.engine.table_items())
+                return
+            except RuntimeError:
+                continue
+        log.warning("could not save the network state of run %s", run_id)
+
+    def _follow(self, run_id: str, arn: str, channel: RunChannel, event: dict[str, Any]) -> None:
         from pixie.local_run import finish_run
 
         try:
             record = finish_run(self.engine, arn, self.home, on_event=lambda e: channel.history(jsonable(e)), poll_s=self.poll_s)
+            self._save_state(run_id, event)
             channel.end(record["status"], record.get("error"))
         except Exception as exc:  # noqa: BLE001 - the page must hear that following failed
             log.exception("following run %s failed", run_id)
