@@ -36,7 +36,7 @@ run: $(VENV)/.runtime
 	$(BIN)/pixie run $(ARGS) "$(PROMPT)"
 
 test: $(VENV)/.dev $(VENV)/.deploy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m bench
