@@ -99,7 +99,9 @@ def keep_only(error: str) -> Callable[[dict], None]:
 
 
 def retry_invalid_event(definition: dict) -> None:
-    definition["States"]["CreateSandbox"]["Retry"][0]["ErrorEquals"].append("InvalidEvent")
+    """InvalidEvent added to CreateSandbox's first rule that really retries (MaxAttempts > 0)."""
+    rule = next(r for r in definition["States"]["CreateSandbox"]["Retry"] if r.get("MaxAttempts", 3) > 0)
+    rule["ErrorEquals"].append("InvalidEvent")
 
 
 MUTANTS: list[Mutant] = [
@@ -118,7 +120,7 @@ MUTANTS: list[Mutant] = [
     Mutant("asl-invalid-event-retried", ASL, TESTS_ASL, edit_json=retry_invalid_event),
     # --- cleanup ----------------------------------------------------------------------------------------
     Mutant("cleanup-not-marking-failed", "lambdas/logic/steps/cleanup_sandbox.py", TESTS_CLEANUP,
-           find='status="FAILED",', replace="", count=1),
+           find="        status=status,\n", replace="", count=1),
     Mutant("cleanup-not-killing-the-sandbox", "lambdas/logic/steps/cleanup_sandbox.py", TESTS_CLEANUP,
            find="sandbox.kill()", replace="sandbox.id", count=1),
     Mutant("local-kill-not-stopping-the-preview", "lambdas/logic/sandboxes/local.py", [CLEANUP_PREVIEW],
@@ -140,9 +142,10 @@ MUTANTS: list[Mutant] = [
     Mutant("secrets-cache-0s", "lambdas/logic/secrets.py", ["tests/test_promises_secrets.py", DOCS],
            find="SECRET_CACHE_SECONDS = 300", replace="SECRET_CACHE_SECONDS = 0", count=1),
     # --- this round's promises: one mutant each (issues 8-14) -----------------------------------------
-    Mutant("bounds-calls-keyed-by-model-id", "lambdas/handlers/run_tool.py",
-           ["tests/test_bounds.py::test_calls_with_shared_empty_null_and_huge_ids_all_run_and_get_one_result_each"],
-           find='"[runId, iteration, index]"', replace='"[runId, iteration, toolCallId]"', count=1),
+    Mutant("bounds-model-ids-kept-when-shared", "lambdas/logic/tool_calls.py",
+           ["tests/test_bounds.py::test_calls_with_shared_empty_null_and_huge_ids_all_run_and_get_one_result_each",
+            "tests/test_bounds.py::test_duplicate_and_missing_ids_over_http_give_the_model_a_valid_next_request"],
+           find="and call_id not in taken:", replace=":", count=1),
     Mutant("bounds-no-iteration-cap", "lambdas/logic/limits.py",
            ["tests/test_bounds.py::test_an_iteration_count_above_the_cap_exits_2_naming_the_cap"],
            find="MAX_ITERATIONS_CAP = 50", replace="MAX_ITERATIONS_CAP = 100_000", count=1),
