@@ -268,10 +268,11 @@ def send(
         check_continuable(continue_from, table)
     sent_at = datetime.now(timezone.utc)
     event_id = put_hello_world(prompt, events_client, event_bus_name, sleep, continue_from)
-    dead_letters = None
-    if sqs_client is not None and dead_letter_queue_url:
-        def dead_letters() -> str | None:
-            return retry_throttled(lambda: dead_letter_reason(sqs_client, dead_letter_queue_url, event_id), sleep)
+    dead_letters = (
+        (lambda: retry_throttled(lambda: dead_letter_reason(sqs_client, dead_letter_queue_url, event_id), sleep))
+        if sqs_client is not None and dead_letter_queue_url
+        else None
+    )
     return find_execution(
         event_id, sfn_client, state_machine_arn, timeout_s, poll_s, not_before=sent_at, sleep=sleep,
         dead_letters=dead_letters, notice=notice,
@@ -444,7 +445,8 @@ def show_aws(
     history are added (the table alone cannot tell a failed run from a running one)."""
     from lambdas.dal.network_state import NetworkState
     from pixie.display import lambda_error_message
-    from pixie.runs import jsonable, run_record
+    from pixie.runs import run_record
+    from statemachine.history import jsonable
 
     state = NetworkState(table, dynamodb_resource)
     run = state.find_run(run_id)

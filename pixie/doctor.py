@@ -28,12 +28,10 @@ NO_ISOLATION_WARNING = (
 )
 
 
-def _flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def network_allowed(flag: bool) -> bool:
-    return flag or _flag("PIXIE_ALLOW_NETWORK")
+    from lambdas.logic.config import env_flag
+
+    return flag or env_flag(os.environ, "PIXIE_ALLOW_NETWORK")
 
 
 def isolation_for_run(sandbox: str, model: str, no_isolation: bool, allow_network: bool, err: TextIO) -> str | None:

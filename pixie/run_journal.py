@@ -183,12 +183,16 @@ def _is_meta(item: dict, run_id: str) -> bool:
 
 
 # --- what a later process loads ---------------------------------------------------------------
+def _saved_record(pixie_home: Path, run_id: str, action: str) -> dict[str, Any]:
+    try:
+        return load_run(pixie_home, run_id)
+    except FileNotFoundError as exc:
+        raise CannotStart(f"cannot {action} {run_id}: {exc}") from None
+
+
 def parent_items(pixie_home: Path, parent_id: str) -> list[dict]:
     """The saved items of a run to continue; CannotStart unless it succeeded."""
-    try:
-        parent = load_run(pixie_home, parent_id)
-    except FileNotFoundError as exc:
-        raise CannotStart(f"cannot continue {parent_id}: {exc}") from None
+    parent = _saved_record(pixie_home, parent_id, "continue")
     status = parent.get("status")
     if status == "RUNNING":
         raise CannotStart(f"cannot continue {parent_id}: it is still running (process {parent.get('pid')})")
@@ -204,10 +208,7 @@ def parent_items(pixie_home: Path, parent_id: str) -> list[dict]:
 def resumable_state(pixie_home: Path, run_id: str) -> dict[str, Any]:
     """The saved state of a run to resume, with the items a fresh table should start from;
     CannotStart when the run finished or is still running."""
-    try:
-        record = load_run(pixie_home, run_id)
-    except FileNotFoundError as exc:
-        raise CannotStart(f"cannot resume {run_id}: {exc}") from None
+    record = _saved_record(pixie_home, run_id, "resume")
     status = record.get("status")
     if status == "SUCCEEDED":
         raise CannotStart(

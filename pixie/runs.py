@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from statemachine.history import jsonable  # noqa: F401 - re-exported for the app
 
 _RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 

@@ -65,7 +65,8 @@ def _int(env: Mapping[str, str], name: str) -> int:
     return value
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def env_flag(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting: 1, true, yes or on (any case) is yes; anything else, or unset, no."""
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -120,7 +121,7 @@ class Settings:
             max_call_bytes=_int(env, "PIXIE_MAX_CALL_BYTES"),
             max_reply_chars=_int(env, "PIXIE_MAX_REPLY_CHARS"),
             isolation=_choice(env, "PIXIE_ISOLATION", ("bwrap", "none")),
-            allow_network=_flag(env, "PIXIE_ALLOW_NETWORK"),
+            allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK"),
             bwrap_path=env.get("PIXIE_BWRAP") or None,
             event_overrides=frozenset(filter(None, env.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
         )
