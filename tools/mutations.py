@@ -178,3 +178,19 @@ MUTANTS: list[Mutant] = [
            find="return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())",
            replace="return True", count=1),
 ]
+
+# Each area of work keeps its mutants in a module of its own, tools/mutations_<area>.py, defining
+# `MUTANTS: list[Mutant]`; they are collected here so `make mutants` runs them all.
+def _area_mutants() -> list[Mutant]:
+    import importlib
+    import pkgutil
+    from pathlib import Path
+
+    found: list[Mutant] = []
+    for info in sorted(pkgutil.iter_modules([str(Path(__file__).parent)]), key=lambda m: m.name):
+        if info.name.startswith("mutations_"):
+            found += importlib.import_module(f"tools.{info.name}").MUTANTS
+    return found
+
+
+MUTANTS += _area_mutants()
