@@ -40,6 +40,9 @@ class Mutant:
     replace: str = ""
     count: int | None = None
     edit_json: Callable[[dict], None] | None = field(default=None, compare=False)
+    # The README promise this mutant breaks, as "Section: label" (e.g. "Security model: no
+    # capabilities"), so a check can tell which promises have a mutant.
+    promise: str = ""
 
 
 # --- helpers for editing the ASL ---------------------------------------------------------------------
