@@ -19,6 +19,7 @@ from moto import mock_aws
 
 from bench.metrics import DynamoDBMeter, metering
 from lambdas.dal.network_state import create_table
+from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from lambdas.logic.sandboxes.local import stop_all_previews
 from statemachine.engine import REGION, TABLE_NAME, LambdaContext, LocalEngine, hello_world_event
 from pixie.local_run import RunOptions
@@ -72,9 +73,10 @@ class Workload:
         self.script.write_text(json.dumps({"turns": turns}), encoding="utf-8")
 
     def options(self) -> RunOptions:
-        # Headroom over the script's length: the script, not the limit, ends the run.
+        # Headroom over the script's length, within pixie's cap: the script, not the limit, ends the run.
         return RunOptions(
-            model=f"scripted:{self.script}", sandbox="local", max_iterations=self.iterations + 5, pixie_home=self.home
+            model=f"scripted:{self.script}", sandbox="local", pixie_home=self.home,
+            max_iterations=min(self.iterations + 5, MAX_ITERATIONS_CAP),
         )
 
 

@@ -32,7 +32,11 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from botocore.response import StreamingBody
 from moto import mock_aws
-from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+from statemachine.moto_imports import defer_moto_batch
+
+defer_moto_batch()  # before the parser below: saves loading moto.ec2 (about a second) on every run
+from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
 
 from lambdas.dal.network_state import create_table
 from lambdas.logic import cancellation, progress

@@ -182,3 +182,32 @@ def test_the_table_reports_cold_imports_without_and_with_bytecode():
     assert slower[0][3] == "FAIL"
     missing = rows({"cold_import_313_ms": None, "cold_import_313_error": "no CPython 3.13 found"})
     assert missing[0][1] == "n/a: no CPython 3.13 found"
+
+
+# --- the bench itself stays runnable (make test runs it small) -------------------------------------
+def test_every_workload_the_full_bench_uses_is_within_pixies_limits(tmp_path):
+    """The full bench's longest run (50 iterations) once asked for 55, above the cap, and
+    `make bench` stopped with InvalidSetting: the options a workload asks for must be valid."""
+    from lambdas.logic.limits import MAX_ITERATIONS_CAP, check_max_iterations
+
+    for iterations in (1, 15, 20, MAX_ITERATIONS_CAP):
+        options = Workload(iterations, 1024, "terminal", tmp_path).options()
+        check_max_iterations(options.max_iterations)
+        assert options.max_iterations >= iterations
+
+
+def test_the_quick_bench_runs_every_section_that_needs_no_download_and_misses_no_target(tmp_path):
+    import subprocess
+
+    out = tmp_path / "results.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--skip-asset", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "0 target(s) missed" in done.stdout, done.stdout[-3000:]
+    results = json.loads(out.read_text())
+    for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration",
+                "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn"):
+        assert key in results, key
+    assert all(results["passed"].values())
