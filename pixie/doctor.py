@@ -16,6 +16,7 @@ from lambdas.logic.sandboxes.isolation import (
     ISOLATION_BWRAP,
     ISOLATION_NONE,
     IsolationPolicy,
+    MASKED_FILES,
     Limits,
     find_bubblewrap,
     pids_cgroup_base,
@@ -65,6 +66,11 @@ def _check(sandbox, command: str) -> tuple[int | None, str]:
     return result.exit_code, (result.stdout + result.stderr).strip()
 
 
+# The first mask a run puts over a host file (umount of a mount point that is not a mask would
+# prove nothing); /tmp, a mount of the sandbox's own, when the host has none of them.
+MASK_PROBE = next((m for m in MASKED_FILES if os.path.isfile(m)), "/tmp")
+
+
 def _live_checks(policy: IsolationPolicy, out: TextIO) -> bool:
     """Runs a few commands the way a run would and says what they could reach."""
     from lambdas.logic.sandboxes.local import LocalSandbox
@@ -82,6 +88,11 @@ def _live_checks(policy: IsolationPolicy, out: TextIO) -> bool:
             ("the project folder is writable", f"echo ok > {project}/.doctor && cat {project}/.doctor", True),
             ("your home folder is hidden", f"test -e {home!r} && ls -A {home!r} | head -c 200", False),
             ("system folders are read-only", "touch /etc/pixie-doctor-probe /usr/pixie-doctor-probe", False),
+            ("commands run as an ordinary user, not root", 'test "$(id -u)" != 0', True),
+            ("commands have no capabilities", "grep -Eq '^CapEff:[[:space:]]*0+$' /proc/self/status", True),
+            (f"a mask cannot be removed (umount {MASK_PROBE})", f"umount {MASK_PROBE}", False),
+            ("/usr cannot be remounted writable", "mount -o remount,rw,bind /usr && touch /usr/pixie-doctor-probe", False),
+            ("no nested user namespace", "unshare --user true", False),
             (
                 f"a port on 127.0.0.1 ({'reachable: network allowed' if policy.allow_network else 'unreachable: no network'})",
                 f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); print(\"connected\")'",

@@ -47,6 +47,10 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
 MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
 PROBE_TIMEOUT_S = 15
+# Who a command is inside its user namespace, also when pixie runs as root: an ordinary uid with
+# no capabilities, so a mask (/etc/shadow) cannot be unmounted nor /usr remounted writable.
+SANDBOX_UID = 1000
+SANDBOX_GID = 1000
 
 
 @dataclass(frozen=True)
@@ -183,7 +187,11 @@ def bwrap_argv(
     """The whole command line: bwrap, its options, then bash setting the limits and running
     `command` in `project` (its real path, mounted at that same path so absolute paths mean the
     same inside, and at `also_at` too: the path through symlinks the model was told)."""
-    argv = [info.path, "--unshare-all", "--die-with-parent", "--new-session"]
+    # --unshare-user even as root (where bwrap would otherwise skip it): root outside keeps every
+    # capability inside unless it is mapped to an ordinary uid, capabilities dropped, and no
+    # nested user namespace (in which the command could get them back) allowed.
+    argv = [info.path, "--unshare-all", "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
+            "--cap-drop", "ALL", "--disable-userns", "--die-with-parent", "--new-session"]
     if policy.allow_network:
         argv.append("--share-net")
     for directory in SYSTEM_DIRS:
