@@ -265,9 +265,14 @@ def test_a_symlinked_directory_pointing_outside_is_refused(local_sandbox, tmp_pa
     assert not (outside_dir / "new.txt").exists()
 
 
-def test_a_symlink_that_stays_inside_is_allowed(local_sandbox):
+def test_a_symlink_is_refused_even_when_it_stays_inside(local_sandbox):
+    """A link inside today can be swapped for one that leaves tomorrow: the tools follow none."""
     os.symlink("index.html", Path(local_sandbox.project_root) / "alias.html")
-    assert local_sandbox.read_file("alias.html") == (TEMPLATE_DIR / "index.html").read_text(encoding="utf-8")
+    with pytest.raises(ToolError, match="symbolic link"):
+        local_sandbox.read_file("alias.html")
+    with pytest.raises(ToolError, match="symbolic link"):
+        local_sandbox.write_files({"alias.html/../x.txt": "x", "alias.html": "y"})
+    assert Path(local_sandbox.project_root, "alias.html").is_symlink()
 
 
 def test_a_missing_file_is_a_clear_tool_error(local_sandbox):
@@ -365,7 +370,10 @@ def test_the_preview_does_not_follow_symlinks_out_of_the_project(local_sandbox, 
     with pytest.raises(urllib.error.HTTPError) as info:
         fetch(url + "leak.txt")
     assert info.value.code == 404
-    assert fetch(url + "alias.txt") == (200, b"fine")  # links that stay inside still work
+    assert fetch(url + "inside.txt") == (200, b"fine")
+    with pytest.raises(urllib.error.HTTPError) as info:  # nor links that stay inside (they can be swapped)
+        fetch(url + "alias.txt")
+    assert info.value.code == 404
 
 
 def test_local_sandbox_is_constructible_from_a_plain_directory(tmp_path):

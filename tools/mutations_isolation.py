@@ -16,3 +16,19 @@ MUTANTS: list[Mutant] = [
            find="grep -Eq '^CapEff:[[:space:]]*0+$' /proc/self/status", replace="true", count=1,
            promise="Security model: pixie doctor proves it"),
 ]
+
+BENEATH = "lambdas/logic/sandboxes/beneath.py"
+RACES = ["tests/test_races.py"]
+MUTANTS += [
+    Mutant("beneath-openat2-follows-links", BENEATH, RACES,
+           find="RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)", replace="0)", count=1,
+           promise="Security model: file tools never through a symlink"),
+    Mutant("beneath-walk-follows-links", BENEATH, RACES,
+           find="_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC",
+           replace="_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC", count=1,
+           promise="Security model: file tools never through a symlink"),
+    Mutant("preview-opens-by-path", "lambdas/logic/sandboxes/local.py", RACES,
+           find='fd = open_beneath(root_fd, "/".join(parts) or ".", os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
+           replace='fd = os.open(os.path.join(os.path.realpath(self.directory), *parts), os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
+           count=1, promise="Security model: preview never through a symlink"),
+]

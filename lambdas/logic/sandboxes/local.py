@@ -10,16 +10,16 @@ absent, no network unless allowed, and nothing a command starts outlives it. Wit
 from __future__ import annotations
 
 import codecs
-import contextlib
+import errno
 import functools
 import os
+import posixpath
 import re
 import selectors
 import shutil
 import signal
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -30,6 +30,7 @@ from pathlib import Path
 
 from lambdas.logic.errors import SandboxNotFound, ToolError
 from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, OutputCallback, normalize_project_path
+from lambdas.logic.sandboxes.beneath import open_beneath, open_root, replace_beneath
 from lambdas.logic.sandboxes.isolation import (
     ISOLATION_BWRAP,
     IsolationPolicy,
@@ -136,47 +137,39 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def _check_writable(target: Path, name: object) -> None:
+def _refuse_non_regular(name: object):
     """Only a regular file (or nothing yet) may be written: writing to a FIFO would block."""
-    try:
-        info = os.lstat(target)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISREG(info.st_mode):
-        raise ToolError(f"cannot write {name}: it is {_kind(info.st_mode)}, not a regular file")
+
+    def check(info: os.stat_result) -> None:
+        if stat.S_ISLNK(info.st_mode):
+            raise _link_refused(name)
+        if not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"cannot write {name}: it is {_kind(info.st_mode)}, not a regular file")
+
+    return check
 
 
-def _replace_file(target: Path, data: bytes) -> None:
-    """Writes a new file next to `target` and renames it over it: a hard link to a file outside
-    the project keeps pointing at the old, untouched content. The mode of the file replaced is kept."""
-    try:
-        mode = stat.S_IMODE(os.lstat(target).st_mode)
-    except FileNotFoundError:
-        mode = 0o644
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=".pixie-write-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(temporary, mode)
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+def _link_refused(shown: object) -> ToolError:
+    return ToolError(
+        f"{shown!r} is or goes through a symbolic link: the file tools never follow links (one can point "
+        "outside the project, or be swapped to do so); use the real path"
+    )
 
 
-def _read_regular_file(target: Path, shown: str) -> bytes:
+def _read_regular_file(root_fd: int, relative: str, shown: str) -> bytes:
     """The file's bytes, if it is a regular file with one link and within the read limit.
-    Opened without blocking (a FIFO with no writer would wait forever) and checked again on the
-    open descriptor, so a file swapped in between is caught too."""
+    Opened beneath the project without following any link and without blocking (a FIFO with no
+    writer would wait forever), then checked on the open descriptor."""
     try:
-        info = os.lstat(target)
+        fd = open_beneath(root_fd, relative, os.O_RDONLY | os.O_NONBLOCK)
     except (FileNotFoundError, NotADirectoryError):
         raise ToolError(f"{shown} does not exist") from None
-    _check_readable(info, shown)
-    fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        _check_readable(os.fstat(fd), shown)  # before fdopen, which refuses a directory its own way
+    except BaseException:
+        os.close(fd)
+        raise
     with os.fdopen(fd, "rb") as handle:
-        _check_readable(os.fstat(handle.fileno()), shown)
         data = handle.read(MAX_READ_BYTES + 1)
     if len(data) > MAX_READ_BYTES:
         raise ToolError(f"{shown} is over the {MAX_READ_BYTES}-byte read limit")
@@ -219,33 +212,39 @@ class _PreviewHandler(SimpleHTTPRequestHandler):
         return name in _PREVIEW_HOSTS and (not port or port == str(self.server.server_address[1]))
 
     def _open_file(self):
-        root = os.path.realpath(self.directory)
         url_path = urllib.parse.urlsplit(self.path).path
-        translated = self.translate_path(self.path)
-        relative = os.path.relpath(translated, self.directory)
-        if any(part.startswith(".") for part in Path(relative).parts if part != "."):
+        relative = posixpath.normpath(urllib.parse.unquote(url_path, errors="strict")).lstrip("/")
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        if any(part.startswith(".") for part in parts):  # dotfiles and `..` alike
             raise FileNotFoundError(relative)
-        real = os.path.realpath(translated)
-        if os.path.commonpath([real, root]) != root:
-            raise FileNotFoundError(relative)
-        if os.path.isdir(real):
-            if not url_path.endswith("/"):
-                self.send_response(HTTPStatus.MOVED_PERMANENTLY)
-                self.send_header("Location", url_path + "/")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return None
-            real = os.path.join(real, "index.html")  # a folder is its index page, never a listing
-        elif url_path.endswith("/"):
-            raise FileNotFoundError(relative)
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+        # Opened beneath the project from its descriptor, never through a link (see beneath.py):
+        # a folder swapped for a symlink mid-request is a 404, never a file from elsewhere.
+        root_fd = open_root(os.path.realpath(self.directory))
+        try:
+            fd = open_beneath(root_fd, "/".join(parts) or ".", os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)
+            info = os.fstat(fd)
+            if stat.S_ISDIR(info.st_mode):
+                os.close(fd)
+                if not url_path.endswith("/"):
+                    self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+                    self.send_header("Location", url_path + "/")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
+                parts.append("index.html")  # a folder is its index page, never a listing
+                fd = open_beneath(root_fd, "/".join(parts), os.O_RDONLY | os.O_NONBLOCK)
+                info = os.fstat(fd)
+            elif url_path.endswith("/"):
+                os.close(fd)
+                raise FileNotFoundError(relative)
+        finally:
+            os.close(root_fd)
         handle = os.fdopen(fd, "rb")
-        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
             handle.close()
             raise FileNotFoundError(relative)
         self.send_response(HTTPStatus.OK)
-        self.send_header("Content-type", self.guess_type(real))
+        self.send_header("Content-type", self.guess_type(parts[-1]))
         self.send_header("Content-Length", str(info.st_size))
         self.send_header("Last-Modified", self.date_time_string(int(info.st_mtime)))
         self.end_headers()
@@ -275,14 +274,10 @@ class LocalSandbox:
         self.policy = policy if policy is not None else _policy_from_env()
 
     # --- paths --------------------------------------------------------------------------------
-    def resolve(self, path: object) -> Path:
-        """The file's real location, or ToolError when it would leave the project (via `..`,
-        an absolute path elsewhere, or a symlink that points out)."""
-        relative = normalize_project_path(path, absolute_root=str(self.root))
-        real = os.path.realpath(os.path.join(self._real_root, relative))
-        if os.path.commonpath([real, self._real_root]) != self._real_root:
-            raise ToolError(f"{path!r} resolves outside the project (through a symlink)")
-        return Path(real)
+    def relative(self, path: object) -> str:
+        """The project-relative path the model means, or ToolError when it would leave the
+        project (`..`, an absolute path elsewhere). Links are dealt with when it is opened."""
+        return normalize_project_path(path, absolute_root=str(self.root))
 
     # --- Sandbox protocol ---------------------------------------------------------------------
     def run_command(self, command: str, timeout_s: int, on_output: OutputCallback | None = None) -> CommandResult:
@@ -339,24 +334,41 @@ class LocalSandbox:
         return ["/bin/bash", "-c", script, "/bin/bash", command], env, PidsCgroup(0, enabled=False)
 
     def write_files(self, files: dict[str, str]) -> None:
-        targets = {self.resolve(path): content for path, content in files.items()}  # validate all first
-        for target, content in targets.items():
-            name = target.relative_to(self._real_root)
-            try:
-                _check_writable(target, name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _replace_file(target, content.encode("utf-8"))
-            except (FileExistsError, NotADirectoryError):
-                raise ToolError(f"cannot write {name}: a parent of it is a file, not a directory") from None
-            except OSError as exc:  # name too long, permission denied, disk full...: the model's problem to route around
-                raise ToolError(f"cannot write {name}: {exc.strerror or exc}") from None
+        targets = {self.relative(path): content for path, content in files.items()}  # validate all first
+        root_fd = open_root(self._real_root)
+        try:
+            for name, content in targets.items():
+                try:
+                    replace_beneath(root_fd, name, content.encode("utf-8"), _refuse_non_regular(name))
+                except OSError as exc:
+                    raise self._write_error(name, exc) from None
+        finally:
+            os.close(root_fd)
+
+    @staticmethod
+    def _write_error(name: str, exc: OSError) -> ToolError:
+        if exc.errno == errno.ELOOP:
+            return _link_refused(name)
+        if exc.errno == errno.EXDEV:
+            return ToolError(f"{name!r} resolves outside the project")
+        if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+            return ToolError(f"cannot write {name}: a parent of it is a file, not a directory")
+        if exc.errno == errno.EISDIR:
+            return ToolError(f"cannot write {name}: it is a directory, not a regular file")
+        # name too long, permission denied, disk full, a folder swapped meanwhile...: the model's to route around
+        return ToolError(f"cannot write {name}: {exc.strerror or exc}")
 
     def read_file(self, path: str) -> str:
-        target = self.resolve(path)
+        relative = self.relative(path)
+        root_fd = open_root(self._real_root)
         try:
-            data = _read_regular_file(target, path)
-        except OSError as exc:  # name too long, permission denied, ...
+            data = _read_regular_file(root_fd, relative, path)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _link_refused(path) from None
             raise ToolError(f"cannot read {path}: {exc.strerror or exc}") from None
+        finally:
+            os.close(root_fd)
         if b"\x00" in data:
             raise ToolError(f"{path} is a binary file")
         try:
