@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,7 @@ from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_wor
 from statemachine.history import jsonable
 from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
+from pixie.run_locks import hold_run
 from pixie.runs import run_record, save_run
 
 
@@ -197,6 +199,12 @@ def run_locally(
     `saved_items` (an earlier run's, to continue or resume it)."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
     run_id = run_id or new_run_id()
+    with ExitStack() as locks:
+        saved_items = hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
+        return _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_id, saved_items, stop)
+
+
+def _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_id, saved_items, stop) -> dict[str, Any]:
     journal = RunJournal(options.pixie_home, run_id, event, options.saved(), parent_id=continued_run(event))
     interrupted = False
     with LocalEngine(

@@ -32,3 +32,16 @@ MUTANTS += [
            replace='fd = os.open(os.path.join(os.path.realpath(self.directory), *parts), os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
            count=1, promise="Security model: preview never through a symlink"),
 ]
+
+LOCKS = ["tests/test_run_locks.py"]
+MUTANTS += [
+    Mutant("run-lock-not-taken", "pixie/run_locks.py", LOCKS,
+           find='    hold(stack, pixie_home, "run", run_id, run_id, f"run {run_id}")\n    items =',
+           replace="    items =", count=1, promise="Durability: one resumer per run"),
+    Mutant("busy-parent-folder-shared", "pixie/run_locks.py", LOCKS,
+           find='meta["sandboxClaimedBy"] = {"S": "a run working in it now"}', replace="pass", count=1,
+           promise="Security model: one run per project folder"),
+    Mutant("lock-is-not-exclusive", "pixie/run_locks.py", LOCKS,
+           find="fcntl.LOCK_EX | fcntl.LOCK_NB", replace="fcntl.LOCK_SH | fcntl.LOCK_NB", count=1,
+           promise="Security model: one run per project folder"),
+]

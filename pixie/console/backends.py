@@ -179,6 +179,7 @@ class LocalRuns:
         if continue_from is not None:
             self._load_saved_run(continue_from)
         run_id = uuid.uuid4().hex[:16]
+        locks = self._hold_locks(run_id, continue_from)
         channel = RunChannel(run_id)
         with self._lock:
             self.channels[run_id] = channel  # before the start: the first step may emit at once
@@ -187,14 +188,35 @@ class LocalRuns:
             arn, _ = start_run(self.engine, event, run_id)
         except Exception:
             self.channels.pop(run_id, None)  # never started: no stream that would never end
+            locks.close()
             raise
         self.active[run_id] = arn
         thread = threading.Thread(
-            target=self._follow, args=(run_id, arn, channel, event), name=f"run-{run_id}", daemon=True
+            target=self._follow, args=(run_id, arn, channel, event, locks), name=f"run-{run_id}", daemon=True
         )
         self._threads[run_id] = thread
         thread.start()
         return run_id
+
+    def _hold_locks(self, run_id: str, continue_from: str | None) -> Any:
+        """The locks `pixie run` holds (pixie/run_locks.py): this run's id and the folder of the run
+        it continues, so a CLI run and a console run never work in one folder at once."""
+        from contextlib import ExitStack
+
+        from lambdas.dal.network_state import NetworkState
+        from pixie.run_journal import CannotStart
+        from pixie.run_locks import hold
+
+        locks = ExitStack()
+        try:
+            hold(locks, self.home, "run", run_id, run_id, f"run {run_id}")
+            parent = NetworkState(self.engine.env["PIXIE_TABLE"]).find_run(continue_from) if continue_from else None
+            if parent is not None and parent.sandbox_id:
+                hold(locks, self.home, "folder", parent.sandbox_id, run_id, f"the project folder {parent.sandbox_id}")
+        except CannotStart as exc:
+            locks.close()
+            raise BadRequest(str(exc)) from None
+        return locks
 
     def _forget_old_channels(self) -> None:
         finished = [rid for rid, ch in self.channels.items() if ch.done]
@@ -237,7 +259,7 @@ class LocalRuns:
                 continue
         log.warning("could not save the network state of run %s", run_id)
 
-    def _follow(self, run_id: str, arn: str, channel: RunChannel, event: dict[str, Any]) -> None:
+    def _follow(self, run_id: str, arn: str, channel: RunChannel, event: dict[str, Any], locks: Any) -> None:
         from pixie.local_run import finish_run
 
         try:
@@ -248,6 +270,7 @@ class LocalRuns:
             log.exception("following run %s failed", run_id)
             channel.end("UNKNOWN", f"the console lost track of the run: {type(exc).__name__}: {exc}")
         finally:
+            locks.close()
             self.active.pop(run_id, None)
             self._threads.pop(run_id, None)
 
