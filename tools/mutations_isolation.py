@@ -45,3 +45,14 @@ MUTANTS += [
            find="fcntl.LOCK_EX | fcntl.LOCK_NB", replace="fcntl.LOCK_SH | fcntl.LOCK_NB", count=1,
            promise="Security model: one run per project folder"),
 ]
+
+SECRETS_TESTS = ["tests/test_no_isolation_secrets.py"]
+MUTANTS += [
+    Mutant("no-isolation-pixie-dumpable", "lambdas/logic/sandboxes/local.py", SECRETS_TESTS,
+           find=".prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0", replace=".getpid() > 0", count=1,
+           promise="Security model: --no-isolation hands out no secrets"),
+    Mutant("no-isolation-deny-list", "lambdas/logic/sandboxes/local.py", SECRETS_TESTS,
+           find="return {k: v for k, v in environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}",
+           replace='return {k: v for k, v in environ.items() if "KEY" not in k}', count=1,
+           promise="Security model: --no-isolation hands out no secrets"),
+]

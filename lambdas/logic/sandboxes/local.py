@@ -52,7 +52,29 @@ KILL_GRACE_S = 2
 # an unisolated command's escaped background process may hold them open.
 DRAIN_S = 1.0
 # Variables never passed to commands the model runs (its output goes back to the model).
-_SECRET_ENV = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|CREDENTIAL)|^AWS_", re.IGNORECASE)
+# Unisolated (--no-isolation), a command gets only these of pixie's environment: an allow-list,
+# since a secret need not have a secret-looking name (DATABASE_URL=postgres://user:password@...).
+_PASSED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ"})
+_PASSED_ENV_PREFIXES = ("LC_",)
+PR_SET_DUMPABLE = 4
+
+
+def unisolated_environment(environ: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k in _PASSED_ENV or k.startswith(_PASSED_ENV_PREFIXES)}
+
+
+@functools.cache
+def make_pixie_undumpable() -> bool:
+    """An unisolated command runs as you and could read pixie's own environment (its API keys)
+    from /proc/$PPID/environ, or attach a debugger: a non-dumpable process allows neither to
+    processes of the same user (prctl(2), PR_SET_DUMPABLE). Commands, started with execve, are
+    dumpable again. False where the call is not available."""
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
 
 _previews: dict[str, ThreadingHTTPServer] = {}
 _previews_lock = threading.Lock()
@@ -328,7 +350,8 @@ class LocalSandbox:
             cgroup = PidsCgroup(policy.limits.processes)
             # bwrap starts with an empty environment: inside, its /proc/1/environ is readable.
             return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root))), {}, cgroup
-        env = {k: v for k, v in os.environ.items() if not _SECRET_ENV.search(k)}
+        make_pixie_undumpable()
+        env = unisolated_environment(dict(os.environ))
         # Unisolated, a process limit would count all of your processes: only the others apply.
         script = limits_script(policy.limits, timeout_s, processes=False)
         return ["/bin/bash", "-c", script, "/bin/bash", command], env, PidsCgroup(0, enabled=False)
