@@ -19,6 +19,7 @@ from lambdas.logic.sandboxes.isolation import (
     MASKED_FILES,
     Limits,
     find_bubblewrap,
+    memory_cgroup_base,
     pids_cgroup_base,
 )
 
@@ -129,12 +130,25 @@ def doctor(allow_network: bool = False, out: TextIO = sys.stdout) -> int:
         if sys.platform == "darwin":
             out.write("  macOS has no isolation for local commands yet (no Seatbelt profile).\n")
         return 1
-    limits = Limits()
+    from lambdas.logic.config import Settings
+    from lambdas.logic.sandboxes.isolation import policy_from_settings
+
+    try:
+        limits = policy_from_settings(Settings.from_env()).limits
+    except ValueError as exc:  # InvalidSetting: say it, check with the defaults
+        out.write(f"settings: {exc}; checking with the defaults\n")
+        limits = Limits()
     out.write(f"isolation: bubblewrap — {bwrap.describe()}\n")
     out.write(f"network: {'allowed (PIXIE_ALLOW_NETWORK / --allow-network)' if allowed else 'off by default (--allow-network or PIXIE_ALLOW_NETWORK=1 to allow)'}\n")
     cgroup = pids_cgroup_base()
     processes = f"at most {limits.processes} processes " + (
         f"(pids cgroup under {cgroup})" if cgroup else "(RLIMIT_NPROC in the sandbox's user namespace; does not bind root)"
+    )
+    memory = memory_cgroup_base()
+    out.write(
+        f"memory per command, all processes together: "
+        + (f"{limits.total_memory_mb} MB (memory cgroup under {memory})" if memory else "not bounded (no memory cgroup pixie may create; per-process limits only)")
+        + f"; project disk use: {limits.project_bytes // 1024**2} MB (PIXIE_MAX_PROJECT_BYTES, checked while commands run)\n"
     )
     out.write(
         f"limits per command: {processes}; files up to {limits.file_size_mb} MB; {limits.memory_mb} MB of data per "

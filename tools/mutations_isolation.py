@@ -56,3 +56,16 @@ MUTANTS += [
            replace='return {k: v for k, v in environ.items() if "KEY" not in k}', count=1,
            promise="Security model: --no-isolation hands out no secrets"),
 ]
+
+BOUNDS = ["tests/test_bounds_memory_disk.py"]
+MUTANTS += [
+    Mutant("memory-cgroup-not-made", "lambdas/logic/sandboxes/isolation.py", BOUNDS,
+           find="        memory_base = memory_cgroup_base()\n", replace="        memory_base = None\n", count=1,
+           promise="Security model: memory bounded per command"),
+    Mutant("disk-not-watched-while-running", "lambdas/logic/sandboxes/local.py", BOUNDS,
+           find="elif watch is not None and watch():", replace="elif False:", count=1,
+           promise="Security model: disk bounded per project"),
+    Mutant("disk-bound-ten-times-looser", "lambdas/logic/sandboxes/local.py", BOUNDS,
+           find="        if used > self.limit:", replace="        if used > 10 * self.limit:", count=1,
+           promise="Security model: disk bounded per project"),
+]

@@ -44,6 +44,9 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     "PIXIE_MAX_FILE_BYTES": (DEFAULT_MAX_FILE_BYTES, 1, 10_000_000),
     "PIXIE_MAX_CALL_BYTES": (DEFAULT_MAX_CALL_BYTES, 1, 40_000_000),
     "PIXIE_MAX_REPLY_CHARS": (DEFAULT_MAX_REPLY_CHARS, 10_000, 80_000_000),
+    # Local sandbox: the project folder's disk use, and the memory of all of a command's processes.
+    "PIXIE_MAX_PROJECT_BYTES": (2 * 1024**3, 1024**2, 1024**4),
+    "PIXIE_MAX_COMMAND_MEMORY_MB": (4096, 64, 1024**2),
 }
 
 
@@ -98,6 +101,8 @@ class Settings:
     isolation: str = "bwrap"
     allow_network: bool = False
     bwrap_path: str | None = None  # a bubblewrap to use instead of looking for one
+    max_project_bytes: int = 2 * 1024**3
+    max_command_memory_mb: int = 4096
     event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
 
     @classmethod
@@ -123,6 +128,8 @@ class Settings:
             isolation=_choice(env, "PIXIE_ISOLATION", ("bwrap", "none")),
             allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK"),
             bwrap_path=env.get("PIXIE_BWRAP") or None,
+            max_project_bytes=_int(env, "PIXIE_MAX_PROJECT_BYTES"),
+            max_command_memory_mb=_int(env, "PIXIE_MAX_COMMAND_MEMORY_MB"),
             event_overrides=frozenset(filter(None, env.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
         )
         try:

@@ -16,6 +16,7 @@ for the life of the process (one `pixie run`)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import resource
@@ -60,6 +61,8 @@ class Limits:
     processes: int = 1024  # processes and threads of the sandbox's user
     file_size_mb: int = 1024  # largest file a command can write
     memory_mb: int = 4096  # data segment (heap and private mappings) of each process
+    total_memory_mb: int = 4096  # all of a command's processes together (a memory cgroup, where pixie can make one)
+    project_bytes: int = 2 * 1024**3  # the project folder's disk use, checked while a command runs
     tmp_mb: int = 512  # size of the private /tmp (it lives in memory)
     cpu_s: int | None = None  # CPU seconds per process; None: the command's timeout
 
@@ -223,26 +226,29 @@ def bwrap_argv(
     return argv
 
 
-# --- a pids cgroup per command, where pixie may make one -------------------------------------------
-# RLIMIT_NPROC does not bind root (nor a user's other processes: it counts per user), so where
-# pixie can create a cgroup with the pids controller (root; cgroup v1, or a v2 subtree with pids
-# delegated) each command also gets one, capped at Limits.processes.
-def _pids_cgroup_base() -> str | None:
+# --- a cgroup per command, where pixie may make one ---------------------------------------------------
+# RLIMIT_NPROC does not bind root (nor a user's other processes: it counts per user), and
+# RLIMIT_DATA/AS bound each process alone (memfd and shared memory escape them). So where pixie can
+# create cgroups (root; cgroup v1, or a v2 subtree with the controllers delegated) each command
+# also gets one with the pids controller (at most Limits.processes) and one with the memory
+# controller (Limits.total_memory_mb for all its processes together, page cache, tmpfs and memfd
+# pages included, no swap): past it the kernel's OOM killer ends a process of the command.
+def _cgroup_base(controller: str) -> str | None:
     try:
         lines = Path("/proc/self/cgroup").read_text().splitlines()
     except OSError:
         return None
     for line in lines:
         _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = os.path.join("/sys/fs/cgroup/pids", path.lstrip("/"))
+        if controller in controllers.split(","):
+            base = os.path.join("/sys/fs/cgroup", controllers, path.lstrip("/"))
             if os.access(os.path.join(base, "cgroup.procs"), os.W_OK):
                 return base
     for line in lines:
         if line.startswith("0::"):
             base = os.path.join("/sys/fs/cgroup", line[3:].lstrip("/"))
             try:
-                delegated = "pids" in Path(base, "cgroup.subtree_control").read_text().split()
+                delegated = controller in Path(base, "cgroup.subtree_control").read_text().split()
             except OSError:
                 continue
             if delegated and os.access(base, os.W_OK):
@@ -252,50 +258,95 @@ def _pids_cgroup_base() -> str | None:
 
 @functools.cache
 def pids_cgroup_base() -> str | None:
-    return _pids_cgroup_base()
+    return _cgroup_base("pids")
 
 
-class PidsCgroup:
-    """A fresh pids cgroup for one command; `wrap` makes the launched process join it before
-    bwrap starts, so nothing the command forks is outside it."""
+@functools.cache
+def memory_cgroup_base() -> str | None:
+    return _cgroup_base("memory")
 
-    def __init__(self, max_pids: int, enabled: bool = True) -> None:
-        self.path: str | None = None
-        base = pids_cgroup_base() if enabled else None
-        if base is None:
+
+def _memory_settings(limit_bytes: int, version_2: bool) -> list[tuple[str, str]]:
+    if version_2:
+        return [("memory.max", str(limit_bytes)), ("memory.swap.max", "0")]
+    # v1: the memory+swap limit may only be set once the memory limit is (and must be ≥ it).
+    return [("memory.limit_in_bytes", str(limit_bytes)), ("memory.memsw.limit_in_bytes", str(limit_bytes))]
+
+
+class CommandCgroup:
+    """Fresh cgroups (pids, memory) for one command; `wrap` makes the launched process join them
+    before bwrap starts, so nothing the command forks is outside them."""
+
+    def __init__(self, limits: "Limits | None" = None, enabled: bool = True) -> None:
+        self.paths: list[str] = []
+        self.memory_path: str | None = None
+        self.memory_limit_mb = limits.total_memory_mb if limits else 0
+        if not enabled or limits is None:
             return
-        path = os.path.join(base, f"pixie-{uuid.uuid4().hex[:12]}")
-        try:
-            os.mkdir(path)
-            Path(path, "pids.max").write_text(str(max_pids))
-            self.path = path
-        except OSError:
-            self.remove()
+        name = f"pixie-{uuid.uuid4().hex[:12]}"
+        wanted = [("pids", pids_cgroup_base(), [("pids.max", str(limits.processes))])]
+        memory_base = memory_cgroup_base()
+        if memory_base is not None:
+            version_2 = os.path.exists(os.path.join(memory_base, "cgroup.controllers"))
+            wanted.append(("memory", memory_base, _memory_settings(limits.total_memory_mb * 1024 * 1024, version_2)))
+        for controller, base, settings in wanted:
+            if base is None:
+                continue
+            path = os.path.join(base, name)
+            try:
+                os.mkdir(path)
+                (limit, value), optional = settings[0], settings[1:]
+                Path(path, limit).write_text(value)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.rmdir(path)
+                continue  # this controller cannot bound the command here: the rlimits still do
+            for setting, value in optional:  # swap: absent without swap accounting, and then moot
+                with contextlib.suppress(OSError):
+                    Path(path, setting).write_text(value)
+            self.paths.append(path)
+            if controller == "memory":
+                self.memory_path = path
 
     def wrap(self, argv: list[str]) -> list[str]:
-        if self.path is None:
+        if not self.paths:
             return argv
-        # sh joins the cgroup, then becomes bwrap with an empty environment (dash exports PWD).
-        join = 'echo $$ > "$0" && exec /usr/bin/env -i "$@"'
-        return ["/bin/sh", "-c", join, os.path.join(self.path, "cgroup.procs"), *argv]
+        # sh joins each cgroup, then becomes bwrap with an empty environment (dash exports PWD).
+        join = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n-1)); done; exec /usr/bin/env -i "$@"'
+        procs = [os.path.join(path, "cgroup.procs") for path in self.paths]
+        return ["/bin/sh", "-c", join, "pixie-cgroup", str(len(procs)), *procs, *argv]
+
+    def memory_exceeded(self) -> bool:
+        """Whether the kernel had to kill a process of the command for want of memory."""
+        if self.memory_path is None:
+            return False
+        for events, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+            try:
+                fields = dict(line.split() for line in Path(self.memory_path, events).read_text().splitlines())
+            except (OSError, ValueError):
+                continue
+            if int(fields.get(key, 0)) > 0:
+                return True
+        return False
 
     def remove(self, wait_s: float = 2.0) -> None:
-        if self.path is None:
-            return
-        deadline = time.monotonic() + wait_s
-        while True:  # the namespace's processes take a moment to be reaped
-            try:
-                os.rmdir(self.path)
-                break
-            except FileNotFoundError:
-                break
-            except OSError:
-                if time.monotonic() >= deadline:
+        for path in self.paths:
+            deadline = time.monotonic() + wait_s
+            while True:  # the namespace's processes take a moment to be reaped
+                try:
+                    os.rmdir(path)
                     break
-                time.sleep(0.05)
-        self.path = None
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.05)
+        self.paths = []
+        self.memory_path = None
 
 
 def policy_from_settings(settings) -> IsolationPolicy:
     """The policy a lambdas.logic.config.Settings describes (default limits)."""
-    return IsolationPolicy(mode=settings.isolation, allow_network=settings.allow_network, bwrap=settings.bwrap_path)
+    limits = Limits(total_memory_mb=settings.max_command_memory_mb, project_bytes=settings.max_project_bytes)
+    return IsolationPolicy(mode=settings.isolation, allow_network=settings.allow_network, bwrap=settings.bwrap_path, limits=limits)

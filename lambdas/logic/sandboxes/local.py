@@ -27,6 +27,7 @@ import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Callable
 
 from lambdas.logic.errors import SandboxNotFound, ToolError
 from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, OutputCallback, normalize_project_path
@@ -34,7 +35,7 @@ from lambdas.logic.sandboxes.beneath import open_beneath, open_root, replace_ben
 from lambdas.logic.sandboxes.isolation import (
     ISOLATION_BWRAP,
     IsolationPolicy,
-    PidsCgroup,
+    CommandCgroup,
     bwrap_argv,
     find_bubblewrap,
     limits_script,
@@ -51,7 +52,7 @@ KILL_GRACE_S = 2
 # After a command ended (or was killed), how long pixie still reads what is left in its pipes:
 # an unisolated command's escaped background process may hold them open.
 DRAIN_S = 1.0
-# Variables never passed to commands the model runs (its output goes back to the model).
+DISK_CHECK_S = 0.5  # how often a running command's project folder is measured against its disk bound
 # Unisolated (--no-isolation), a command gets only these of pixie's environment: an allow-list,
 # since a secret need not have a secret-looking name (DATABASE_URL=postgres://user:password@...).
 _PASSED_ENV = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ"})
@@ -322,8 +323,9 @@ class LocalSandbox:
             raise
         with _running_lock:
             _running.add(proc.pid)
+        disk = _DiskWatch(self._real_root, self.policy.limits.project_bytes)
         try:
-            streams, timed_out = _read_until_done(proc, timeout_s, on_output)
+            streams, timed_out = _read_until_done(proc, timeout_s, on_output, disk.check)
         finally:
             # Also ends background children: a command's processes do not outlive it here.
             _kill_group(proc.pid)
@@ -334,27 +336,37 @@ class LocalSandbox:
             try:
                 proc.wait(timeout=KILL_GRACE_S)
             finally:
+                out_of_memory = cgroup.memory_exceeded()
                 cgroup.remove()
+        if disk.exceeded is None:
+            disk.check(now_anyway=True)  # what it wrote since the last check, or all of it if it was quick
+        stderr = streams["stderr"].text()
+        stopped = disk.exceeded or (
+            f"pixie: the command went past the memory bound ({self.policy.limits.total_memory_mb} MB for all its "
+            "processes together) and the kernel killed it" if out_of_memory else None
+        )
+        if stopped:  # said where the model reads the result, after whatever the command printed
+            stderr = f"{stderr.rstrip()}\n{stopped}\n".lstrip()
         return CommandResult(
             stdout=streams["stdout"].text(),
-            stderr=streams["stderr"].text(),
+            stderr=stderr,
             exit_code=None if timed_out else proc.returncode,
             timed_out=timed_out,
         )
 
-    def _launch(self, command: str, timeout_s: int) -> tuple[list[str], dict[str, str], PidsCgroup]:
+    def _launch(self, command: str, timeout_s: int) -> tuple[list[str], dict[str, str], CommandCgroup]:
         """The command line, its environment and the pids cgroup it runs in."""
         policy = self.policy
         if policy.mode == ISOLATION_BWRAP:
             bwrap = find_bubblewrap(policy.bwrap)  # IsolationUnavailable: the run fails, nothing runs unisolated
-            cgroup = PidsCgroup(policy.limits.processes)
+            cgroup = CommandCgroup(policy.limits)
             # bwrap starts with an empty environment: inside, its /proc/1/environ is readable.
             return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root))), {}, cgroup
         make_pixie_undumpable()
         env = unisolated_environment(dict(os.environ))
         # Unisolated, a process limit would count all of your processes: only the others apply.
         script = limits_script(policy.limits, timeout_s, processes=False)
-        return ["/bin/bash", "-c", script, "/bin/bash", command], env, PidsCgroup(0, enabled=False)
+        return ["/bin/bash", "-c", script, "/bin/bash", command], env, CommandCgroup(enabled=False)
 
     def write_files(self, files: dict[str, str]) -> None:
         targets = {self.relative(path): content for path, content in files.items()}  # validate all first
@@ -445,8 +457,56 @@ def _policy_from_env() -> IsolationPolicy:
     return policy_from_settings(Settings.from_env())
 
 
+class _DiskWatch:
+    """The project folder's disk use while a command runs, against its bound: checked every
+    DISK_CHECK_S (less often when the folder is big, so the walk costs at most a fifth of the
+    time). A command can overshoot by what it writes between two checks (and RLIMIT_FSIZE still
+    bounds each file); past the bound it is stopped and told so."""
+
+    def __init__(self, root: str, limit_bytes: int) -> None:
+        self.root, self.limit = root, limit_bytes
+        self.exceeded: str | None = None
+        self._next = time.monotonic() + DISK_CHECK_S
+
+    def check(self, now_anyway: bool = False) -> str | None:
+        now = time.monotonic()
+        if now < self._next and not now_anyway:
+            return None
+        used = project_disk_bytes(self.root)
+        took = time.monotonic() - now
+        self._next = time.monotonic() + max(DISK_CHECK_S, 4 * took)
+        if used > self.limit:
+            self.exceeded = (
+                f"pixie: the project folder uses {used:,} bytes, past its bound of {self.limit:,} "
+                "(PIXIE_MAX_PROJECT_BYTES): a command still running then is stopped; delete what is not needed"
+            )
+        return self.exceeded
+
+
+def project_disk_bytes(root: str) -> int:
+    """Bytes allocated on disk under `root` (sparse files count what they use), links not followed."""
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue  # vanished or unreadable meanwhile
+        with entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += info.st_blocks * 512
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(entry.path)
+    return total
+
+
 def _read_until_done(
-    proc: subprocess.Popen, timeout_s: int, on_output: OutputCallback | None
+    proc: subprocess.Popen, timeout_s: int, on_output: OutputCallback | None,
+    watch: Callable[[], str | None] | None = None,
 ) -> tuple[dict[str, _BoundedCapture], bool]:
     """Reads both pipes until the command has exited and they are closed (or DRAIN_S after it
     exited), or until it times out (then it is killed). Returns the captures and whether it
@@ -468,6 +528,9 @@ def _read_until_done(
                 elif now >= deadline:
                     timed_out = True
                     _kill_group(proc.pid)
+                    drain_until = time.monotonic() + DRAIN_S
+                elif watch is not None and watch():
+                    _kill_group(proc.pid)  # the watch says why; the result carries it
                     drain_until = time.monotonic() + DRAIN_S
             # A command may close its output and go on: it has ended only when it has exited.
             if drain_until is not None and (not selector.get_map() or now >= drain_until):
