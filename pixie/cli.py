@@ -218,7 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     _check_sandbox(args)
     continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
 
-    from pixie.doctor import isolation_for_run, network_allowed
+    from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
     options = _run_options(args, model, model_env, isolation, network_allowed(args.allow_network))

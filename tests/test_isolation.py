@@ -25,7 +25,7 @@ from lambdas.logic.sandboxes import local
 from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, pids_cgroup_base
 from lambdas.logic.sandboxes.local import LocalSandbox, LocalSandboxProvider, stop_all_previews
 from lambdas.logic.tools import ToolContext, execute_tool
-from pixie.doctor import isolation_for_run
+from lambdas.logic.sandboxes.run_isolation import isolation_for_run
 from pixie.local_run import RunOptions, run_locally
 from conftest import require_isolation, write_script_file
 from test_local_sandbox import processes_running, unique_sleep, wait_none_running
