@@ -12,7 +12,9 @@ import re
 # --- the history: no execution may reach 25,000 events -----------------------------------------
 HISTORY_EVENT_LIMIT = 25_000
 # Counted on the engine with AWS's event types (tests/test_bounds.py checks these against runs):
-HISTORY_EVENTS_FIXED = 18  # start, CreateSandbox, IsDuplicateEvent, the end (success 16, failure through cleanup 18)
+# start, CreateSandbox, IsDuplicateEvent, the end: success 16, failure through cleanup 18, and 23 for
+# a success whose last turn summarized beside tool calls (a closing AgentTurn and Router after them).
+HISTORY_EVENTS_FIXED = 23
 HISTORY_EVENTS_PER_TURN = 11  # AgentTurn, Router, and the Map's own start and end when tools run
 HISTORY_EVENTS_PER_CALL = 7  # one Map iteration with its RunTool task
 HISTORY_EVENTS_PER_RETRY = 3  # a failed attempt: scheduled, started, failed
@@ -29,7 +31,7 @@ MAX_TOOL_CALLS_CAP = 64
 def worst_case_history_events(max_iterations: int, max_tool_calls: int, retries_per_task: int = RETRIES_PER_TASK) -> int:
     """Events of the longest possible run: every turn used, every turn with the most tool calls
     that are run, every task retried `retries_per_task` times, ending through cleanup."""
-    tasks = 3 + max_iterations * (1 + max_tool_calls)  # CreateSandbox, GetSandboxUrl/Cleanup, ...
+    tasks = 4 + max_iterations * (1 + max_tool_calls)  # CreateSandbox, a closing AgentTurn, GetSandboxUrl/Cleanup, ...
     return (
         HISTORY_EVENTS_FIXED
         + max_iterations * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_CALL * max_tool_calls)

@@ -47,7 +47,9 @@ def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind:
     return reply.to_message(), usage
 
 
-def _next_state(run: RunRecord, iteration: int, has_summary: bool, tool_calls: list, usage: dict) -> dict[str, Any]:
+def _next_state(
+    run: RunRecord, iteration: int, has_summary: bool, tool_calls: list, usage: dict, summary_pending: bool = False
+) -> dict[str, Any]:
     """What the Router decides on: counters, a flag and the pending calls' ids and names."""
     return {
         "runId": run.run_id,
@@ -55,6 +57,8 @@ def _next_state(run: RunRecord, iteration: int, has_summary: bool, tool_calls: l
         # Never past the cap, whatever a run record from elsewhere says.
         "maxIterations": min(run.max_iterations, MAX_ITERATIONS_CAP),
         "hasSummary": has_summary,
+        # A summary written beside tool calls: on the last allowed turn the calls run, then the run ends.
+        "summaryPending": summary_pending,
         "toolCalls": tool_calls,
         "usage": usage,
     }
@@ -90,7 +94,8 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Setti
         updates.update(summary=summary, title=title_from_summary(summary))
     state.update_run(run_id, **updates)
     # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
-    return _next_state(run, turn, bool(summary) and not tool_calls, tool_calls, usage)
+    wrote_summary = bool(extract_summary(message.get("content")))
+    return _next_state(run, turn, bool(summary) and not tool_calls, tool_calls, usage, wrote_summary and bool(tool_calls))
 
 
 def _save_reply(state: NetworkState, run_id: str, turn: int, reply: dict, settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,26 @@
+"""Mutants for the deployed stack under AWS's documented semantics (issue 21)."""
+
+from tools.mutations import ASL, Mutant
+
+LAST_TURN = ["tests/test_last_turn.py"]
+
+
+def _drop_summary_pending(definition: dict) -> None:
+    router = definition["States"]["Router"]
+    router["Choices"] = [c for c in router["Choices"] if c.get("Variable") != "$.summaryPending"]
+
+
+def _limit_before_summary_pending(definition: dict) -> None:
+    choices = definition["States"]["Router"]["Choices"]
+    pending = next(c for c in choices if c.get("Variable") == "$.summaryPending")
+    limit = next(c for c in choices if c.get("Next") == "MaxIterationsReached")
+    choices.remove(pending)
+    choices.insert(choices.index(limit) + 1, pending)
+
+
+MUTANTS: list[Mutant] = [
+    Mutant("asl-last-turn-summary-with-tools-fails", ASL, LAST_TURN, edit_json=_drop_summary_pending,
+           promise="Durability: a last turn with tools and a summary succeeds"),
+    Mutant("asl-iteration-limit-before-summary-pending", ASL, LAST_TURN, edit_json=_limit_before_summary_pending,
+           promise="Durability: a last turn with tools and a summary succeeds"),
+]
