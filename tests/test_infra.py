@@ -893,17 +893,30 @@ def test_retries_while_a_step_is_still_in_progress_outlast_any_function_timeout(
     assert seen == 3  # CreateSandbox, AgentTurn, RunTool: the idempotent steps
 
 
-def test_every_task_retries_lambda_service_errors_once_times_out_and_never_retries_oom():
+def test_every_task_handles_lambda_errors_by_the_names_step_functions_reports():
+    """Per AWS's "Handle Lambda service exceptions": unhandled function errors (out of memory,
+    timeouts) reach the state machine as Lambda.Unknown; a full concurrency limit as
+    Lambda.TooManyRequestsException. Names that never appear (Runtime.OutOfMemory,
+    Sandbox.Timedout) must not stand in for them."""
     asl = json.loads(ASL_PATH.read_text())
     for name, state in lambda_tasks(asl["States"]).items():
         by_error = {error: retrier for retrier in state["Retry"] for error in retrier["ErrorEquals"]}
-        for error in (
-            "Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
-            "Lambda.TooManyRequestsException", "Lambda.ClientExecutionTimeoutException",
-        ):
+        for error in ("Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException",
+                      "Lambda.ClientExecutionTimeoutException"):
             assert by_error[error]["MaxAttempts"] >= 3, (name, error)
-        # A function timeout: every step is idempotent and bounded, so one more try; not more.
-        assert by_error["Sandbox.Timedout"]["MaxAttempts"] == 1, name
-        # Out of memory: the same input in the same memory fails the same way.
-        assert by_error["Runtime.OutOfMemory"]["MaxAttempts"] == 0, name
-        assert state["Retry"][0]["ErrorEquals"] == ["Runtime.OutOfMemory", "Runtime.ExitError"], name
+        # Out of memory or a timeout: every step is idempotent and bounded, so one more try; not more.
+        assert by_error["Lambda.Unknown"]["MaxAttempts"] == 1, name
+        # Throttled: queue for longer than the longest step holds its slot (AgentTurn, 600 s).
+        throttled = by_error["Lambda.TooManyRequestsException"]
+        assert throttled["JitterStrategy"] == "FULL" and throttled["MaxDelaySeconds"] >= 120, name
+        assert full_jitter_mean_wait_s(throttled) > 600, name
+        assert not {"Runtime.OutOfMemory", "Runtime.ExitError", "Sandbox.Timedout"} & set(by_error), name
+
+
+def full_jitter_mean_wait_s(rule: dict) -> float:
+    """The mean total wait of a rule with full jitter (each wait uniform in 0..its interval)."""
+    interval, total = rule["IntervalSeconds"], 0.0
+    for _ in range(rule["MaxAttempts"]):
+        total += min(interval, rule.get("MaxDelaySeconds", interval)) / 2
+        interval *= rule.get("BackoffRate", 2.0)
+    return total

@@ -1,6 +1,6 @@
 """Mutants for the deployed stack under AWS's documented semantics (issue 21)."""
 
-from tools.mutations import ASL, Mutant
+from tools.mutations import ASL, Mutant, set_in_rules
 
 LAST_TURN = ["tests/test_last_turn.py"]
 
@@ -23,4 +23,23 @@ MUTANTS: list[Mutant] = [
            promise="Durability: a last turn with tools and a summary succeeds"),
     Mutant("asl-iteration-limit-before-summary-pending", ASL, LAST_TURN, edit_json=_limit_before_summary_pending,
            promise="Durability: a last turn with tools and a summary succeeds"),
+]
+
+INFRA_NAMES = ["tests/test_infra.py::test_every_task_handles_lambda_errors_by_the_names_step_functions_reports",
+               "tests/test_docs_match_code.py"]
+
+
+def _unknown_named_the_old_way(definition: dict) -> None:
+    from tools.mutations import retry_rules
+
+    for rule in retry_rules(definition, "Lambda.Unknown"):
+        rule["ErrorEquals"] = ["Sandbox.Timedout"]
+
+
+MUTANTS += [
+    Mutant("asl-unknown-under-an-old-name", ASL, INFRA_NAMES, edit_json=_unknown_named_the_old_way,
+           promise="Durability: Lambda.Unknown"),
+    Mutant("asl-throttling-retried-for-a-minute", ASL, INFRA_NAMES,
+           edit_json=set_in_rules("Lambda.TooManyRequestsException", "MaxAttempts", 6),
+           promise="Durability: throttling queues"),
 ]
