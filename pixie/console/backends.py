@@ -21,6 +21,9 @@ log = logging.getLogger("pixie.console")
 CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
 CHOICE_FIELDS = ("model", "sandbox", "maxIterations")
 KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
+# On stop, how long the console waits for each run to end through its cleanup and be saved (a
+# loaded machine is slow; a second Ctrl-C leaves at once).
+STOP_WAIT_S = 90
 
 
 class BadRequest(Exception):
@@ -113,7 +116,7 @@ class LocalRuns:
                 self.engine.interrupt("the pixie console was stopped")
                 kill_running_commands()
             for thread in list(self._threads.values()):
-                thread.join(timeout=15)
+                thread.join(timeout=STOP_WAIT_S)
             self.engine.__exit__(None, None, None)
             self.engine = None
         stop_all_previews()
