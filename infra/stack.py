@@ -15,6 +15,7 @@ Small constructs, one per concern:
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -81,6 +82,17 @@ class PixieSettings:
     # An existing SNS topic every alarm notifies (e.g. one with your e-mail subscribed). None: no
     # notifications; the alarms still show in the console and on the dashboard.
     alarm_topic_arn: str | None = None
+    # The longest an execution may run (the state machine's TimeoutSeconds): past it the run ends
+    # TIMED_OUT and the status-change rule cleans up.
+    run_timeout_minutes: int = 120
+    # Production: keep the table (with deletion protection), the secrets and the logs when the
+    # stack is deleted. Off by default: a developer tool's `cdk destroy` leaves nothing behind.
+    retain: bool = False
+    # Execution logging: ERROR logs failures only (prompts stay out of the logs); ALL for debugging.
+    log_level: str = "ERROR"
+    # Who may put events on pixie's bus (so start paid runs that execute model-written code):
+    # account ids or IAM principal ARNs. Empty: this account only.
+    senders: tuple[str, ...] = ()
 
     @classmethod
     def from_context(cls, scope: Construct) -> "PixieSettings":
@@ -97,6 +109,10 @@ class PixieSettings:
             sandbox_timeout_s=int(ctx("sandboxTimeout", defaults.sandbox_timeout_s)),  # type: ignore[arg-type]
             reserved_concurrency=_reserved_concurrency(ctx("reservedConcurrency", defaults.reserved_concurrency)),
             alarm_topic_arn=_optional_str(ctx("alarmTopicArn", None)),
+            run_timeout_minutes=int(ctx("runTimeoutMinutes", defaults.run_timeout_minutes)),  # type: ignore[arg-type]
+            retain=_flag(ctx("retain", defaults.retain)),
+            log_level=str(ctx("logLevel", defaults.log_level)).upper(),
+            senders=_names(ctx("senders", ())),
         )
         settings.check()
         return settings
@@ -104,6 +120,14 @@ class PixieSettings:
     def check(self) -> None:
         """The same ranges the functions enforce (lambdas/logic/config.py), at synth time."""
         from lambdas.logic.config import Settings
+
+        if not 1 <= self.run_timeout_minutes <= 525_600:  # Step Functions: a standard execution lasts at most a year
+            raise ValueError(f"context pixie:runTimeoutMinutes must be from 1 to 525600, got {self.run_timeout_minutes}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"context pixie:logLevel must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        for sender in self.senders:
+            if not re.fullmatch(r"\d{12}|arn:aws[\w-]*:iam::\d{12}:[\w+=,.@/-]+", sender):
+                raise ValueError(f"context pixie:senders: {sender!r} is neither a 12-digit account id nor an IAM principal ARN")
 
         for key, env_name, value in (
             ("maxIterations", "PIXIE_MAX_ITERATIONS", self.max_iterations),
@@ -130,6 +154,19 @@ def _reserved_concurrency(value: object) -> int | None:
             "(0 would throttle every invocation)"
         )
     return number
+
+
+LOG_LEVELS = ("ERROR", "ALL", "FATAL", "OFF")
+
+
+def _flag(value: object) -> bool:
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _names(value: object) -> tuple[str, ...]:
+    """A list, or a comma-separated string (`-c pixie:senders=111111111111,222222222222`)."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
 
 
 def _optional_str(value: object) -> str | None:
@@ -382,9 +419,15 @@ class AgentStateMachine(Construct):
     """Standard workflow from statemachine/agent.asl.json; it may invoke its own functions only."""
 
     def __init__(
-        self, scope: Construct, construct_id: str, *, definition: str, functions: AgentFunctions
+        self, scope: Construct, construct_id: str, *, definition: str, functions: AgentFunctions,
+        settings: PixieSettings | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
+        settings = settings or PixieSettings()
+        # The file's own TimeoutSeconds, set from the deploy-time context (the local engine runs the file's).
+        document = json.loads(definition)
+        document["TimeoutSeconds"] = settings.run_timeout_minutes * 60
+        definition = json.dumps(document, indent=2)
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -406,11 +449,19 @@ class AgentStateMachine(Construct):
             },
             logs=sfn.LogOptions(
                 destination=self.log_group,
-                level=sfn.LogLevel.ALL,
+                level=getattr(sfn.LogLevel, settings.log_level),
                 include_execution_data=True,  # payloads carry ids, counters and flags, never keys
             ),
             tracing_enabled=True,
         )
+        if settings.log_level != "ALL":
+            _acknowledge(
+                self.state_machine,
+                "AwsSolutions-SF1",
+                "Execution logs are at ERROR by default: every failure and its cause is logged, while prompts "
+                "and model text (ALL logs state inputs and outputs) stay out of CloudWatch; -c pixie:logLevel=ALL "
+                "turns full logging on for debugging.",
+            )
         # The definition calls lambda:invoke with the unqualified ARNs: grant exactly those (CDK's
         # grant_invoke would also add "<arn>:*" for every version and alias).
         self.state_machine.add_to_role_policy(
@@ -451,9 +502,23 @@ def dead_letter_queue(scope: Construct, construct_id: str, holds: str) -> sqs.Qu
 class HelloWorldTrigger(Construct):
     """`test/hello.world` events on the default bus start an execution with the event as input."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, state_machine: sfn.IStateMachine, senders: tuple[str, ...] = ()
+    ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        # pixie's own bus: a run starts paid model calls that execute model-written code, so only
+        # the principals named at deploy time (this account by default) may put events on it. On the
+        # default bus anyone with events:PutEvents on it could.
+        self.bus = events.EventBus(self, "Bus", event_bus_name=f"{stack.stack_name}-runs")
+        principals = [
+            iam.AccountPrincipal(sender) if sender.isdigit() else iam.ArnPrincipal(sender) for sender in senders
+        ] or [iam.AccountRootPrincipal()]
+        self.bus.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="PixieSenders", actions=["events:PutEvents"], principals=principals, resources=[self.bus.event_bus_arn]
+            )
+        )
         self.dead_letter_queue = dead_letter_queue(
             self, "DeadLetterQueue", "events that could not start an execution"
         )
@@ -477,7 +542,8 @@ class HelloWorldTrigger(Construct):
             self,
             "Rule",
             rule_name=rule_name,
-            description=f"pixie: start the agent for every {DETAIL_TYPE} event on the default bus",
+            description=f"pixie: start the agent for every {DETAIL_TYPE} event on pixie's bus",
+            event_bus=self.bus,
             event_pattern=events.EventPattern(detail_type=[DETAIL_TYPE]),
         )
         self.rule.add_target(
@@ -710,9 +776,9 @@ class PixieStack(Stack):
             secrets=self.secrets,
             settings=settings,
         )
-        agent = AgentStateMachine(self, "Agent", definition=definition, functions=self.functions)
+        agent = AgentStateMachine(self, "Agent", definition=definition, functions=self.functions, settings=settings)
         self.state_machine = agent.state_machine
-        trigger = HelloWorldTrigger(self, "Trigger", state_machine=self.state_machine)
+        trigger = HelloWorldTrigger(self, "Trigger", state_machine=self.state_machine, senders=settings.senders)
         cleanup = CleanupOnBadEnding(
             self, "CleanupOnBadEnding", state_machine=self.state_machine, cleanup=self.functions.functions["CleanupSandbox"]
         )
@@ -727,11 +793,11 @@ class PixieStack(Stack):
 
         outputs = {
             "StateMachineArn": (self.state_machine.state_machine_arn, "The agent's state machine"),
-            "StateMachineLogGroupName": (agent.log_group.log_group_name, "Execution logs (level ALL)"),
+            "StateMachineLogGroupName": (agent.log_group.log_group_name, f"Execution logs (level {settings.log_level})"),
             "TableName": (self.table.table_name, "DynamoDB table with each run's network state"),
             "OpenAISecretName": (self.secrets.openai_name, "Put the OpenAI API key here"),
             "E2BSecretName": (self.secrets.e2b_name, "Put the E2B API key here"),
-            "EventBusName": ("default", "Bus the trigger listens on"),
+            "EventBusName": (trigger.bus.event_bus_name, "pixie's bus: the trigger listens here (pixie send puts events here)"),
             "EventDetailType": (DETAIL_TYPE, "detail-type that starts a run"),
             "EventRuleName": (trigger.rule.rule_name, "The EventBridge rule"),
             "DeadLetterQueueUrl": (trigger.dead_letter_queue.queue_url, "Events that could not start a run"),
@@ -741,6 +807,16 @@ class PixieStack(Stack):
         }
         if self.secrets.openai is None:
             del outputs["OpenAISecretName"]
+        if settings.retain:
+            self._retain_data()
         for output_id, (value, description) in outputs.items():
             CfnOutput(self, output_id, value=value, description=description)
 
+    def _retain_data(self) -> None:
+        """-c pixie:retain=true: the table (with deletion protection; point-in-time recovery is
+        always on), the secrets and every log group outlive `cdk destroy`."""
+        for construct in self.node.find_all():
+            if isinstance(construct, (dynamodb.CfnTable, secretsmanager.CfnSecret, logs.CfnLogGroup)):
+                construct.apply_removal_policy(RemovalPolicy.RETAIN)
+            if isinstance(construct, dynamodb.CfnTable):
+                construct.deletion_protection_enabled = True

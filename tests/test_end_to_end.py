@@ -86,7 +86,9 @@ def test_model_that_never_summarizes_fails_with_max_iterations_reached(tmp_path)
     assert record["error"] == "MaxIterationsReached"
     assert "task_summary" in record["cause"]
     assert entered_states(record).count("AgentTurn") == 3
-    assert entered_states(record)[-3:] == ["MaxIterationsReached", "CleanupSandbox", "RunFailed"]
+    # Its last turn asked for tools: the cause says so (that turn's calls did not run).
+    assert entered_states(record)[-3:] == ["LastTurnCalledTools", "CleanupSandbox", "RunFailed"]
+    assert "last allowed turn asked for tool calls" in record["cause"]
     # State kept for inspection: the conversation up to the limit is saved.
     assert record["iterations"] == 3
     assert len([m for m in record["conversation"] if m["role"] == "assistant"]) == 3

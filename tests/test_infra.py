@@ -190,12 +190,18 @@ STATUS_CHANGE = "Step Functions Execution Status Change"
 # --- trigger -----------------------------------------------------------------------------------
 
 
-def test_rule_matches_hello_world_on_the_default_bus(template: Template, resources):
+def test_rule_matches_hello_world_on_pixies_own_bus_which_only_this_account_may_send_to(template: Template, resources):
     rules = of_type(resources, "AWS::Events::Rule")
     assert len(rules) == 2  # the trigger, and the cleanup of bad endings
     _, rule = trigger_rule(resources)
     assert rule["Properties"]["EventPattern"] == {"detail-type": ["test/hello.world"]}
-    assert "EventBusName" not in rule["Properties"]  # the default bus
+    ((bus_lid, bus),) = of_type(resources, "AWS::Events::EventBus").items()
+    assert rule["Properties"]["EventBusName"] == {"Ref": bus_lid}
+    assert bus["Properties"]["Name"] == f"{STACK_NAME}-runs"
+    policies = [p["Properties"] for p in of_type(resources, "AWS::Events::EventBusPolicy").values()]
+    (statement,) = [p["Statement"] for p in policies]
+    assert statement["Action"] == "events:PutEvents" and statement["Effect"] == "Allow"
+    assert "root" in json.dumps(statement["Principal"])  # this account (its root principal), no one else
     assert rule["Properties"]["State"] == "ENABLED"
 
 
@@ -243,14 +249,14 @@ def test_dead_letter_queues_are_encrypted_ssl_only_and_writable_by_their_rule_on
 # --- state machine -----------------------------------------------------------------------------
 
 
-def test_one_standard_state_machine_logged_all_and_traced(template: Template, resources):
+def test_one_standard_state_machine_logged_on_errors_and_traced(template: Template, resources):
     machines = of_type(resources, "AWS::StepFunctions::StateMachine")
     assert len(machines) == 1
     (props,) = (m["Properties"] for m in machines.values())
     assert props["StateMachineType"] == "STANDARD"
     assert props["TracingConfiguration"] == {"Enabled": True}
     logging = props["LoggingConfiguration"]
-    assert logging["Level"] == "ALL"
+    assert logging["Level"] == "ERROR"  # prompts stay out of the logs unless pixie:logLevel=ALL
     (destination,) = logging["Destinations"]
     log_group_lid = destination["CloudWatchLogsLogGroup"]["LogGroupArn"]["Fn::GetAtt"][0]
     assert resources[log_group_lid]["Type"] == "AWS::Logs::LogGroup"
@@ -424,7 +430,7 @@ def test_outputs_name_what_the_cli_and_the_user_need(synth):
         assert key in outputs, key
     assert outputs["OpenAISecretName"]["Value"] == OPENAI_SECRET
     assert outputs["E2BSecretName"]["Value"] == E2B_SECRET
-    assert outputs["EventBusName"]["Value"] == "default"
+    assert outputs["EventBusName"]["Value"] == {"Ref": next(iter(of_type(synth["json"]["Resources"], "AWS::Events::EventBus")))}
 
 
 # --- checks: cdk-nag, CDK annotations, cfn-lint ---------------------------------------------------
@@ -451,6 +457,7 @@ def test_cdk_nag_acknowledgments_carry_reasons(resources):
         "AwsSolutions-IAM5[Resource::*]",  # X-Ray and log delivery
         "AwsSolutions-L1",  # runtime pinned with the wheel lock
         "AwsSolutions-SQS3",  # the DLQ itself
+        "AwsSolutions-SF1",  # execution logs at ERROR by default: prompts stay out of CloudWatch
     }
 
 

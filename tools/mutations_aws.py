@@ -43,3 +43,18 @@ MUTANTS += [
            edit_json=set_in_rules("Lambda.TooManyRequestsException", "MaxAttempts", 6),
            promise="Durability: throttling queues"),
 ]
+
+PRODUCTION = ["tests/test_infra_production.py"]
+BUS = ["tests/test_infra.py::test_rule_matches_hello_world_on_pixies_own_bus_which_only_this_account_may_send_to"]
+MUTANTS += [
+    Mutant("stack-no-run-timeout", "infra/stack.py", PRODUCTION,
+           find='        document["TimeoutSeconds"] = settings.run_timeout_minutes * 60\n',
+           replace='        document.pop("TimeoutSeconds", None)\n', count=1, promise="Deploy: run timeout"),
+    Mutant("stack-rule-on-the-default-bus", "infra/stack.py", BUS,
+           find="            event_bus=self.bus,\n", replace="", count=1, promise="Deploy: who may start runs"),
+    Mutant("stack-retain-forgets-the-secrets", "infra/stack.py", PRODUCTION,
+           find="(dynamodb.CfnTable, secretsmanager.CfnSecret, logs.CfnLogGroup)",
+           replace="(dynamodb.CfnTable, logs.CfnLogGroup)", count=1, promise="Deploy: retain"),
+    Mutant("stack-logs-everything", "infra/stack.py", PRODUCTION,
+           find='    log_level: str = "ERROR"', replace='    log_level: str = "ALL"', count=1, promise="Deploy: logs at ERROR"),
+]
