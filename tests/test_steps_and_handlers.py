@@ -583,3 +583,34 @@ def test_a_tool_call_id_reused_in_a_later_turn_still_gets_its_own_result(env):
     tool(2, 0, "call_0")
     second = env.state.get_message(RUN, tool_message_key(2, 0))
     assert second is not None and "two" in second["content"]
+
+
+def test_a_redriven_run_whose_sandbox_the_cleanup_released_gets_it_back_with_its_files(env, model_calls):
+    """AWS redrives an execution from its failed state, after CreateSandbox; the status-change
+    cleanup has released the sandbox by then. The next step that needs it restores it from the
+    table and records it, and the turns already answered are not asked of the model again."""
+    import shutil
+
+    env.script([
+        {"content": None, "tool_calls": [write_call("index.html", "<h1>Kept</h1>")]},
+        {"content": None, "tool_calls": [terminal_call("cat index.html")]},
+        {"content": "<task_summary>Checked</task_summary>"},
+    ])
+    create()
+    first = turn(0)["toolCalls"]
+    assert tool(1, 0, first[0]["id"]) == {"toolCallId": first[0]["id"], "ok": True}
+    second = turn(1)["toolCalls"]
+    released = env.state.get_run(RUN).sandbox_id
+    shutil.rmtree(env.home / "sandboxes" / released)  # what the cleanup's release leaves: no sandbox
+    calls_before = len(model_calls)
+
+    assert tool(2, 0, second[0]["id"], "terminal")["ok"] is True  # the redriven execution's next step
+    run = env.state.get_run(RUN)
+    assert run.sandbox_id != released and (env.home / "sandboxes" / run.sandbox_id / "index.html").exists()
+    result = env.state.get_message(RUN, tool_message_key(2, 0))["content"]
+    assert "<h1>Kept</h1>" in result
+    assert turn(2)["hasSummary"] is True
+    shutil.rmtree(env.home / "sandboxes" / run.sandbox_id)  # released once more, before GetSandboxUrl
+    output = get_sandbox_url_handler.handler({"runId": RUN}, ctx("url"))
+    assert output["url"] and output["files"] == ["index.html"]
+    assert len(model_calls) == calls_before + 1  # only turn 3, which had not been answered

@@ -58,3 +58,11 @@ MUTANTS += [
     Mutant("stack-logs-everything", "infra/stack.py", PRODUCTION,
            find='    log_level: str = "ERROR"', replace='    log_level: str = "ALL"', count=1, promise="Deploy: logs at ERROR"),
 ]
+
+REDRIVE = ["tests/test_steps_and_handlers.py::test_a_redriven_run_whose_sandbox_the_cleanup_released_gets_it_back_with_its_files"]
+MUTANTS += [
+    Mutant("redrive-after-cleanup-finds-no-sandbox", "lambdas/logic/steps/run_tool.py", REDRIVE,
+           find="        sandbox = live_sandbox(run, settings, state)",
+           replace="        from lambdas.logic.sandboxes import sandbox_provider\n        sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)",
+           count=1, promise="Durability: resume after cleanup"),
+]

@@ -67,16 +67,25 @@ def continue_project(
 def reattach_sandbox(run: RunRecord, settings: Settings, state: NetworkState) -> RunRecord:
     """A recorded run started again (resumed, or CreateSandbox retried): its own sandbox when it
     is alive, otherwise a fresh one with the run's files restored and recorded as its sandbox."""
+    live_sandbox(run, settings, state)
+    return state.get_run(run.run_id)
+
+
+def live_sandbox(run: RunRecord, settings: Settings, state: NetworkState) -> Sandbox:
+    """The run's sandbox, for a step that works in it. If it is gone — released by the cleanup of
+    a run that is then redriven (AWS restarts an execution at its failed state, after
+    CreateSandbox: https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html),
+    or expired — a fresh one with the run's files restored from the table, recorded as the run's
+    sandbox, so the redriven execution finishes instead of failing with SandboxNotFound."""
     provider = sandbox_provider(run.sandbox_kind, settings)
     try:
-        provider.connect(run.sandbox_id, settings.sandbox_timeout_s)
-        return run
+        return provider.connect(run.sandbox_id, settings.sandbox_timeout_s)
     except SandboxNotFound:
         pass
     sandbox = provider.create(run.template, settings.sandbox_timeout_s, run_id=run.run_id)
     restore_files(sandbox, state.list_files(run.run_id))
     state.update_run(run.run_id, sandboxId=sandbox.id)
-    return state.get_run(run.run_id)
+    return sandbox
 
 
 def _handed_over_sandbox(

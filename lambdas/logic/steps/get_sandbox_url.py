@@ -7,14 +7,14 @@ from typing import Any
 from lambdas.dal.network_state import NetworkState
 from lambdas.logic.config import Settings
 from lambdas.logic.limits import MAX_RESULT_FILES, MAX_RESULT_FILES_JSON_CHARS, MAX_TITLE_CHARS, json_size
-from lambdas.logic.sandboxes import sandbox_provider
+from lambdas.logic.continuation import live_sandbox
 from lambdas.logic.sandboxes.base import PREVIEW_PORT
 from lambdas.logic.summary import bound_summary
 
 
 def get_sandbox_url(run_id: str, settings: Settings, state: NetworkState) -> dict[str, Any]:
     run = state.get_run(run_id)
-    sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)
+    sandbox = live_sandbox(run, settings, state)  # restored if a cleanup released it before a redrive
     url = sandbox.get_url(PREVIEW_PORT)
     state.update_run(run_id, url=url, status="SUCCEEDED")
     paths = state.list_file_paths(run_id)

@@ -6,7 +6,7 @@ from typing import Any
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, tool_message_key
 from lambdas.logic.config import Settings
-from lambdas.logic.sandboxes import sandbox_provider
+from lambdas.logic.continuation import live_sandbox
 from lambdas.logic.tools import ToolContext, execute_tool
 
 
@@ -26,7 +26,7 @@ def run_tool(
         content, ok = f"Error: no tool call {tool_call_id!r} in turn {iteration}", False
     else:
         run = state.get_run(run_id)
-        sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)
+        sandbox = live_sandbox(run, settings, state)  # restored if a cleanup released it before a redrive
         ctx = ToolContext(
             run_id=run_id,
             sandbox=sandbox,
