@@ -50,3 +50,37 @@ def test_a_deployed_key_is_cached_for_the_promised_time_then_read_again(aws, mon
     assert get_api_key("OPENAI_API_KEY", "PIXIE_OPENAI_SECRET_NAME") == "sk-first"  # from the cache
     clock.offset = timedelta(seconds=cache_s + 5)
     assert get_api_key("OPENAI_API_KEY", "PIXIE_OPENAI_SECRET_NAME") == "sk-rotated"
+
+
+def test_a_passing_secrets_manager_error_is_retried_and_a_lasting_one_is_not(aws, monkeypatch, clock):
+    """Throttling or a 5xx from Secrets Manager must not fail a run: it is read again. A secret
+    with no value stays a ConfigurationError at once."""
+    from botocore.exceptions import ClientError
+
+    from lambdas.logic import secrets as secrets_module
+    from lambdas.logic.errors import ConfigurationError
+
+    boto3.client("secretsmanager").create_secret(Name="PixieStack/e2b-api-key", SecretString="e2b-key")
+    monkeypatch.setenv("PIXIE_E2B_SECRET_NAME", "PixieStack/e2b-api-key")
+    real = parameters.get_secret
+    failures = {"left": 2}
+    waits: list[float] = []
+
+    def flaky(name, **kwargs):
+        if failures["left"]:
+            failures["left"] -= 1
+            error = ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "GetSecretValue")
+            raise parameters.exceptions.GetParameterError("throttled") from error
+        return real(name, **kwargs)
+
+    monkeypatch.setattr(parameters, "get_secret", flaky)
+    monkeypatch.setattr(secrets_module.time, "sleep", waits.append)
+    assert get_api_key("E2B_API_KEY", "PIXIE_E2B_SECRET_NAME") == "e2b-key"
+    assert waits == [0.5, 1.0]
+
+    boto3.client("secretsmanager").create_secret(Name="PixieStack/empty")  # no value: lasting
+    monkeypatch.setenv("PIXIE_E2B_SECRET_NAME", "PixieStack/empty")
+    waits.clear()
+    with pytest.raises(ConfigurationError, match="could not be read"):
+        get_api_key("E2B_API_KEY", "PIXIE_E2B_SECRET_NAME")
+    assert waits == []
