@@ -599,6 +599,7 @@ class CleanupOnBadEnding(Construct):
 
 PIXIE_NAMESPACE = "Pixie"  # POWERTOOLS_METRICS_NAMESPACE
 PIXIE_DIMENSIONS = {"service": "pixie"}  # Powertools adds the service as a dimension
+TOOL_CALL_DIMENSIONS = ("service", "tool", "outcome")  # ToolCalls' dimensions (lambdas/handlers/run_tool.py)
 ALARM_PERIOD = Duration.minutes(5)
 # Lambda errors include ones the workflow retries successfully (a 429 from the model): alarm on
 # a burst, not on one. Failed executions alarm on the first one.
@@ -627,11 +628,24 @@ class Monitoring(Construct):
                 1,
                 f"pixie: events in the {name} dead-letter queue (see its messages' ERROR_CODE and ERROR_MESSAGE)",
             )
+            # An alarm notifies when it changes state, so a backlog that stays would hide every later
+            # dead letter: this one goes back to OK after each quiet period and fires for each new batch.
+            self._alarm(
+                f"{name}NewDeadLetters",
+                queue.metric_number_of_messages_sent(period=ALARM_PERIOD, statistic="Sum"),
+                1,
+                f"pixie: new events reached the {name} dead-letter queue in the last 5 minutes",
+            )
+        # Faults only: a run that used its turns or was stopped by its user is an outcome, not a fault
+        # (those are on the dashboard). Published by the cleanup function (lambdas/logic/steps/cleanup_sandbox.py).
         self._alarm(
-            "ExecutionsFailed",
-            state_machine.metric_failed(period=ALARM_PERIOD, statistic="Sum"),
+            "RunFaults",
+            cloudwatch.Metric(
+                namespace=PIXIE_NAMESPACE, metric_name="RunFaults", dimensions_map=PIXIE_DIMENSIONS,
+                statistic="Sum", period=ALARM_PERIOD,
+            ),
             1,
-            "pixie: a run failed (pixie show RUN_ID --aws shows why)",
+            "pixie: a run failed for a reason that needs a look (pixie show RUN_ID --aws shows why)",
         )
         self._alarm(
             "ExecutionsTimedOut",
@@ -735,7 +749,22 @@ class Monitoring(Construct):
                 ],
             ),
             graph("Model tokens", [pixie("ModelInputTokens", label="input"), pixie("ModelOutputTokens", label="output")]),
-            graph("Tool calls", [pixie("ToolCalls", label="tool calls (all tools)")]),
+            graph(
+                "Tool calls",
+                # Published per tool and outcome (lambdas/handlers/run_tool.py), with the service:
+                # a query must name all three dimensions, or it finds nothing.
+                [
+                    cloudwatch.MathExpression(
+                        expression=(
+                            f"SEARCH('{{{PIXIE_NAMESPACE},{','.join(TOOL_CALL_DIMENSIONS)}}} "
+                            f"MetricName=\"ToolCalls\"', 'Sum', {int(ALARM_PERIOD.to_seconds())})"
+                        ),
+                        using_metrics={},
+                        label="tool calls by tool and outcome",
+                        period=ALARM_PERIOD,
+                    )
+                ],
+            ),
         )
         dashboard.add_widgets(
             graph(

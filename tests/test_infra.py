@@ -791,16 +791,20 @@ def test_reserved_concurrency_that_would_stop_every_run_is_refused(value):
         PixieSettings.from_context(App(context={"pixie:reservedConcurrency": value}))
 
 
-def test_alarms_watch_dead_letters_failed_and_timed_out_runs_throttles_and_errors(resources):
+def test_alarms_watch_dead_letters_run_faults_timeouts_throttles_and_errors(resources):
     alarms = of_type(resources, "AWS::CloudWatch::Alarm")
     single = {a["Properties"].get("MetricName"): a["Properties"] for a in alarms.values() if "MetricName" in a["Properties"]}
-    assert {"ExecutionsFailed", "ExecutionsTimedOut", "ApproximateNumberOfMessagesVisible"} <= set(single)
-    queues = {
-        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
-        for a in alarms.values()
-        if a["Properties"].get("MetricName") == "ApproximateNumberOfMessagesVisible"
-    }
-    assert queues == set(of_type(resources, "AWS::SQS::Queue"))  # both dead-letter queues
+    assert {"RunFaults", "ExecutionsTimedOut", "ApproximateNumberOfMessagesVisible", "NumberOfMessagesSent"} <= set(single)
+    # Failed runs include user outcomes (the model used its turns, the user stopped it): not alarmed.
+    assert "ExecutionsFailed" not in single
+    assert single["RunFaults"]["Namespace"] == "Pixie"
+    for metric in ("ApproximateNumberOfMessagesVisible", "NumberOfMessagesSent"):  # backlog, and each new batch
+        queues = {
+            a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            for a in alarms.values()
+            if a["Properties"].get("MetricName") == metric
+        }
+        assert queues == set(of_type(resources, "AWS::SQS::Queue")), metric  # both dead-letter queues
     math = {
         m["MetricStat"]["Metric"]["MetricName"]: a["Properties"]
         for a in alarms.values()
@@ -843,7 +847,7 @@ def test_alarms_notify_the_sns_topic_given_in_context():
         alarm_topic_arn=topic,
     )
     alarms = of_type(Template.from_stack(scope).to_json()["Resources"], "AWS::CloudWatch::Alarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 6  # dead letters (backlog, new), run faults, timeouts, throttles, errors
     assert all(a["Properties"]["AlarmActions"] == [topic] for a in alarms.values())
     assert PixieSettings.from_context(App(context={"pixie:alarmTopicArn": topic})).alarm_topic_arn == topic
 
@@ -927,3 +931,24 @@ def full_jitter_mean_wait_s(rule: dict) -> float:
         total += min(interval, rule.get("MaxDelaySeconds", interval)) / 2
         interval *= rule.get("BackoffRate", 2.0)
     return total
+
+
+def test_the_tool_call_widget_queries_the_dimensions_the_metric_is_published_with(resources):
+    """RunTool publishes ToolCalls with the tool and outcome dimensions, plus Powertools' service;
+    a dashboard query naming fewer dimensions finds nothing (CloudWatch matches them exactly)."""
+    import ast
+    import inspect
+
+    from lambdas.handlers import run_tool
+
+    source = inspect.getsource(run_tool)
+    published = {"service"} | {
+        node.keywords[0].value.value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "add_dimension"
+    }
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = json.dumps(dashboard["Properties"]["DashboardBody"])
+    query = re.search(r"SEARCH\('\{Pixie,([a-z,]+)\} MetricName=", body)
+    assert query, "the tool-call widget should SEARCH the ToolCalls metric"
+    assert set(query.group(1).split(",")) == published

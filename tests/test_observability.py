@@ -54,3 +54,19 @@ def test_handlers_emit_tokens_tool_outcomes_and_iterations(table, pixie_home, mo
     logs = [json.loads(line) for line in captured.err.splitlines() if line.startswith("{")]
     assert {entry["correlation_id"] for entry in logs} == {RUN}
     assert {"run created", "turn done", "tool call done", "run finished"} <= {entry["message"] for entry in logs}
+
+
+def test_only_faults_count_as_run_faults_for_the_alarm(table, pixie_home, monkeypatch, capsys):
+    """RunsFailed counts every failed run; RunFaults (the alarm's metric) only those that need a
+    person: not the model using its turns, nor a user stopping the run."""
+    from lambdas.handlers import cleanup_sandbox
+
+    monkeypatch.setenv("PIXIE_SANDBOX", "local")
+    endings = {"run-a": "MaxIterationsReached", "run-b": "Interrupted", "run-c": "ModelAuthFailed", "run-d": "SandboxNotFound"}
+    for run_id, error in endings.items():
+        create_sandbox.handler({"runId": run_id, "event": hello_world_event("Build")}, LambdaContext("pixie-create-sandbox"))
+        capsys.readouterr()
+        cleanup_sandbox.handler({"runId": run_id, "error": {"Error": error, "Cause": "x"}}, LambdaContext("pixie-cleanup-sandbox"))
+        names = set().union(*(metric_names(r) for r in emf_records(capsys.readouterr().out)))
+        assert "RunsFailed" in names, error
+        assert ("RunFaults" in names) is (error in ("ModelAuthFailed", "SandboxNotFound")), error

@@ -73,3 +73,18 @@ MUTANTS += [
            find="            if attempt + 1 == SECRET_READ_ATTEMPTS or not _transient(exc.__cause__):",
            replace="            if True:", count=1, promise="Deploy: transient secret reads retried"),
 ]
+
+MUTANTS += [
+    Mutant("fault-alarm-counts-user-outcomes", "lambdas/logic/steps/cleanup_sandbox.py",
+           ["tests/test_observability.py::test_only_faults_count_as_run_faults_for_the_alarm"],
+           find="    return error_name not in USER_OUTCOMES", replace="    return True", count=1,
+           promise="Deploy: the failed-runs alarm on faults only"),
+    Mutant("dashboard-tool-calls-by-service-only", "infra/stack.py",
+           ["tests/test_infra.py::test_the_tool_call_widget_queries_the_dimensions_the_metric_is_published_with"],
+           find='TOOL_CALL_DIMENSIONS = ("service", "tool", "outcome")', replace='TOOL_CALL_DIMENSIONS = ("service",)',
+           count=1, promise="Deploy: dashboard"),
+    Mutant("dead-letter-alarm-never-renotifies", "infra/stack.py",
+           ["tests/test_infra.py::test_alarms_watch_dead_letters_run_faults_timeouts_throttles_and_errors"],
+           find="queue.metric_number_of_messages_sent(period=ALARM_PERIOD", replace="queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD",
+           count=1, promise="Deploy: alarms"),
+]

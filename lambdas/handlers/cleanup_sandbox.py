@@ -2,7 +2,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.handlers.shared import logger, metrics, network_state, settings, tracer
-from lambdas.logic.steps.cleanup_sandbox import cleanup_request, cleanup_sandbox
+from lambdas.logic.steps.cleanup_sandbox import cleanup_request, cleanup_sandbox, is_fault
 
 
 # The run id is `runId` in the workflow's payload, the execution name in a status-change event.
@@ -17,6 +17,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     result = cleanup_sandbox(request.run_id, request.error, settings(), network_state(), status=request.status)
     if result["firstReport"]:  # counted once, by whichever of the two callers comes first
         metrics.add_metric(name="RunsFailed", unit=MetricUnit.Count, value=1)
+        if is_fault(request.status, request.error.get("Error")):
+            metrics.add_metric(name="RunFaults", unit=MetricUnit.Count, value=1)
     if request.from_status_change and result["cleaned"]:
         # The workflow's own cleanup never ran (aborted, timed out, or an uncatchable error).
         metrics.add_metric(name="SandboxesReleasedAfterExecutionEnded", unit=MetricUnit.Count, value=1)

@@ -89,3 +89,16 @@ def cleanup_sandbox(
         cause=str(error.get("Cause", ""))[:MAX_CAUSE_CHARS],
     )
     return {"runId": run_id, "cleaned": killed, "status": status, "firstReport": run.status == "RUNNING"}
+
+
+# Endings that are a user's outcome, not something broken: the model used its turns, the user
+# stopped the run. They are counted as failed runs, never as faults (the RunFaults alarm).
+USER_OUTCOMES = frozenset({"MaxIterationsReached", "Interrupted", "InvalidEvent"})
+
+
+def is_fault(status: str | None, error_name: str | None) -> bool:
+    """Whether an ending needs a person: anything but a user's outcome or an abort (StopExecution,
+    i.e. `pixie stop` or the console). A timeout has its own alarm."""
+    if status in ("ABORTED", "TIMED_OUT"):
+        return False
+    return error_name not in USER_OUTCOMES
