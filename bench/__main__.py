@@ -19,6 +19,7 @@ from typing import Any
 
 from bench import asset, bytecode, cli_start, imports
 from bench.console import bench_console
+from bench.throttle import bench_throttle
 from bench.metrics import (
     PRICES,
     FunctionSize,
@@ -107,7 +108,7 @@ def machine() -> dict[str, Any]:
 
 # --- benchmarks ------------------------------------------------------------------------------------
 LOOP_EXCLUDES = ("CreateSandbox",)
-SECTIONS = ("imports", "asset", "bytecode", "runs")  # runs: payload, cost, engine vs plain, prompt growth
+SECTIONS = ("imports", "asset", "bytecode", "runs", "throttle")  # runs: payload, cost, engine vs plain, prompt growth
 # One handler per SDK (the three other sandbox steps import what create_sandbox does).
 BYTECODE_HANDLERS = {name: imports.HANDLERS[name] for name in ("agent_turn", "create_sandbox")}
 
@@ -327,6 +328,11 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("cli_first_state_ms (pixie run to its first state line)", r["cli_first_state_ms"])
         row("  of which CPU", r.get("cli_first_state_cpu_ms"))
         row("  python_start_ms (plain interpreter, for reference)", r["python_start_ms"])
+    if "throttle" in r:
+        t = r["throttle"]
+        row(f"throttle: runs succeeded ({t['runs']} at once, {t['limit']} per function)", t["succeeded"],
+            f"= {t['runs']}", t["succeeded"] == t["runs"])
+        row("  invocations throttled, then retried", t["throttledInvocations"])
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
         limit = r.get("prompt_tool_output_bound_chars", 10_000) + TARGETS["prompt_growth_overhead_bytes"]
@@ -406,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         name: results.get("cold_import_ms", {}).get(module.rsplit(".", 1)[-1], 0.0) for name, module in FUNCTIONS.values()
     }
     with scratch_home() as scratch:
+        if wanted("throttle"):
+            log("throttle: a burst of runs against reserved concurrency")
+            results.update(bench_throttle(Path(scratch), *((6, 2) if q else ())))
         if not wanted("runs"):
             return _finish(results, started, out)
         home = Path(scratch)

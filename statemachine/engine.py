@@ -186,8 +186,17 @@ class LocalEngine:
         handlers: dict[str, Handler] | None = None,
         invoke_wrapper: InvokeWrapper | None = None,
         retry_delay_scale: float = 1.0,
+        concurrency_limit: int | None = None,
     ) -> None:
         self.retry_delay_scale = retry_delay_scale
+        # Reserved concurrency, as Lambda enforces it per function: past this many invocations of one
+        # function at once, Invoke fails with TooManyRequestsException (HTTP 429), which Step
+        # Functions reports as Lambda.TooManyRequestsException
+        # (https://docs.aws.amazon.com/lambda/latest/dg/lambda-concurrency.html,
+        # https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html).
+        self.concurrency_limit = concurrency_limit
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+        self.throttled = 0
         self.env = {
             "PIXIE_TABLE": TABLE_NAME,
             "AWS_DEFAULT_REGION": REGION,
@@ -277,6 +286,7 @@ class LocalEngine:
         event = json.loads(params.get("body") or b"{}")
         if self.interrupted and name != CLEANUP_FUNCTION:
             return _invoke_error("Interrupted", self.interrupted)
+        slot = self._take_slot(name)
         with self._lock:
             self.invocations += 1
 
@@ -295,7 +305,28 @@ class LocalEngine:
             ) from None
         except Exception as exc:  # reported exactly as Lambda reports an unhandled error
             return _invoke_error(type(exc).__name__, str(exc))
+        finally:
+            if slot is not None:
+                slot.release()
         return _invoke_response({"Payload": _streaming(result)})
+
+    def _take_slot(self, name: str) -> threading.BoundedSemaphore | None:
+        """One of the function's concurrency slots, or the ClientError Lambda answers when all are busy."""
+        if self.concurrency_limit is None:
+            return None
+        with self._lock:
+            slot = self._slots.setdefault(name, threading.BoundedSemaphore(self.concurrency_limit))
+        if slot.acquire(blocking=False):
+            return slot
+        with self._lock:
+            self.throttled += 1
+        raise ClientError(
+            {
+                "Error": {"Code": "TooManyRequestsException", "Message": "Rate Exceeded."},
+                "ResponseMetadata": {"HTTPStatusCode": 429, "RequestId": str(uuid.uuid4())},
+            },
+            "Invoke",
+        )
 
     def table_items(self) -> list[dict]:
         """Every item of the network-state table in DynamoDB JSON, read from moto's in-memory

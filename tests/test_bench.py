@@ -209,7 +209,17 @@ def test_the_quick_bench_runs_every_section_that_needs_no_download(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "target(s) missed" in done.stdout, done.stdout[-3000:]
     results = json.loads(out.read_text())
-    for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration",
+    for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration", "throttle",
                 "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn"):
         assert key in results, key
     assert results["passed"], "the table judged no figure against its target"
+
+
+def test_a_burst_past_reserved_concurrency_queues_and_every_run_succeeds(tmp_path):
+    """The local engine enforces a per-function concurrency limit as Lambda does
+    (TooManyRequestsException past it); the definition's retry rule must queue the burst."""
+    from bench.throttle import bench_throttle
+
+    result = bench_throttle(tmp_path, runs=5, limit=1)["throttle"]
+    assert result["throttledInvocations"] > 0  # the limit really bit
+    assert result["succeeded"] == 5, result["failures"]

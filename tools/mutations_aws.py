@@ -1,6 +1,6 @@
 """Mutants for the deployed stack under AWS's documented semantics (issue 21)."""
 
-from tools.mutations import ASL, Mutant, set_in_rules
+from tools.mutations import ASL, Mutant, drop_rules, set_in_rules
 
 LAST_TURN = ["tests/test_last_turn.py"]
 
@@ -87,4 +87,11 @@ MUTANTS += [
            ["tests/test_infra.py::test_alarms_watch_dead_letters_run_faults_timeouts_throttles_and_errors"],
            find="queue.metric_number_of_messages_sent(period=ALARM_PERIOD", replace="queue.metric_approximate_number_of_messages_visible(period=ALARM_PERIOD",
            count=1, promise="Deploy: alarms"),
+]
+
+MUTANTS += [
+    Mutant("asl-throttling-not-retried", ASL,
+           ["tests/test_bench.py::test_a_burst_past_reserved_concurrency_queues_and_every_run_succeeds"],
+           edit_json=drop_rules("Lambda.TooManyRequestsException"),
+           promise="Durability: throttling queues"),
 ]
