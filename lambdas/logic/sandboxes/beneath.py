@@ -71,12 +71,22 @@ def _parts(relative: str) -> list[str]:
     return parts
 
 
-def _walk(dir_fd: int, parts: list[str]) -> int:
-    """A new descriptor of the folder `parts` beneath `dir_fd`, no symlink followed."""
+def _walk(dir_fd: int, parts: list[str], create: bool = False) -> int:
+    """A new descriptor of the folder `parts` beneath `dir_fd`, no symlink followed; missing
+    folders made on the way when `create`."""
     current = os.dup(dir_fd)
     try:
         for part in parts:
-            following = os.open(part, _DIRECTORY_FLAGS, dir_fd=current)
+            try:
+                following = os.open(part, _DIRECTORY_FLAGS, dir_fd=current)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                try:
+                    os.mkdir(part, 0o755, dir_fd=current)
+                except FileExistsError:
+                    pass  # made by someone else meanwhile: open whatever is there, without following
+                following = os.open(part, _DIRECTORY_FLAGS, dir_fd=current)
             os.close(current)
             current = following
     except BaseException:
@@ -104,25 +114,7 @@ def open_folder_beneath(root_fd: int, relative: str, create: bool = False) -> in
     parts = [p for p in relative.split("/") if p not in ("", ".")]
     if ".." in parts or "\x00" in relative:
         raise OSError(errno.EXDEV, "path leaves the folder", relative)
-    current = os.dup(root_fd)
-    try:
-        for part in parts:
-            try:
-                following = os.open(part, _DIRECTORY_FLAGS, dir_fd=current)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:
-                    os.mkdir(part, 0o755, dir_fd=current)
-                except FileExistsError:
-                    pass  # made by someone else meanwhile: open whatever is there, without following
-                following = os.open(part, _DIRECTORY_FLAGS, dir_fd=current)
-            os.close(current)
-            current = following
-    except BaseException:
-        os.close(current)
-        raise
-    return current
+    return _walk(root_fd, parts, create)
 
 
 def open_root(path: str) -> int:
