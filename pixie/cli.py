@@ -213,7 +213,27 @@ def _serve_until_interrupted(url: str, folder: Path | None = None) -> None:
         stop_all_previews()
 
 
+def _read_prompt(args: argparse.Namespace) -> str:
+    """The prompt from the command line, `-` (standard input) or --prompt-file: one of them."""
+    if args.prompt_file is not None:
+        if args.prompt is not None:
+            raise UsageError("give the prompt either as an argument or with --prompt-file, not both")
+        try:
+            return Path(args.prompt_file).expanduser().read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the prompt file {args.prompt_file}: {getattr(exc, 'strerror', None) or exc}") from None
+    if args.prompt is None:
+        raise UsageError("no prompt: give it as an argument, - to read it from standard input, or --prompt-file FILE")
+    if args.prompt == "-":
+        try:
+            return sys.stdin.buffer.read().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"the prompt on standard input is not UTF-8 text ({exc.reason})") from None
+    return args.prompt
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    args.prompt = _read_prompt(args)
     model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
     _check_sandbox(args)
     continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
@@ -316,7 +336,8 @@ def _run_live(start: Any, intro: list[str], args: argparse.Namespace, serve: boo
 def _report_local(record: dict[str, Any], as_json: bool, serve: bool) -> int:
     """Prints a finished local run (run, resume); serves the preview of a success if asked."""
     if as_json:
-        print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
+        # ASCII: model text may hold C1 controls or bidi overrides that a terminal would obey.
+        print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=True), flush=True)
     else:
         _print_human(record, serving=serve)
     succeeded = record["status"] == "SUCCEEDED"
@@ -337,7 +358,8 @@ def _report_interrupted(record: dict[str, Any] | None, forced: bool, as_json: bo
         command = pixie_command()
         sys.stderr.write(f"\npixie: interrupted; run {run_id} {how} ({command} show {run_id}, {command} resume {run_id})\n")
         if as_json:
-            print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=False), flush=True)
+            # ASCII: model text may hold C1 controls or bidi overrides that a terminal would obey.
+            print(json.dumps({key: record.get(key) for key in RESULT_KEYS}, ensure_ascii=True), flush=True)
     sys.stderr.flush()
     return 130
 
@@ -434,7 +456,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         except (RunNotFound, FileNotFoundError) as exc:
             raise UsageError(str(exc).strip("'\"")) from None
     if args.json:
-        print(json.dumps(record, ensure_ascii=False, indent=2))
+        print(json.dumps(record, ensure_ascii=True, indent=2))
         return 0
     _print_header(run_summary(record, None if args.aws else pixie_home()))
     _print_human(record, " --aws" if args.aws else "")
@@ -457,7 +479,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     runs = list_runs(pixie_home(), args.limit)
     if args.json:
-        print(json.dumps(runs, ensure_ascii=False, indent=2))
+        print(json.dumps(runs, ensure_ascii=True, indent=2))
         return 0
     if not runs:
         print(f"No saved runs in {pixie_home() / 'runs'} yet. Start one with: {pixie_command()} run \"Build a todo app\"")
@@ -611,7 +633,7 @@ def _watch_and_report(args: argparse.Namespace, execution_arn: str, as_json: boo
         return _watch_and_report(args, original, as_json)
     record = _aws_result_record(result)
     if as_json:
-        print(json.dumps(record, ensure_ascii=False), flush=True)
+        print(json.dumps(record, ensure_ascii=True), flush=True)
     else:
         _print_human(record, " --aws")
     return 0 if record["status"] == "SUCCEEDED" else 1
@@ -698,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the agent on the embedded engine (no AWS account needed)")
-    run.add_argument("prompt", help="what to build")
+    run.add_argument("prompt", nargs="?", help="what to build (at most 20,000 characters; - reads it from standard input)")
+    run.add_argument("--prompt-file", metavar="FILE", help="read the prompt from FILE (UTF-8) instead")
     run.add_argument("--model", help="openai:MODEL (default openai:gpt-4.1 when OPENAI_API_KEY is set), bedrock:MODEL_ID or scripted:FILE")
     run.add_argument("--sandbox", choices=("local", "e2b"), default="local", help="where the code runs (default local)")
     run.add_argument("--template", default="pixie", help="E2B template name (default pixie)")
