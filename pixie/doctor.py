@@ -57,6 +57,7 @@ def _live_checks(policy: IsolationPolicy, out: TextIO) -> bool:
             (f"a mask cannot be removed (umount {MASK_PROBE})", f"umount {MASK_PROBE}", False),
             ("/usr cannot be remounted writable", "mount -o remount,rw,bind /usr && touch /usr/pixie-doctor-probe", False),
             ("no nested user namespace", "unshare --user true", False),
+            ("the host's kernel settings are read-only (/proc/sys)", "cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness", False),
             (
                 f"a port on 127.0.0.1 ({'reachable: network allowed' if policy.allow_network else 'unreachable: no network'})",
                 f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), timeout=3); print(\"connected\")'",

@@ -44,11 +44,15 @@ def attack_commands(probe: Path) -> list[str]:
         "umount /etc/shadow; echo umount-exit=$?; head -c 64 /etc/shadow | wc -c",
         f"mount -o remount,rw,bind /usr && touch {probe}; echo remount-exit=$?",
         "unshare --user --map-root-user true; echo unshare-exit=$?",
+        # As root the command is root to file permissions: the host's kernel settings must still be
+        # out of reach (kernel.core_pattern runs a program as root). The same value, written back.
+        "cat /proc/sys/vm/swappiness > /proc/sys/vm/swappiness; echo sysctl-exit=$?",
     ]
 
 
 def assert_attacks_failed(outputs: list[str], probe: Path) -> None:
-    identity, umount, remount, nested = outputs
+    identity, umount, remount, nested, sysctl = outputs
+    assert "sysctl-exit=0" not in sysctl, sysctl
     assert re.search(rf"^{SANDBOX_UID}$", identity, re.MULTILINE), identity
     capabilities = re.findall(r"^Cap(?:Eff|Prm|Bnd):\s*([0-9a-f]+)$", identity, re.MULTILINE)
     assert len(capabilities) == 3 and all(int(c, 16) == 0 for c in capabilities), identity
@@ -130,7 +134,7 @@ def test_doctor_checks_each_of_these_live():
     out = io.StringIO()
     assert doctor(out=out) == 0, out.getvalue()
     for check in ("not root", "no capabilities", "a mask cannot be removed", "/usr cannot be remounted writable",
-                  "no nested user namespace"):
+                  "no nested user namespace", "the host's kernel settings are read-only"):
         assert re.search(rf"^  ok   .*{re.escape(check)}", out.getvalue(), re.MULTILINE), (check, out.getvalue())
 
 

@@ -69,3 +69,9 @@ MUTANTS += [
            find="        if used > self.limit:", replace="        if used > 10 * self.limit:", count=1,
            promise="Security model: disk bounded per project"),
 ]
+
+MUTANTS += [
+    Mutant("isolation-host-sysctls-writable", "lambdas/logic/sandboxes/isolation.py", ROOT_TESTS,
+           find='    argv += ["--ro-bind", "/proc/sys", "/proc/sys"]\n', replace="", count=1,
+           promise="Security model: no capabilities, not root"),
+]

@@ -47,6 +47,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 # Files under /etc a program run as root could read and nothing in a project needs.
 MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
 MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
+MASKED_PROC_FILES = ("/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/timer_list")
 PROBE_TIMEOUT_S = 15
 # Who a command is inside its user namespace, also when pixie runs as root: an ordinary uid with
 # no capabilities, so a mask (/etc/shadow) cannot be unmounted nor /usr remounted writable.
@@ -215,6 +216,14 @@ def bwrap_argv(
     # rest of the new root, /dev included, is made read-only once everything is mounted.
     size = ["--size", str(policy.limits.tmp_mb * 1024 * 1024)] if info.sized_tmp else []
     argv += ["--dev", "/dev", *size, "--tmpfs", "/dev/shm", "--remount-ro", "/dev", "--proc", "/proc"]
+    # The command's uid maps to the uid running pixie: when that is root, it is root to the kernel's
+    # permission checks on files (without any capability). /proc/sys is the host's kernel settings
+    # (kernel.core_pattern would run a program as root), so it is read-only inside, as containers
+    # have it; /proc/sysrq-trigger is masked.
+    argv += ["--ro-bind", "/proc/sys", "/proc/sys"]
+    for masked in MASKED_PROC_FILES:
+        if os.path.exists(masked):
+            argv += ["--ro-bind", "/dev/null", masked]
     argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
     if also_at and os.path.normpath(also_at) != project:
         argv += ["--bind", project, os.path.normpath(also_at)]
