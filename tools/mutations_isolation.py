@@ -72,6 +72,6 @@ MUTANTS += [
 
 MUTANTS += [
     Mutant("isolation-host-sysctls-writable", "lambdas/logic/sandboxes/isolation.py", ROOT_TESTS,
-           find='    argv += ["--ro-bind", "/proc/sys", "/proc/sys"]\n', replace="", count=1,
+           find='READ_ONLY_PROC = ("/proc/sys", ', replace='READ_ONLY_PROC = (', count=1,
            promise="Security model: no capabilities, not root"),
 ]

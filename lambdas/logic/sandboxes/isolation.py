@@ -47,7 +47,12 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "
 # Files under /etc a program run as root could read and nothing in a project needs.
 MASKED_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers")
 MASKED_DIRS = ("/etc/ssh", "/etc/ssl/private", "/etc/sudoers.d")
-MASKED_PROC_FILES = ("/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/timer_list")
+# /proc as Docker's default profile leaves it: what sets host-wide state read-only, what leaks
+# kernel internals masked (the command is root to file permissions when pixie runs as root).
+READ_ONLY_PROC = ("/proc/sys", "/proc/bus", "/proc/fs", "/proc/irq")
+MASKED_PROC_FILES = ("/proc/sysrq-trigger", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+                     "/proc/timer_stats", "/proc/sched_debug")
+MASKED_PROC_DIRS = ("/proc/acpi", "/proc/asound", "/proc/scsi")
 PROBE_TIMEOUT_S = 15
 # Who a command is inside its user namespace, also when pixie runs as root: an ordinary uid with
 # no capabilities, so a mask (/etc/shadow) cannot be unmounted nor /usr remounted writable.
@@ -220,10 +225,15 @@ def bwrap_argv(
     # permission checks on files (without any capability). /proc/sys is the host's kernel settings
     # (kernel.core_pattern would run a program as root), so it is read-only inside, as containers
     # have it; /proc/sysrq-trigger is masked.
-    argv += ["--ro-bind", "/proc/sys", "/proc/sys"]
+    for shown in READ_ONLY_PROC:
+        if os.path.exists(shown):
+            argv += ["--ro-bind", shown, shown]
     for masked in MASKED_PROC_FILES:
-        if os.path.exists(masked):
+        if os.path.isfile(masked):
             argv += ["--ro-bind", "/dev/null", masked]
+    for masked in MASKED_PROC_DIRS:
+        if os.path.isdir(masked):
+            argv += ["--tmpfs", masked, "--remount-ro", masked]
     argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
     if also_at and os.path.normpath(also_at) != project:
         argv += ["--bind", project, os.path.normpath(also_at)]
