@@ -190,6 +190,19 @@ def limits_script(limits: Limits, timeout_s: int, processes: bool = True) -> str
     return " && ".join(f"ulimit -S -H {s}" for s in settings) + ' && exec /bin/bash -c "$1"'
 
 
+def _masks(files: tuple[str, ...], folders: tuple[str, ...]) -> list[str]:
+    """bwrap options hiding these (where they exist): a file behind /dev/null, a folder behind an
+    empty read-only tmpfs."""
+    argv: list[str] = []
+    for masked in files:
+        if os.path.isfile(masked):
+            argv += ["--ro-bind", "/dev/null", masked]
+    for masked in folders:
+        if os.path.isdir(masked):
+            argv += ["--tmpfs", masked, "--remount-ro", masked]
+    return argv
+
+
 def bwrap_argv(
     info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120, also_at: str | None = None
 ) -> list[str]:
@@ -208,12 +221,7 @@ def bwrap_argv(
             argv += ["--symlink", os.readlink(directory), directory]
         elif os.path.isdir(directory):
             argv += ["--ro-bind", directory, directory]
-    for masked in MASKED_FILES:
-        if os.path.isfile(masked):
-            argv += ["--ro-bind", "/dev/null", masked]
-    for masked in MASKED_DIRS:
-        if os.path.isdir(masked):
-            argv += ["--tmpfs", masked, "--remount-ro", masked]
+    argv += _masks(MASKED_FILES, MASKED_DIRS)
     resolv = os.path.realpath("/etc/resolv.conf")
     if policy.allow_network and not resolv.startswith("/etc/") and os.path.isfile(resolv):
         argv += ["--ro-bind", resolv, resolv]  # systemd-resolved's stub lives under /run
@@ -228,12 +236,7 @@ def bwrap_argv(
     for shown in READ_ONLY_PROC:
         if os.path.exists(shown):
             argv += ["--ro-bind", shown, shown]
-    for masked in MASKED_PROC_FILES:
-        if os.path.isfile(masked):
-            argv += ["--ro-bind", "/dev/null", masked]
-    for masked in MASKED_PROC_DIRS:
-        if os.path.isdir(masked):
-            argv += ["--tmpfs", masked, "--remount-ro", masked]
+    argv += _masks(MASKED_PROC_FILES, MASKED_PROC_DIRS)
     argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
     if also_at and os.path.normpath(also_at) != project:
         argv += ["--bind", project, os.path.normpath(also_at)]
