@@ -28,7 +28,7 @@ MUTANTS += [
            replace="_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | _CLOEXEC", count=1,
            promise="Security model: file tools never through a symlink"),
     Mutant("preview-opens-by-path", "lambdas/logic/sandboxes/local.py", RACES,
-           find='fd = open_beneath(root_fd, "/".join(parts) or ".", os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
+           find='fd = open_beneath(root_fd, "/".join(parts), os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
            replace='fd = os.open(os.path.join(os.path.realpath(self.directory), *parts), os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)',
            count=1, promise="Security model: preview never through a symlink"),
 ]

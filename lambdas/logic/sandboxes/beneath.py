@@ -54,20 +54,32 @@ def openat2_available() -> bool:
     """Whether this kernel (and seccomp policy) lets pixie use openat2."""
     if platform.system() != "Linux":
         return False
+    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        fd = _openat2(os.open("/", os.O_RDONLY | os.O_DIRECTORY), ".", os.O_RDONLY | os.O_DIRECTORY, 0)
+        os.close(_openat2(root, ".", os.O_RDONLY | os.O_DIRECTORY, 0))
     except OSError as exc:
         return exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.E2BIG)
-    os.close(fd)
+    finally:
+        os.close(root)
     return True
 
 
-def _parts(relative: str) -> list[str]:
-    if "\x00" in relative:  # the kernel would read the name only up to it
+def _components(relative: str) -> list[str]:
+    """The names along `relative` ("" and "." dropped); OSError for a NUL (the kernel would read
+    the name only up to it) or a `..`."""
+    if "\x00" in relative:
         raise OSError(errno.EINVAL, "NUL byte in a path", relative)
     parts = [p for p in relative.split("/") if p not in ("", ".")]
-    if not parts or ".." in parts:
+    if ".." in parts:
         raise OSError(errno.EXDEV, "path leaves the folder", relative)
+    return parts
+
+
+def _parts(relative: str) -> list[str]:
+    """The names along the path of a file: at least one."""
+    parts = _components(relative)
+    if not parts:
+        raise OSError(errno.EXDEV, "path names the folder itself, not a file", relative)
     return parts
 
 
@@ -111,10 +123,7 @@ def open_beneath(root_fd: int, relative: str, flags: int, mode: int = 0o644) -> 
 def open_folder_beneath(root_fd: int, relative: str, create: bool = False) -> int:
     """A descriptor of the folder `relative` beneath `root_fd` ("" for the root itself), made
     (with its parents) when `create`."""
-    parts = [p for p in relative.split("/") if p not in ("", ".")]
-    if ".." in parts or "\x00" in relative:
-        raise OSError(errno.EXDEV, "path leaves the folder", relative)
-    return _walk(root_fd, parts, create)
+    return _walk(root_fd, _components(relative), create)
 
 
 def open_root(path: str) -> int:

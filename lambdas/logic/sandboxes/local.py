@@ -244,7 +244,7 @@ class _PreviewHandler(SimpleHTTPRequestHandler):
         # a folder swapped for a symlink mid-request is a 404, never a file from elsewhere.
         root_fd = open_root(os.path.realpath(self.directory))
         try:
-            fd = open_beneath(root_fd, "/".join(parts) or ".", os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)
+            fd = open_beneath(root_fd, "/".join(parts), os.O_RDONLY | os.O_NONBLOCK) if parts else os.dup(root_fd)
             info = os.fstat(fd)
             if stat.S_ISDIR(info.st_mode):
                 os.close(fd)
