@@ -41,7 +41,8 @@ test: $(VENV)/.dev $(VENV)/.deploy
 bench: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m bench
 
-# Break each promise on purpose (tools/mutations.py) and check the tests notice (~5 min).
+# Break each promise on purpose (tools/mutations.py) and check the tests notice: one mutant per
+# core at a time, each in its own scratch copy (MUTANTS_JOBS=1 for one at a time).
 mutants: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m tools.mutants $(MUTANTS)
 
