@@ -434,6 +434,8 @@ def _started(iso: str | None) -> str:
 def _print_header(summary: dict[str, Any]) -> None:
     model = visible(summary.get("model") or "—", one_line=True)
     tokens = f"{summary['inputTokens']:,} in / {summary['outputTokens']:,} out"
+    if summary.get("cachedInputTokens"):
+        tokens = f"{summary['inputTokens']:,} in ({summary['cachedInputTokens']:,} cached) / {summary['outputTokens']:,} out"
     lines = [
         f"Run {summary['runId']}  {summary.get('status')}",
         f"  started   {_started(summary.get('startedAt'))}   duration {_duration(summary.get('durationS'))}",

@@ -245,7 +245,8 @@ class NetworkState:
 
     def list_keyed_messages(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """(sort key, message) pairs in order: the key says where a message belongs."""
-        return [(item["sk"], json.loads(item["message"])) for item in self._query(run_id, "MSG#")]
+        items = self._query(run_id, "MSG#")
+        return [(item["sk"], json.loads(text)) for item, text in zip(items, self._joined(run_id, items, "message"))]
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:

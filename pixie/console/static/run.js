@@ -241,10 +241,12 @@
   function renderUsage(record) {
     const body = document.querySelector("#usage tbody");
     body.replaceChildren(...(record.turns || []).map((t) => el("tr", {},
-      el("td", { text: t.turn }), el("td", { text: count(t.inputTokens) }), el("td", { text: count(t.outputTokens) }), el("td", { text: dollars(t.costUsd) }))));
+      el("td", { text: t.turn }), el("td", { text: count(t.inputTokens) }), el("td", { text: count(t.cachedInputTokens || 0) }),
+      el("td", { text: count(t.outputTokens) }), el("td", { text: dollars(t.costUsd) }))));
     const tokens = record.tokens || {};
     document.querySelector("#usage tfoot").replaceChildren(el("tr", {},
-      el("th", { text: "Total" }), el("th", { text: count(tokens.input) }), el("th", { text: count(tokens.output) }), el("th", { text: dollars(record.costUsd) })));
+      el("th", { text: "Total" }), el("th", { text: count(tokens.input) }), el("th", { text: count(tokens.cachedInput || 0) }),
+      el("th", { text: count(tokens.output) }), el("th", { text: dollars(record.costUsd) })));
   }
 
   function renderPreview(url) {
@@ -266,7 +268,7 @@
     document.title = `${title} · pixie`;
     document.getElementById("status").replaceWith(Object.assign(statusBadge(record.status), { id: "status" }));
     const parts = [record.model, record.runId, record.durationS !== null && record.durationS !== undefined ? seconds(record.durationS) : null,
-      `${record.iterations || 0} turn(s)`, record.tokens ? `${count(record.tokens.input)} in / ${count(record.tokens.output)} out tokens` : null,
+      `${record.iterations || 0} turn(s)`, record.tokens ? `${count(record.tokens.input)} in${record.tokens.cachedInput ? ` (${count(record.tokens.cachedInput)} cached)` : ""} / ${count(record.tokens.output)} out tokens` : null,
       dollars(record.costUsd)].filter(Boolean);
     document.getElementById("meta").textContent = parts.join(" · ");
     document.getElementById("prompt").textContent = record.prompt || "";
