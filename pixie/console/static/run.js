@@ -238,6 +238,40 @@
       el("pre", { text: files[path] }))));
   }
 
+  let changesShown = null;
+  async function loadChanges(record) {
+    if (record.status === "RUNNING" || changesShown === record.status) return;
+    changesShown = record.status;
+    const box = document.getElementById("changes");
+    let diff;
+    try {
+      diff = await api(`/api/runs/${encodeURIComponent(runId)}/diff`);
+    } catch (error) {
+      box.replaceChildren(el("p", { class: "muted", text: "No kept version of this run." }));
+      return;
+    }
+    document.getElementById("changes-against").textContent = diff.against ? `against run ${diff.against}` : "against the starting template";
+    document.getElementById("open-version").hidden = false;
+    if (!diff.files.length) { box.replaceChildren(el("p", { class: "muted", text: "No files changed." })); return; }
+    box.replaceChildren(...diff.files.map((change) => el("details", { class: "file change", dataset: { path: change.path } },
+      el("summary", {}, el("span", { class: "file-path", text: `${change.status} ${change.path}` }),
+        el("span", { class: "muted small", text: change.patch === null ? `  ${change.note}` : `  +${change.additions} −${change.deletions}` })),
+      el("pre", { class: "diff", text: change.patch === null ? change.note : change.patch }))));
+  }
+
+  function setUpOpenVersion() {
+    document.getElementById("open-version").addEventListener("click", async () => {
+      const answer = await api(`/api/runs/${encodeURIComponent(runId)}/open-version`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+      const link = document.getElementById("version-link");
+      if (typeof answer.url === "string" && /^https?:\/\//.test(answer.url)) {
+        link.href = answer.url;
+        link.hidden = false;
+        renderPreview(answer.url);
+      }
+    });
+  }
+
   function renderUsage(record) {
     const body = document.querySelector("#usage tbody");
     body.replaceChildren(...(record.turns || []).map((t) => el("tr", {},
@@ -295,8 +329,9 @@
       renderConversation(record.conversation || []);
       renderFiles(record.files);
       renderUsage(record);
-      renderPreview(record.previewUrl || record.url);
+      if (!document.getElementById("version-link").href) renderPreview(record.previewUrl || record.url);
       document.body.dataset.status = record.status;
+      loadChanges(record);
     } catch (error) {
       document.getElementById("title").textContent = `Run ${runId}: ${error.message}`;
     } finally {
@@ -367,6 +402,7 @@
     const [config, graph] = await Promise.all([pixie.showMode(), api("/api/graph").catch(() => null)]);
     if (graph) drawGraph(graph);
     setUpFollowUp(config);
+    setUpOpenVersion();
     await loadRecord();
     follow();
   });
