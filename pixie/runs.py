@@ -46,6 +46,7 @@ def run_record(
         "projectId": run.project_id if run else None,  # shared by a chain of continued runs
         "executionArn": execution_arn,
         "conversation": state.list_messages(run_id) if run else [],
+        "fileChanges": state.list_changes(run_id) if run else [],  # per tool call: created, changed, deleted
         "history": history or [],
     }
 
@@ -196,6 +197,8 @@ def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[
         ),
         "error": record.get("error"),
         "projectFolder": str(folder) if folder else None,
+        "parentRunId": record.get("parentRunId"),
+        "restoredFrom": record.get("restoredFrom"),
     }
 
 
