@@ -37,4 +37,12 @@ MUTANTS: list[Mutant] = [
     Mutant("compaction-line-moves-every-turn", "lambdas/logic/compaction.py", [PROMPT],
            find="return max(1, self.after_turns)", replace="return 1", count=1,
            promise=f"{CACHING}: the cached prefix changes once per step"),
+    Mutant("asl-parsed-on-every-start", "statemachine/asl_cache.py",
+           [f"{STARTUP}::test_the_definition_is_parsed_once_and_then_comes_from_the_cache"],
+           find="    blob = _stored(key)\n", replace="    blob = None\n", count=1,
+           promise="Performance: the definition parsed once"),
+    Mutant("history-timestamps-left-as-text", "statemachine/engine.py",
+           [f"{STARTUP}::test_the_engine_reads_the_history_as_get_execution_history_returns_it"],
+           find='stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))', replace="pass", count=1,
+           promise="Performance: history read from the backend, as the API returns it"),
 ]
