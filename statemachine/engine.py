@@ -359,6 +359,15 @@ class LocalEngine:
         )["executionArn"]
         return arn, run_id
 
+    def describe(self, arn: str) -> dict[str, Any]:
+        """DescribeExecution's answer (status, name, output, error, cause), read from moto's
+        backend in memory, like the history: the loop below asks 20 times a second."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        description = dict(stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(arn).to_describe_output())
+        description["status"] = getattr(description["status"], "value", description["status"])
+        return description
+
     def history(self, arn: str) -> list[dict]:
         """The execution's history events, as GetExecutionHistory returns them (oldest first,
         timestamps as datetimes). Read from moto's backend in memory: through botocore every
@@ -375,7 +384,7 @@ class LocalEngine:
         appears (the live display)."""
         seen = 0
         while True:
-            description = self.sfn.describe_execution(executionArn=arn)
+            description = self.describe(arn)
             done = description["status"] in TERMINAL_STATUSES
             if on_event or done:  # the history is read whole each time: only when it is shown
                 events = self.history(arn)

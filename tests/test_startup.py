@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -108,3 +109,17 @@ def test_a_definition_that_does_not_parse_is_still_refused_as_moto_refuses_it():
         return "accepted"
 
     assert "ASLParserException" in refusal(parsing_once()) and refusal(parsing_once()) == refusal()
+
+
+def test_the_engine_describes_an_execution_as_describe_execution_does(tmp_path):
+    from pixie.local_run import DEMO_SCRIPT, RunOptions
+    from statemachine.engine import LocalEngine, hello_world_event
+
+    options = RunOptions(model=f"scripted:{DEMO_SCRIPT}", pixie_home=tmp_path)
+    with LocalEngine(options.env()) as engine:
+        execution = engine.run(hello_world_event("Build a todo app"))
+        mine, theirs = engine.describe(execution.arn), engine.sfn.describe_execution(executionArn=execution.arn)
+        assert execution.status == "SUCCEEDED" and execution.output == json.loads(theirs["output"])
+        for key in ("status", "name", "executionArn"):
+            assert mine[key] == theirs[key], key
+        assert json.loads(mine["output"]) == json.loads(theirs["output"])  # the same JSON, spaced otherwise
