@@ -248,6 +248,10 @@ def test_a_run_page_shows_its_diff_and_opens_an_older_version(console, page, tmp
     patch = change.locator("pre.diff").inner_text()
     assert "-<h1>MARKER-A</h1>" in patch and "+<h1>MARKER-B</h1>" in patch
     assert first in page.locator("#changes-against").inner_text()
+    # The timeline says which files each tool call touched.
+    touched = page.locator(".step", has_text="RunTool · createOrUpdateFiles").locator(".step-files")
+    touched.wait_for()
+    assert touched.inner_text() == "~index.html"
 
     page.goto(f"{console.base}/runs/{first}?token={console.token}")
     page.locator("#open-version").wait_for(state="visible")

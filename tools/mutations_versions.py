@@ -54,3 +54,9 @@ MUTANTS += [
            replace="        return None",
            count=1, promise="Console: open this version previews exactly that run's version"),
 ]
+MUTANTS += [
+    Mutant("versions-timeline-without-files", "pixie/console/static/run.js",
+           ["tests/test_console_browser.py::test_a_run_page_shows_its_diff_and_opens_an_older_version"],
+           find="        touchedFiles(step),", replace="", count=1,
+           promise="Console: the timeline shows per tool call the files it touched"),
+]

@@ -50,7 +50,7 @@
       const step = {
         name, label: stepLabel(name, info.input), type: type.replace("StateEntered", ""),
         enteredAt: at, exitedAt: null, input: info.input, output: null, attempts: [], scheduled: 0,
-        depth: model.depth,
+        depth: model.depth, toolCallId: name === "RunTool" ? (parse(info.input) || {}).toolCallId : undefined,
       };
       model.steps.push(step);
       model.open.set(name, step);
@@ -169,10 +169,21 @@
         el("span", { class: "step-offset", text: `+${offset.toFixed(2)} s` }),
         el("span", { class: "step-duration", text: step.exitedAt ? seconds(duration) : "running" }),
         el("span", { class: "step-attempts", text: retries }),
+        touchedFiles(step),
         step.attempts.length ? el("div", { class: "step-errors" }, step.attempts.map((a, i) =>
           el("div", { class: "error small", text: `attempt ${i + 1}: ${a.error || "error"}${a.cause ? ": " + String(a.cause).slice(0, 200) : ""}` }))) : null);
     });
     box.replaceChildren(...rows);
+  }
+
+  // What each tool call did to the files (the record's fileChanges), by tool call id.
+  const fileChanges = new Map();
+  function touchedFiles(step) {
+    const changes = step.toolCallId !== undefined ? fileChanges.get(step.toolCallId) : null;
+    if (!changes) return null;
+    const parts = [["+", changes.created], ["~", changes.changed], ["−", changes.deleted]]
+      .flatMap(([mark, paths]) => (paths || []).map((path) => `${mark}${path}`));
+    return el("div", { class: "step-files muted small", text: parts.join("  ") });
   }
 
   function showStep(step) {
@@ -327,6 +338,9 @@
       const record = await api(`/api/runs/${encodeURIComponent(runId)}`);
       renderHead(record);
       renderConversation(record.conversation || []);
+      fileChanges.clear();
+      for (const change of record.fileChanges || []) fileChanges.set(change.toolCallId, change);
+      scheduleDraw();
       renderFiles(record.files);
       renderUsage(record);
       if (!document.getElementById("version-link").href) renderPreview(record.previewUrl || record.url);
