@@ -255,3 +255,16 @@ def test_change_lists_are_bounded(tmp_path):
 def test_usage_errors(tmp_path, home):
     assert pixie("diff", "nope", home=home).returncode == 2
     assert pixie("restore", "nope", home=home).returncode == 2
+
+
+def test_deployed_runs_keep_their_change_lists_in_the_table(table):
+    """On AWS the version of a run is its FILE items and its CHANGES items, read by show --aws."""
+    from pixie.runs import run_record
+
+    table.create_run(run_id="r1", prompt="p", sandbox_id="sbx", sandbox_kind="e2b", model="m", template="t", max_iterations=3)
+    table.put_files("r1", {"index.html": "A"})
+    table.put_changes("r1", 1, 0, {"tool": "createOrUpdateFiles", "toolCallId": "c1", "created": ["index.html"], "changed": [], "deleted": []})
+    record = run_record(table, "r1", status="SUCCEEDED")
+    assert record["files"] == {"index.html": "A"}
+    assert record["fileChanges"] == [{"tool": "createOrUpdateFiles", "toolCallId": "c1", "created": ["index.html"],
+                                      "changed": [], "deleted": [], "turn": 1, "index": 0}]

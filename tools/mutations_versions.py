@@ -46,3 +46,17 @@ MUTANTS: list[Mutant] = [
            find="        if not restore_version(sandbox, parent.run_id, settings):", replace="        if True:", count=1,
            promise="Projects across runs: a continuation starts from the parent's version"),
 ]
+
+MUTANTS += [
+    Mutant("versions-console-opens-live-folder", "pixie/console/backends.py",
+           ["tests/test_console_browser.py::test_a_run_page_shows_its_diff_and_opens_an_older_version"],
+           find="        return LocalSandbox(f\"version-{run_id}-{folder.name[-8:]}\", folder).get_url()",
+           replace="        return None",
+           count=1, promise="Console: open this version previews exactly that run's version"),
+]
+MUTANTS += [
+    Mutant("versions-timeline-without-files", "pixie/console/static/run.js",
+           ["tests/test_console_browser.py::test_a_run_page_shows_its_diff_and_opens_an_older_version"],
+           find="        touchedFiles(step),", replace="", count=1,
+           promise="Console: the timeline shows per tool call the files it touched"),
+]

@@ -317,6 +317,27 @@ class LocalRuns:
                 continue
         return _newest_first(list(rows.values()))
 
+    def diff(self, run_id: str) -> dict[str, Any] | None:
+        """What a run changed against its parent's version (or its starting state)."""
+        from pixie.versions import VersionNotFound, run_diff
+
+        try:
+            return run_diff(self.home, run_id)
+        except VersionNotFound:
+            return None
+
+    def open_version(self, run_id: str) -> str | None:
+        """A preview of exactly the run's version, on its own 127.0.0.1 port (another origin than
+        the console's: the page a model wrote never runs with the console's cookie)."""
+        from lambdas.logic.sandboxes.local import LocalSandbox
+        from pixie.versions import VersionNotFound, check_out_version
+
+        try:
+            folder = check_out_version(self.home, run_id)
+        except VersionNotFound:
+            return None
+        return LocalSandbox(f"version-{run_id}-{folder.name[-8:]}", folder).get_url()
+
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         from pixie.runs import load_run
 
