@@ -1,9 +1,10 @@
 """pixie: run the coding agent on the embedded engine, and look at finished runs.
 
     pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
-              [--max-iterations N] [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
+              [--max-iterations N] [--budget-usd USD] [--max-tokens N]
+              [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
-    pixie resume RUN_ID [--json] [--no-serve]
+    pixie resume RUN_ID [--budget-usd USD] [--max-tokens N] [--json] [--no-serve]
     pixie list [--limit N] [--json]
     pixie show RUN_ID [--json]          (a unique prefix of the id is enough, here and in open)
     pixie open RUN_ID
@@ -89,6 +90,27 @@ def _max_iterations(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _budget_usd(text: str) -> float:
+    from lambdas.logic.limits import MAX_BUDGET_USD
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_BUDGET_USD:
+        raise argparse.ArgumentTypeError(f"must be a number of US dollars above 0 and at most {MAX_BUDGET_USD:,}")
+    return value
+
+
+def _max_tokens(text: str) -> int:
+    from lambdas.logic.limits import MAX_TOKENS_CAP
+
+    value = _positive_int(text)
+    if value > MAX_TOKENS_CAP:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TOKENS_CAP:,}")
+    return value
+
+
 def _door_check(prompt: str, options: Any) -> str | None:
     """Why this run cannot start (bad prompt, setting or script), before anything is created."""
     from lambdas.logic.config import Settings
@@ -98,6 +120,10 @@ def _door_check(prompt: str, options: Any) -> str | None:
     try:
         settings = Settings.from_env({**os.environ, **options.env()})
         check_prompt(prompt, settings.max_prompt_chars)
+        from lambdas.logic.budget import check_budget_is_priced
+
+        budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
+        check_budget_is_priced(settings.model, budget)
         if settings.model.startswith("scripted:"):
             from lambdas.logic.models.scripted import ScriptedModel
 
@@ -272,6 +298,8 @@ def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str]
         template=args.template,
         log_level="INFO" if args.verbose else "ERROR",
         extra_env=tuple(model_env.items()),
+        budget_usd=args.budget_usd,
+        max_tokens=args.max_tokens,
     )
 
 
@@ -373,6 +401,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Finishes a run that did not: locally from its saved state, on AWS with RedriveExecution."""
     if args.aws:
+        if args.budget_usd is not None or args.max_tokens is not None:
+            # A redrive restarts the execution where it failed (RunFailed, after the cleanup), so it
+            # cannot take a new budget: the deployed run's budget is the stack's pixie:budgetUsd.
+            raise UsageError("--budget-usd and --max-tokens apply to local runs; a deployed run is redriven as it was")
         return _resume_aws(args)
     run_id = _saved_run_id(args.run_id)
 
@@ -380,7 +412,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from pixie.local_run import resume_locally
 
         return resume_locally(
-            run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=display, stop=stop
+            run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=display, stop=stop,
+            budget_usd=args.budget_usd, max_tokens=args.max_tokens,
         )
 
     return _run_live(start, [f"resuming run {run_id}"], args, serve=None)
@@ -438,6 +471,10 @@ def _print_header(summary: dict[str, Any]) -> None:
         f"  model     {model}   turns {summary.get('turns')}",
         f"  tokens    {tokens}   estimated cost {_money(summary.get('estimatedCostUsd'))}",
     ]
+    budget = [f"{_money(summary['budgetUsd'])}" if summary.get("budgetUsd") is not None else "",
+              f"{summary['maxTokens']:,} tokens" if summary.get("maxTokens") is not None else ""]
+    if any(budget):
+        lines.append(f"  budget    {' and '.join(b for b in budget if b)} (spent {_money(summary.get('estimatedCostUsd'))})")
     if summary.get("projectFolder"):
         lines.append(f"  project   {summary['projectFolder']}")
     print("\n".join(lines))
@@ -728,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=_max_iterations, default=15, help=f"model turns before giving up (default 15, at most {MAX_ITERATIONS_CAP})")
     run.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
                      help="continue the project of a run that succeeded: its sandbox, files and conversation")
+    _budget_options(run, "the run ends BudgetExceeded")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",
@@ -780,6 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="finish a run that did not: killed, interrupted or failed")
     resume.add_argument("run_id")
+    _budget_options(resume, "a new budget for the rest of the run (a BudgetExceeded run goes on); local runs")
     resume.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     resume.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     resume.add_argument("--verbose", action="store_true", help="show the handlers' logs")
@@ -805,6 +844,13 @@ def build_parser() -> argparse.ArgumentParser:
     _aws_options(ui)
     ui.set_defaults(func=cmd_ui)
     return parser
+
+
+def _budget_options(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--budget-usd", type=_budget_usd, metavar="USD",
+                         help=f"model spend in US dollars (list prices) at which {what}; checked before each model call")
+    command.add_argument("--max-tokens", type=_max_tokens, metavar="N",
+                         help="model tokens (input + output) at which the same happens")
 
 
 def _aws_options(command: argparse.ArgumentParser) -> None:

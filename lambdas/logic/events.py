@@ -7,11 +7,11 @@ from typing import Annotated, Any, Collection, Literal
 
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.errors import InvalidEvent, describe_validation_error
-from lambdas.logic.limits import MAX_ITERATIONS_CAP, has_lone_surrogates
+from lambdas.logic.limits import MAX_BUDGET_USD, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP, has_lone_surrogates
 
 
 class HelloWorldDetail(BaseModel):
@@ -22,6 +22,9 @@ class HelloWorldDetail(BaseModel):
     model: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*:\S{1,1000}$")] | None = None
     sandbox: Literal["local", "e2b"] | None = None
     maxIterations: Annotated[StrictInt, Field(ge=1, le=MAX_ITERATIONS_CAP)] | None = None
+    # The run's budget: model spend in US dollars (priced from models/prices.py), and tokens.
+    budgetUsd: Annotated[StrictFloat | StrictInt, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
+    maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_CAP)] | None = None
     # A run id is an execution name: letters, digits, `-`, `_` and `.`, at most 80.
     continueFrom: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")] | None = None
 
@@ -61,7 +64,7 @@ def check_prompt(prompt: str, max_chars: int, name: str = "the prompt") -> str:
 # Choices an event may make for its own run instead of the deployment's settings. A deployment
 # honours only those it lists in PIXIE_EVENT_OVERRIDES: the embedded engine lists them all, the
 # deployed stack none, so whoever may put events on a deployed bus cannot pick a costlier model.
-RUN_CHOICES = ("model", "sandbox", "maxIterations")
+RUN_CHOICES = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens")
 
 
 def parse_run_choices(event: Any, allowed: Collection[str]) -> dict[str, Any]:
