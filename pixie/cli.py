@@ -6,7 +6,9 @@
     pixie resume RUN_ID [--json] [--no-serve]
     pixie list [--limit N] [--json]
     pixie show RUN_ID [--json]          (a unique prefix of the id is enough, here and in open)
-    pixie open RUN_ID
+    pixie open RUN_ID                   serve exactly that run's version
+    pixie diff RUN_ID [--against RUN_ID] [--stat] [--json]
+    pixie restore RUN_ID                that version becomes the project's newest (a new one)
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
@@ -432,6 +434,8 @@ def _started(iso: str | None) -> str:
 def _print_header(summary: dict[str, Any]) -> None:
     model = visible(summary.get("model") or "—", one_line=True)
     tokens = f"{summary['inputTokens']:,} in / {summary['outputTokens']:,} out"
+    if summary.get("cachedInputTokens"):
+        tokens = f"{summary['inputTokens']:,} in ({summary['cachedInputTokens']:,} cached) / {summary['outputTokens']:,} out"
     lines = [
         f"Run {summary['runId']}  {summary.get('status')}",
         f"  started   {_started(summary.get('startedAt'))}   duration {_duration(summary.get('durationS'))}",
@@ -484,16 +488,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not runs:
         print(f"No saved runs in {pixie_home() / 'runs'} yet. Start one with: {pixie_command()} run \"Build a todo app\"")
         return 0
+    from pixie.versions import project_tree
+
     rows = [("ID", "STATUS", "STARTED", "TIME", "MODEL", "TURNS", "TOKENS IN/OUT", "COST", "TITLE")]
-    for run in runs:
+    for depth, run in project_tree(runs):  # each project's runs as a tree: parent, then its children
         title = run.get("title") or (run.get("prompt") or "").strip()
         title = visible(title, one_line=True)
         cost = run.get("estimatedCostUsd")
         model = (run.get("model") or "—").replace(str(Path(__file__).parent / "demo") + "/", "")
         if model.startswith("scripted:"):
             model = "scripted:" + Path(model.split(":", 1)[1]).name
+        if run.get("restoredFrom"):
+            title = f"(restore of {run['restoredFrom'][:12]}) {title}"
         rows.append((
-            run["runId"][:12],
+            ("  " * (depth - 1) + "└ " if depth else "") + run["runId"][:12],
             str(run.get("status")),
             _started(run.get("startedAt"))[:16],
             _duration(run.get("durationS")),
@@ -510,27 +518,101 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from lambdas.logic.errors import SandboxNotFound
-    from lambdas.logic.sandboxes.local import LocalSandboxProvider
+    """Serves exactly the run's version (a fresh copy of its kept files), not whatever its folder
+    holds now; a run from before versions were kept is served from its folder."""
+    from lambdas.logic.sandboxes.local import LocalSandbox
     from pixie.runs import RunNotFound, load_run_by_prefix, project_folder
+    from pixie.versions import VersionNotFound, check_out_version, remove_checkout
 
     try:
         record = load_run_by_prefix(pixie_home(), args.run_id)
     except (RunNotFound, FileNotFoundError) as exc:
         raise UsageError(str(exc).strip("'\"")) from None
     folder = project_folder(pixie_home(), record)
-    if folder is None:
-        where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
-        raise UsageError(f"run {record['runId']} has no local project to serve{where}")
     try:
-        sandbox = LocalSandboxProvider(pixie_home()).connect(record["sandboxId"], 0)
-    except SandboxNotFound:
-        raise UsageError(f"the project folder of run {record['runId']} is gone ({folder})") from None
-    url = sandbox.get_url()
-    print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
-    print(f"Preview: {url}")
-    print(f"Project: {folder}", flush=True)
-    _serve_until_interrupted(url)
+        served = check_out_version(pixie_home(), record["runId"])
+    except VersionNotFound as exc:
+        served = None
+        if folder is None or not folder.is_dir():
+            where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
+            raise UsageError(f"run {record['runId']} has no kept version and no local project to serve{where}: {exc}") from None
+    try:
+        sandbox = LocalSandbox(f"version-{record['runId']}", served or folder)
+        url = sandbox.get_url()
+        print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
+        print(f"Preview: {url}")
+        print(f"Version: {record['runId']}" + ("" if served else " (no kept version: serving its folder as it is now)"))
+        if folder:
+            print(f"Project: {folder}", flush=True)
+        _serve_until_interrupted(url)
+    finally:
+        if served is not None:
+            remove_checkout(served)
+    return 0
+
+
+def _versioned_run_id(prefix: str) -> str:
+    run_id = _saved_run_id(prefix)
+    from pixie.versions import VersionStore
+
+    if not VersionStore(pixie_home()).has(run_id):
+        raise UsageError(f"no version of run {run_id} is kept (made before versions were kept, or pruned)")
+    return run_id
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """What a run changed: against its parent's version, its starting state, or --against."""
+    from pixie.versions import VersionNotFound, run_diff
+
+    run_id = _versioned_run_id(args.run_id)
+    against = _versioned_run_id(args.against) if args.against else None
+    try:
+        diff = run_diff(pixie_home(), run_id, against)
+    except VersionNotFound as exc:
+        raise UsageError(f"{exc}; compare with another run: --against RUN_ID") from None
+    if args.json:
+        print(json.dumps(diff, ensure_ascii=True, indent=2))
+        return 0
+    base = f"run {diff['against']}" if diff["against"] else "the starting template"
+    sys.stderr.write(f"pixie: run {run_id} against {base}: {len(diff['files'])} files changed\n")
+    if args.stat:
+        width = max([len(change["path"]) for change in diff["files"]] + [1])
+        for change in diff["files"]:
+            path = visible(change["path"], one_line=True)
+            if change["patch"] is None:
+                print(f" {path.ljust(width)} | {change['note']} ({change['oldSize'] or 0} -> {change['newSize'] or 0} bytes)")
+            else:
+                count = change["additions"] + change["deletions"]
+                print(f" {path.ljust(width)} | {count} {'+' * min(change['additions'], 40)}{'-' * min(change['deletions'], 40)}")
+        added = sum(c["additions"] for c in diff["files"])
+        removed = sum(c["deletions"] for c in diff["files"])
+        print(f" {len(diff['files'])} files changed, {added} insertions(+), {removed} deletions(-)")
+        return 0
+    for change in diff["files"]:
+        if change["patch"] is None:
+            print(f"{change['status']} {visible(change['path'], one_line=True)}: {change['note']} "
+                  f"({change['oldSize'] or 0} -> {change['newSize'] or 0} bytes)")
+        else:
+            sys.stdout.write(visible(change["patch"]))  # a file's text is the model's: shown, never obeyed
+    sys.stdout.flush()
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Makes a run's version the project's newest: a new version, nothing overwritten."""
+    from pixie.versions import VersionNotFound, restore_run
+
+    run_id = _versioned_run_id(args.run_id)
+    try:
+        record = restore_run(pixie_home(), run_id)
+    except (VersionNotFound, FileNotFoundError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    if args.json:
+        print(json.dumps({key: record.get(key) for key in (*RESULT_KEYS, "parentRunId", "restoredFrom")}, ensure_ascii=True), flush=True)
+        return 0
+    command = pixie_command()
+    print(f"Restored run {run_id}'s version as run {record['runId']} (on top of {record['parentRunId']}).")
+    print(f"Open it: {command} open {record['runId']}   Build on it: {command} run --continue {record['runId']} \"...\"")
     return 0
 
 
@@ -629,9 +711,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
     listing.set_defaults(func=cmd_list)
 
-    reopen = commands.add_parser("open", help="serve a finished local run's project again")
+    reopen = commands.add_parser("open", help="serve exactly a local run's version of the project")
     reopen.add_argument("run_id", help="the run id, or a unique prefix of it")
     reopen.set_defaults(func=cmd_open)
+
+    diff = commands.add_parser("diff", help="what a local run changed: against its parent, or its starting state")
+    diff.add_argument("run_id", help="the run id, or a unique prefix of it")
+    diff.add_argument("--against", metavar="RUN_ID", help="compare with this run's version instead")
+    diff.add_argument("--stat", action="store_true", help="one line per file: how many lines added and removed")
+    diff.add_argument("--json", action="store_true", help="the changes as JSON, with each text file's unified diff")
+    diff.set_defaults(func=cmd_diff)
+
+    restore = commands.add_parser("restore", help="make a local run's version the project's newest (a new version)")
+    restore.add_argument("run_id", help="the run id, or a unique prefix of it")
+    restore.add_argument("--json", action="store_true", help="print the new run as one JSON object")
+    restore.set_defaults(func=cmd_restore)
 
     send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
     send.add_argument("prompt", help="what to build")

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambdas.logic.compaction import DEFAULT_COMPACT_AFTER_TURNS, DEFAULT_COMPACT_MIN_CHARS, Compaction
 from lambdas.logic.errors import ConfigurationError
 from lambdas.logic.limits import (
     DEFAULT_MAX_CALL_BYTES,
@@ -47,6 +48,10 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     # Local sandbox: the project folder's disk use, and the memory of all of a command's processes.
     "PIXIE_MAX_PROJECT_BYTES": (2 * 1024**3, 1024**2, 1024**4),
     "PIXIE_MAX_COMMAND_MEMORY_MB": (4096, 64, 1024**2),
+    # Compaction (lambdas/logic/compaction.py): tool results this many turns old and longer than
+    # this many characters are left out of the prompt (never out of the store); 0 turns: off.
+    "PIXIE_COMPACT_AFTER_TURNS": (DEFAULT_COMPACT_AFTER_TURNS, 0, MAX_ITERATIONS_CAP),
+    "PIXIE_COMPACT_MIN_CHARS": (DEFAULT_COMPACT_MIN_CHARS, 0, 1_000_000),
 }
 
 
@@ -104,6 +109,12 @@ class Settings:
     max_project_bytes: int = 2 * 1024**3
     max_command_memory_mb: int = 4096
     event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
+    compact_after_turns: int = DEFAULT_COMPACT_AFTER_TURNS
+    compact_min_chars: int = DEFAULT_COMPACT_MIN_CHARS
+
+    @property
+    def compaction(self) -> Compaction:
+        return Compaction(self.compact_after_turns, self.compact_min_chars)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -131,6 +142,8 @@ class Settings:
             max_project_bytes=_int(env, "PIXIE_MAX_PROJECT_BYTES"),
             max_command_memory_mb=_int(env, "PIXIE_MAX_COMMAND_MEMORY_MB"),
             event_overrides=frozenset(filter(None, env.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
+            compact_after_turns=_int(env, "PIXIE_COMPACT_AFTER_TURNS"),
+            compact_min_chars=_int(env, "PIXIE_COMPACT_MIN_CHARS"),
         )
         try:
             check_run_limits(settings.max_iterations, settings.max_tool_calls)
