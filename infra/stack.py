@@ -371,9 +371,9 @@ class AgentFunctions(Construct):
             "PIXIE_MAX_ITERATIONS": str(settings.max_iterations),
             "PIXIE_COMMAND_TIMEOUT": str(settings.command_timeout_s),
             "PIXIE_SANDBOX_TIMEOUT": str(settings.sandbox_timeout_s),
-            # Empty: no budget (lambdas/logic/config.py reads an empty value as unset).
-            "PIXIE_BUDGET_USD": "" if settings.budget_usd is None else repr(settings.budget_usd),
-            "PIXIE_MAX_TOKENS": "" if settings.max_tokens is None else str(settings.max_tokens),
+            # Unset: no budget.
+            **({} if settings.budget_usd is None else {"PIXIE_BUDGET_USD": repr(settings.budget_usd)}),
+            **({} if settings.max_tokens is None else {"PIXIE_MAX_TOKENS": str(settings.max_tokens)}),
             "POWERTOOLS_SERVICE_NAME": "pixie",
             "POWERTOOLS_METRICS_NAMESPACE": "Pixie",
         }

@@ -19,6 +19,7 @@ from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
 from pixie.run_locks import hold_run
 from pixie.runs import run_record, save_run
+from pixie.versions import save_run_version
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ def finish_run(
     execution = engine.wait(arn, on_event, poll_s=poll_s)
     record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     save_run(pixie_home, record)
+    save_run_version(pixie_home, record, complete=True)
     return record
 
 
@@ -245,6 +247,7 @@ def _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_i
             journal.close()
             record = _partial_record(engine, arn, run_id, (stop.reason if stop else None) or "pixie was interrupted")
             save_run(options.pixie_home, record)
+            save_run_version(options.pixie_home, record, complete=False)
             raise RunInterrupted(record, forced=True) from None
     if interrupted or (stop is not None and stop.reason):
         raise RunInterrupted(record)

@@ -9,6 +9,7 @@ Items, all under pk = RUN#<runId>:
                                      instead of duplicating
   sk = MSG#0000#0ctx#<n:03d>         a continued run's earlier runs, compacted (before its prompt)
   sk = FILE#<path>                   one file each: the latest content the agent wrote
+  sk = CHANGES#<turn:04d>#<index:03d> the files one tool call created, changed and deleted
   sk = PART#<sk>#<n>                 part n (1, 2, ...) of a message or file too big for one item
                                      (400 KB): the item itself holds part 0 and the count
 and, under pk = EVENT#<eventId>, sk = RUN: which run the triggering event started (one run per
@@ -59,6 +60,19 @@ def tool_message_key(turn: int, index: int) -> str:
 def notice_message_key(turn: int, name: str) -> str:
     """A message of pixie's own to the model, before the turn's reply (after its other user message)."""
     return f"MSG#{turn:04d}#0user#{name}"
+
+
+def changes_key(turn: int, index: int) -> str:
+    return f"CHANGES#{turn:04d}#{index:03d}"
+
+
+def file_changes(item: dict[str, Any]) -> dict[str, Any]:
+    """A CHANGES# item as the run record lists it."""
+    return {
+        key: int(value) if isinstance(value, Decimal) else value  # DynamoDB numbers come back as Decimal
+        for key, value in item.items()
+        if key not in ("pk", "sk", "expiresAt")
+    }
 
 
 CONTEXT_KEY_PREFIX = "MSG#0000#0ctx#"  # sorts before user_message_key(0): earlier runs come first
@@ -257,7 +271,8 @@ class NetworkState:
 
     def list_keyed_messages(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """(sort key, message) pairs in order: the key says where a message belongs."""
-        return [(item["sk"], json.loads(item["message"])) for item in self._query(run_id, "MSG#")]
+        items = self._query(run_id, "MSG#")
+        return [(item["sk"], json.loads(text)) for item, text in zip(items, self._joined(run_id, items, "message"))]
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:
@@ -271,6 +286,14 @@ class NetworkState:
     def list_files(self, run_id: str) -> dict[str, str]:
         items = self._query(run_id, "FILE#")
         return {item["path"]: content for item, content in zip(items, self._joined(run_id, items, "content"))}
+
+    def put_changes(self, run_id: str, turn: int, index: int, changes: dict[str, Any]) -> None:
+        """The files tool call `index` of turn `turn` touched (lists bounded by the caller)."""
+        item = {**changes, "pk": _pk(run_id), "sk": changes_key(turn, index), "turn": turn, "index": index, "expiresAt": expires_at()}
+        self.table.put_item(Item=item)
+
+    def list_changes(self, run_id: str) -> list[dict[str, Any]]:
+        return [file_changes(item) for item in self._query(run_id, "CHANGES#")]
 
     def list_file_paths(self, run_id: str) -> list[str]:
         """Sorted paths only: reads no file contents (capacity is billed by bytes read)."""

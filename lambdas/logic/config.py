@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambdas.logic.compaction import DEFAULT_COMPACT_AFTER_TURNS, DEFAULT_COMPACT_MIN_CHARS, Compaction
 from lambdas.logic.errors import ConfigurationError
 from lambdas.logic.limits import (
     DEFAULT_MAX_CALL_BYTES,
@@ -56,6 +57,10 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     # before the run ends StuckLoop.
     "PIXIE_STUCK_WARN_AFTER": (DEFAULT_STUCK_WARN_AFTER, 1, STUCK_LIMIT_CAP),
     "PIXIE_STUCK_LIMIT": (DEFAULT_STUCK_LIMIT, 2, STUCK_LIMIT_CAP),
+    # Compaction (lambdas/logic/compaction.py): tool results this many turns old and longer than
+    # this many characters are left out of the prompt (never out of the store); 0 turns: off.
+    "PIXIE_COMPACT_AFTER_TURNS": (DEFAULT_COMPACT_AFTER_TURNS, 0, MAX_ITERATIONS_CAP),
+    "PIXIE_COMPACT_MIN_CHARS": (DEFAULT_COMPACT_MIN_CHARS, 0, 1_000_000),
 }
 
 
@@ -132,6 +137,12 @@ class Settings:
     max_tokens: int | None = None
     stuck_warn_after: int = DEFAULT_STUCK_WARN_AFTER
     stuck_limit: int = DEFAULT_STUCK_LIMIT
+    compact_after_turns: int = DEFAULT_COMPACT_AFTER_TURNS
+    compact_min_chars: int = DEFAULT_COMPACT_MIN_CHARS
+
+    @property
+    def compaction(self) -> Compaction:
+        return Compaction(self.compact_after_turns, self.compact_min_chars)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -163,6 +174,8 @@ class Settings:
             max_tokens=_optional_budget(env, "PIXIE_MAX_TOKENS", MAX_TOKENS_CAP, whole=True),
             stuck_warn_after=_int(env, "PIXIE_STUCK_WARN_AFTER"),
             stuck_limit=_int(env, "PIXIE_STUCK_LIMIT"),
+            compact_after_turns=_int(env, "PIXIE_COMPACT_AFTER_TURNS"),
+            compact_min_chars=_int(env, "PIXIE_COMPACT_MIN_CHARS"),
         )
         try:
             check_run_limits(settings.max_iterations, settings.max_tool_calls)

@@ -16,6 +16,7 @@ from lambdas.dal.network_state import (
 )
 from lambdas.logic import progress
 from lambdas.logic.budget import BUDGET_EXCEEDED, budget_exceeded_cause
+from lambdas.logic.compaction import Compaction, compact
 from lambdas.logic.config import Settings
 from lambdas.logic.stuck import STUCK_LOOP, stuck_cause, stuck_notice, trailing_repeat
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
@@ -27,16 +28,21 @@ from lambdas.logic.tool_calls import normalize_reply, not_run_result, state_name
 from lambdas.logic.tools import TOOLS, tool_definitions
 
 
-def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int) -> tuple[dict, dict]:
-    messages = state.list_messages(run_id)
-    last = messages[-1] if messages else None
+def _call_model(
+    state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int, compaction: Compaction
+) -> tuple[dict, dict]:
+    keyed = state.list_keyed_messages(run_id)
+    last = keyed[-1][1] if keyed else None
     if last and last["role"] == "assistant" and not last.get("tool_calls"):
         # The model stopped without a summary: like AgentKit's network, give it another turn,
         # with a nudge so the conversation does not end on its own reply.
         nudge = {"role": "user", "content": CONTINUE_PROMPT}
         state.put_message(run_id, user_message_key(turn), nudge)
-        messages.append(nudge)
-    prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *messages]
+        keyed.append((user_message_key(turn), nudge))
+    # The system prompt and the tools never change within a run and earlier messages are sent as
+    # stored (compaction aside): the prompt's beginning stays byte for byte the same turn after
+    # turn, which is what a provider's prompt cache bills at a discount.
+    prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *compact(keyed, turn, compaction)]
     tools = tool_definitions()
     def on_delta(kind: str, data: dict[str, Any]) -> None:  # the reply, live, to whoever watches
         progress.emit(run_id, f"model.{kind}", **data)
@@ -46,6 +52,8 @@ def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind:
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
+        "cachedInputTokens": reply.usage.cached_input_tokens,
+        "cacheWriteTokens": reply.usage.cache_write_tokens,
         "promptBytes": len(json.dumps(prompt)) + len(json.dumps(tools)),
     }
     return reply.to_message(), usage
@@ -110,7 +118,7 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Setti
         return _next_state(run, iteration, True, [], {})
     usage: dict[str, int] = {}
     if message is None:  # a retry after the reply was saved does not pay for a second call
-        reply, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
+        reply, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn, settings.compaction)
         message = _save_reply(state, run_id, turn, reply, settings)
 
     calls = message.get("tool_calls") or []
