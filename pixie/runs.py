@@ -42,6 +42,8 @@ def run_record(
         "prompt": run.prompt if run else None,
         "model": run.model if run else None,
         "iterations": run.iteration if run else 0,
+        "budgetUsd": run.budget_usd if run else None,  # None: no bound
+        "maxTokens": run.max_tokens if run else None,
         "parentRunId": run.parent_run_id if run else None,  # the run this one continues
         "projectId": run.project_id if run else None,  # shared by a chain of continued runs
         "executionArn": execution_arn,
@@ -195,6 +197,8 @@ def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[
             record.get("model"), tokens["inputTokens"], tokens["outputTokens"],
             tokens["cachedInputTokens"], tokens["cacheWriteTokens"],
         ),
+        "budgetUsd": record.get("budgetUsd"),
+        "maxTokens": record.get("maxTokens"),
         "error": record.get("error"),
         "projectFolder": str(folder) if folder else None,
         "parentRunId": record.get("parentRunId"),

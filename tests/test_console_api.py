@@ -144,6 +144,14 @@ def test_max_iterations_chosen_per_run_is_enforced(console, script):
     assert record["iterations"] == 1
 
 
+def test_a_budget_chosen_per_run_is_enforced_and_shown(console, script):
+    run_id = console.start_run("Spend little", model=f"scripted:{script}", maxTokens=1, budgetUsd=5)
+    record = console.wait_for(run_id)
+    assert record["status"] == "FAILED" and record["error"] == "BudgetExceeded", record["cause"]
+    assert record["iterations"] == 1 and "1 tokens" in record["cause"]
+    assert record["maxTokens"] == 1 and record["budgetUsd"] == 5
+
+
 def test_events_stream_live_then_replay_and_resume(console, script):
     run_id = console.start_run("Stream me", model=f"scripted:{script}")
     with console.client.stream("GET", f"/api/runs/{run_id}/events") as live:
@@ -279,6 +287,11 @@ def test_not_json_and_unknown_runs(console):
 
 def test_config_says_what_the_console_offers(console):
     config = console.client.get("/api/config").json()
+    for _ in range(600):  # the engine warms up in the background: wait for it to say it is ready
+        if config["ready"] or config["startupError"]:
+            break
+        time.sleep(0.1)
+        config = console.client.get("/api/config").json()
     assert config["mode"] == "local" and config["choices"] is True and config["ready"] is True
     from lambdas.logic.events import HelloWorldDetail
 

@@ -57,6 +57,11 @@ def tool_message_key(turn: int, index: int) -> str:
     return f"MSG#{turn:04d}#2tool#{index:03d}"
 
 
+def notice_message_key(turn: int, name: str) -> str:
+    """A message of pixie's own to the model, before the turn's reply (after its other user message)."""
+    return f"MSG#{turn:04d}#0user#{name}"
+
+
 def changes_key(turn: int, index: int) -> str:
     return f"CHANGES#{turn:04d}#{index:03d}"
 
@@ -94,6 +99,10 @@ class RunRecord:
     created_at: int
     parent_run_id: str | None = None  # the run this one continues
     project_id: str | None = None  # shared by a chain of runs: the first run's id
+    budget_usd: float | None = None  # the run ends BudgetExceeded once its model calls cost this much
+    max_tokens: int | None = None  # ... or used this many tokens (input + output)
+    input_tokens: int = 0  # every model call's usage, added as it is paid for
+    output_tokens: int = 0
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -113,6 +122,10 @@ class RunRecord:
             created_at=int(item.get("createdAt", 0)),
             parent_run_id=item.get("parentRunId"),
             project_id=item.get("projectId") or item["runId"],
+            budget_usd=float(item["budgetUsd"]) if item.get("budgetUsd") is not None else None,
+            max_tokens=int(item["maxTokens"]) if item.get("maxTokens") is not None else None,
+            input_tokens=int(item.get("inputTokens", 0)),
+            output_tokens=int(item.get("outputTokens", 0)),
         )
 
 
@@ -137,6 +150,8 @@ class NetworkState:
         max_iterations: int,
         parent_run_id: str | None = None,
         project_id: str | None = None,
+        budget_usd: float | None = None,
+        max_tokens: int | None = None,
     ) -> RunRecord:
         now = int(time.time())
         item = {
@@ -157,6 +172,7 @@ class NetworkState:
         }
         if parent_run_id:
             item["parentRunId"] = parent_run_id
+        item.update(budget_fields(budget_usd, max_tokens))
         self.table.put_item(Item=item)
         return RunRecord.from_item(item)
 
@@ -182,6 +198,16 @@ class NetworkState:
             UpdateExpression=f"SET {assignments}",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+    def add_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
+        """Adds one model call's tokens to the run's totals (an atomic ADD: a retried call that was
+        paid for again is counted again, as it was billed)."""
+        self.table.update_item(
+            Key={"pk": _pk(run_id), "sk": "META"},
+            UpdateExpression="ADD inputTokens :i, outputTokens :o",
+            ExpressionAttributeValues={":i": int(input_tokens), ":o": int(output_tokens)},
             ConditionExpression="attribute_exists(pk)",
         )
 
@@ -343,6 +369,16 @@ def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, An
     if len(pieces) > 1:
         head["parts"] = len(pieces)
     return [*parts, head]
+
+
+def budget_fields(budget_usd: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """A run's budget as table attributes (DynamoDB numbers are Decimals; None leaves a bound unset)."""
+    fields: dict[str, Any] = {}
+    if budget_usd is not None:
+        fields["budgetUsd"] = Decimal(str(budget_usd))
+    if max_tokens is not None:
+        fields["maxTokens"] = int(max_tokens)
+    return fields
 
 
 def create_table(dynamodb_client: Any, table_name: str) -> None:

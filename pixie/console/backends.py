@@ -19,7 +19,7 @@ log = logging.getLogger("pixie.console")
 
 # The follow-up box needs `continueFrom` in the event; shown only once the event model has it.
 CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
-CHOICE_FIELDS = ("model", "sandbox", "maxIterations")
+CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens")
 KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
 # On stop, how long the console waits for each run to end through its cleanup and be saved (a
 # loaded machine is slow; a second Ctrl-C leaves at once).
@@ -256,6 +256,8 @@ class LocalRuns:
             "sandbox": detail.get("sandbox") or "local",
             "maxIterations": detail.get("maxIterations") or self.max_iterations,
             "template": self.template,
+            "budgetUsd": detail.get("budgetUsd"),
+            "maxTokens": detail.get("maxTokens"),
         }
         journal = RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
         for _ in range(3):  # other runs may write the table meanwhile: read it again if it moved

@@ -10,12 +10,15 @@ from lambdas.dal.network_state import (
     NetworkState,
     RunRecord,
     assistant_message_key,
+    notice_message_key,
     tool_message_key,
     user_message_key,
 )
 from lambdas.logic import progress
+from lambdas.logic.budget import BUDGET_EXCEEDED, budget_exceeded_cause
 from lambdas.logic.compaction import Compaction, compact
 from lambdas.logic.config import Settings
+from lambdas.logic.stuck import STUCK_LOOP, stuck_cause, stuck_notice, trailing_repeat
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from lambdas.logic.models import model_from_spec
 from lambdas.logic.models.base import ModelReply
@@ -45,6 +48,7 @@ def _call_model(
         progress.emit(run_id, f"model.{kind}", **data)
 
     reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn, on_delta=on_delta)
+    state.add_usage(run_id, reply.usage.input_tokens, reply.usage.output_tokens)  # paid: counted before it is saved
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
@@ -56,7 +60,14 @@ def _call_model(
 
 
 def _next_state(
-    run: RunRecord, iteration: int, has_summary: bool, tool_calls: list, usage: dict, summary_pending: bool = False
+    run: RunRecord,
+    iteration: int,
+    has_summary: bool,
+    tool_calls: list,
+    usage: dict,
+    summary_pending: bool = False,
+    stop: str = "",
+    stop_cause: str = "",
 ) -> dict[str, Any]:
     """What the Router decides on: counters, a flag and the pending calls' ids and names."""
     return {
@@ -69,7 +80,31 @@ def _next_state(
         "summaryPending": summary_pending,
         "toolCalls": tool_calls,
         "usage": usage,
+        # An outcome that ends the run before the model is asked again (BudgetExceeded, StuckLoop):
+        # the Router sends it to the Pass state of that name, then CleanupSandbox.
+        "stop": stop,
+        "stopCause": stop_cause,
     }
+
+
+def turn_guard(run_id: str, iteration: int, state: NetworkState, settings: Settings) -> dict[str, Any] | None:
+    """Checked before every model call, outside the step's idempotency (so a resume with a higher
+    budget decides again): the run's state with `stop` set when the run has reached its budget or
+    is stuck in a loop, None when the turn may go on. Tells the model when it starts repeating."""
+    run = state.get_run(run_id)
+    turn = iteration + 1
+    if run.summary or state.get_message(run_id, assistant_message_key(turn)) is not None:
+        return None  # this turn makes no model call, or made it already
+    cause = budget_exceeded_cause(run)
+    if cause:
+        return _next_state(run, iteration, False, [], {}, stop=BUDGET_EXCEEDED, stop_cause=cause)
+    repeat = trailing_repeat(state.list_messages(run_id))
+    if repeat is not None and repeat.count >= settings.stuck_limit:
+        return _next_state(run, iteration, False, [], {}, stop=STUCK_LOOP, stop_cause=stuck_cause(repeat))
+    if repeat is not None and repeat.count >= settings.stuck_warn_after:
+        notice = {"role": "user", "content": stuck_notice(repeat, settings.stuck_limit)}
+        state.put_message(run_id, notice_message_key(turn, "stuck"), notice)
+    return None
 
 
 def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Settings | None = None) -> dict[str, Any]:

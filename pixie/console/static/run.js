@@ -314,7 +314,9 @@
     document.getElementById("status").replaceWith(Object.assign(statusBadge(record.status), { id: "status" }));
     const parts = [record.model, record.runId, record.durationS !== null && record.durationS !== undefined ? seconds(record.durationS) : null,
       `${record.iterations || 0} turn(s)`, record.tokens ? `${count(record.tokens.input)} in${record.tokens.cachedInput ? ` (${count(record.tokens.cachedInput)} cached)` : ""} / ${count(record.tokens.output)} out tokens` : null,
-      dollars(record.costUsd)].filter(Boolean);
+      dollars(record.costUsd),
+      record.budgetUsd !== null && record.budgetUsd !== undefined ? `budget ${dollars(record.budgetUsd)}` : null,
+      record.maxTokens ? `budget ${count(record.maxTokens)} tokens` : null].filter(Boolean);
     document.getElementById("meta").textContent = parts.join(" · ");
     document.getElementById("prompt").textContent = record.prompt || "";
     const failure = document.getElementById("failure");
