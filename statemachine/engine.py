@@ -216,6 +216,8 @@ class LocalEngine:
         self.interrupted: str | None = None
         self.current_run_id: str | None = None
         self._retry_clock = _RetryClock(self, retry_delay_scale)
+        # A redrive's execution -> the execution it continues (its history comes first).
+        self._redriven_from: dict[str, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -359,6 +361,33 @@ class LocalEngine:
         )["executionArn"]
         return arn, run_id
 
+    def redrive(self, arn: str) -> str:
+        """RedriveExecution, which moto lacks, as AWS documents it
+        (https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html): an ABORTED,
+        TIMED_OUT or FAILED execution continues from its unsuccessful step, the top-level state
+        entered and never exited, with that state's input; the steps that succeeded are not run
+        again. Locally this is a second execution of the same definition, starting at that state,
+        under the same name (the run id); `history` joins the two as AWS keeps one history. A Map
+        state restarts whole, where AWS reruns only the failed iterations: a RunTool whose result
+        is saved returns it without running again, so the effects are the same. Returns the ARN
+        to `wait` on."""
+        status = self.describe(arn)["status"]
+        if status not in ("FAILED", "ABORTED", "TIMED_OUT"):
+            raise ExecutionNotRedrivable(f"execution {arn} is {status}: only FAILED, ABORTED or TIMED_OUT ones redrive")
+        definition = json.loads(load_definition())
+        state_name, state_input = unsuccessful_state(self.history(arn), set(definition["States"]))
+        definition["StartAt"] = state_name
+        machine_arn = self.sfn.create_state_machine(
+            name=f"pixie-agent-redrive-{uuid.uuid4().hex[:8]}",
+            definition=json.dumps(definition),
+            roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local",
+            type="STANDARD",
+        )["stateMachineArn"]
+        name = self.describe(arn)["name"]
+        redriven = self.sfn.start_execution(stateMachineArn=machine_arn, name=name, input=state_input)["executionArn"]
+        self._redriven_from[redriven] = arn
+        return redriven
+
     def describe(self, arn: str) -> dict[str, Any]:
         """DescribeExecution's answer (status, name, output, error, cause), read from moto's
         backend in memory, like the history: the loop below asks 20 times a second."""
@@ -374,8 +403,20 @@ class LocalEngine:
         read serialized and parsed the whole history again (about 1 s of a 4-turn `pixie run`)."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-        events = stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]
-        return [_as_client_event(event) for event in events]
+        events = [_as_client_event(e) for e in stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]]
+        if arn not in self._redriven_from:
+            return events
+        # One history, as AWS keeps it: the first attempt's events, ExecutionRedriven, then the
+        # redrive's own (its ExecutionStarted left out), numbered on.
+        earlier = self.history(self._redriven_from[arn])
+        joined = [*earlier, {"timestamp": events[0]["timestamp"], "type": "ExecutionRedriven", "id": len(earlier) + 1,
+                             "previousEventId": len(earlier), "executionRedrivenEventDetails": {"redriveCount": 1 + sum(
+                                 e["type"] == "ExecutionRedriven" for e in earlier)}}]
+        offset = len(joined) - 1  # the redrive's event 2 follows ExecutionRedriven
+        for event in events[1:]:
+            previous = event.get("previousEventId")
+            joined.append({**event, "id": event["id"] + offset, **({"previousEventId": previous + offset} if previous else {})})
+        return joined
 
     def wait(
         self, arn: str, on_event: Callable[[dict], None] | None = None, poll_s: float = 0.05
@@ -408,6 +449,30 @@ class LocalEngine:
     def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
         arn, _ = self.start(event, run_id)
         return self.wait(arn, on_event)
+
+
+class ExecutionNotRedrivable(Exception):
+    """As RedriveExecution answers for an execution that is running or succeeded."""
+
+
+def unsuccessful_state(history: list[dict], top_level: set[str]) -> tuple[str, str]:
+    """The top-level state a redrive restarts at, with its input: the last one entered with no
+    matching exit ("a state is unsuccessful if there's no <stateType>Exited event corresponding
+    to the <stateType>Entered event", https://docs.aws.amazon.com/step-functions/latest/dg/redrive-map-run.html).
+    States inside a Map iteration are not top-level: their Map is the one that restarts."""
+    open_states: dict[str, str] = {}
+    for event in history:
+        kind = event["type"]
+        if kind.endswith("StateEntered"):
+            details = event["stateEnteredEventDetails"]
+            if details["name"] in top_level:
+                open_states[details["name"]] = details.get("input") or "{}"
+        elif kind.endswith("StateExited"):
+            open_states.pop(event["stateExitedEventDetails"]["name"], None)
+    if not open_states:
+        raise ExecutionNotRedrivable("no unsuccessful state in the history: nothing to redrive")
+    name = list(open_states)[-1]
+    return name, open_states[name]
 
 
 def _as_client_event(event: dict) -> dict:
