@@ -246,13 +246,13 @@ class LocalEngine:
         self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_table(self.dynamodb, self.env["PIXIE_TABLE"])
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name="pixie-agent",
-            definition=load_definition(),
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local",
-            type="STANDARD",
-        )["stateMachineArn"]
+        self.state_machine_arn = self._create_state_machine("pixie-agent", load_definition())
         return self
+
+    def _create_state_machine(self, name: str, definition: str) -> str:
+        return self.sfn.create_state_machine(
+            name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local", type="STANDARD"
+        )["stateMachineArn"]
 
     def __exit__(self, *exc_info: Any) -> None:
         self._stack.close()
@@ -371,19 +371,14 @@ class LocalEngine:
         state restarts whole, where AWS reruns only the failed iterations: a RunTool whose result
         is saved returns it without running again, so the effects are the same. Returns the ARN
         to `wait` on."""
-        status = self.describe(arn)["status"]
-        if status not in ("FAILED", "ABORTED", "TIMED_OUT"):
-            raise ExecutionNotRedrivable(f"execution {arn} is {status}: only FAILED, ABORTED or TIMED_OUT ones redrive")
+        description = self.describe(arn)
+        if description["status"] not in ("FAILED", "ABORTED", "TIMED_OUT"):
+            raise ExecutionNotRedrivable(f"execution {arn} is {description['status']}: only FAILED, ABORTED or TIMED_OUT ones redrive")
         definition = json.loads(load_definition())
         state_name, state_input = unsuccessful_state(self.history(arn), set(definition["States"]))
         definition["StartAt"] = state_name
-        machine_arn = self.sfn.create_state_machine(
-            name=f"pixie-agent-redrive-{uuid.uuid4().hex[:8]}",
-            definition=json.dumps(definition),
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local",
-            type="STANDARD",
-        )["stateMachineArn"]
-        name = self.describe(arn)["name"]
+        machine_arn = self._create_state_machine(f"pixie-agent-redrive-{uuid.uuid4().hex[:8]}", json.dumps(definition))
+        name = description["name"]
         redriven = self.sfn.start_execution(stateMachineArn=machine_arn, name=name, input=state_input)["executionArn"]
         self._redriven_from[redriven] = arn
         return redriven
@@ -460,19 +455,17 @@ def unsuccessful_state(history: list[dict], top_level: set[str]) -> tuple[str, s
     matching exit ("a state is unsuccessful if there's no <stateType>Exited event corresponding
     to the <stateType>Entered event", https://docs.aws.amazon.com/step-functions/latest/dg/redrive-map-run.html).
     States inside a Map iteration are not top-level: their Map is the one that restarts."""
-    open_states: dict[str, str] = {}
+    unsuccessful: tuple[str, str] | None = None  # top-level states run one at a time
     for event in history:
         kind = event["type"]
-        if kind.endswith("StateEntered"):
+        if kind.endswith("StateEntered") and event["stateEnteredEventDetails"]["name"] in top_level:
             details = event["stateEnteredEventDetails"]
-            if details["name"] in top_level:
-                open_states[details["name"]] = details.get("input") or "{}"
-        elif kind.endswith("StateExited"):
-            open_states.pop(event["stateExitedEventDetails"]["name"], None)
-    if not open_states:
+            unsuccessful = (details["name"], details.get("input") or "{}")
+        elif kind.endswith("StateExited") and unsuccessful and event["stateExitedEventDetails"]["name"] == unsuccessful[0]:
+            unsuccessful = None
+    if unsuccessful is None:
         raise ExecutionNotRedrivable("no unsuccessful state in the history: nothing to redrive")
-    name = list(open_states)[-1]
-    return name, open_states[name]
+    return unsuccessful
 
 
 def _as_client_event(event: dict) -> dict:

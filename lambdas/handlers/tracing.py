@@ -13,13 +13,12 @@ from typing import Any
 
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 
-TRUTHY = {"1", "true", "yes", "on"}
-
+from lambdas.logic.config import env_flag
 
 def tracing_is_off() -> bool:
     """Powertools' own rule: off when POWERTOOLS_TRACE_DISABLED says so, or outside Lambda
     (no LAMBDA_TASK_ROOT: the CLI, the console, tests)."""
-    return os.getenv("POWERTOOLS_TRACE_DISABLED", "").strip().lower() in TRUTHY or not os.getenv("LAMBDA_TASK_ROOT")
+    return env_flag(os.environ, "POWERTOOLS_TRACE_DISABLED") or not os.getenv("LAMBDA_TASK_ROOT")
 
 
 class _NoSegment(BaseSegment):
