@@ -219,7 +219,7 @@ def run_locally(
         event = {**event, "detail": {**event["detail"], **options.event_choices()}}
     run_id = run_id or new_run_id()
     with ExitStack() as locks:
-        saved_items = hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
+        hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
         return _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_id, saved_items, stop)
 
 

@@ -186,7 +186,7 @@ class LocalRuns:
         if continue_from is not None:
             self._load_saved_run(continue_from)
         run_id = uuid.uuid4().hex[:16]
-        locks = self._hold_locks(run_id, continue_from)
+        locks = self._hold_locks(run_id)
         channel = RunChannel(run_id)
         with self._lock:
             self.channels[run_id] = channel  # before the start: the first step may emit at once
@@ -205,21 +205,18 @@ class LocalRuns:
         thread.start()
         return run_id
 
-    def _hold_locks(self, run_id: str, continue_from: str | None) -> Any:
-        """The locks `pixie run` holds (pixie/run_locks.py): this run's id and the folder of the run
-        it continues, so a CLI run and a console run never work in one folder at once."""
+    def _hold_locks(self, run_id: str) -> Any:
+        """The lock `pixie run` holds on a new run's id (pixie/run_locks.py). A continuation works
+        in a folder of its own, forked from its parent's version, so the parent's folder is not
+        locked: its parent may be resumed, or continued elsewhere, at the same time."""
         from contextlib import ExitStack
 
-        from lambdas.dal.network_state import NetworkState
         from pixie.run_journal import CannotStart
-        from pixie.run_locks import hold
+        from pixie.run_locks import hold_run
 
         locks = ExitStack()
         try:
-            hold(locks, self.home, "run", run_id, run_id, f"run {run_id}")
-            parent = NetworkState(self.engine.env["PIXIE_TABLE"]).find_run(continue_from) if continue_from else None
-            if parent is not None and parent.sandbox_id:
-                hold(locks, self.home, "folder", parent.sandbox_id, run_id, f"the project folder {parent.sandbox_id}")
+            hold_run(locks, self.home, run_id, [])
         except CannotStart as exc:
             locks.close()
             raise BadRequest(str(exc)) from None
