@@ -38,17 +38,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from lambdas.logic.config import DEFAULT_MODEL, TRIGGER_MAX_EVENT_AGE_S
+from lambdas.logic.config import TRIGGER_MAX_EVENT_AGE_S
 
 SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from pixie import __version__
-from pixie.demo import DEMO_SCRIPT
+from pixie.run_checks import RunRefused, check_prompt_and_settings, check_sandbox, resolve_model
 from pixie.terminal_text import visible
 
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
-PLACEHOLDER_OPENAI_KEY = "pixie-placeholder-key"  # local OpenAI-compatible servers accept any key
-MODEL_FORMS = "openai:MODEL (e.g. openai:gpt-4.1), bedrock:MODEL_ID or scripted:FILE"
 
 
 class UsageError(Exception):
@@ -113,85 +111,11 @@ def _max_tokens(text: str) -> int:
     return value
 
 
-def _door_check(prompt: str, options: Any) -> str | None:
-    """Why this run cannot start (bad prompt, setting or script), before anything is created."""
-    from lambdas.logic.config import Settings
-    from lambdas.logic.errors import PixieError
-    from lambdas.logic.events import check_prompt
-
-    try:
-        settings = Settings.from_env({**os.environ, **options.env()})
-        check_prompt(prompt, settings.max_prompt_chars)
-        from lambdas.logic.budget import check_budget_is_priced
-
-        budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
-        check_budget_is_priced(settings.model, budget)
-        if settings.model.startswith("scripted:"):
-            from lambdas.logic.models.scripted import ScriptedModel
-
-            ScriptedModel(settings.model.partition(":")[2])  # checks every turn of the script
-    except (PixieError, ValueError) as exc:
-        return str(exc)
-    return None
-
-
 def _fault_rate(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError("must be at least 0 and below 1")
     return value
-
-
-def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
-    """The model spec to use, notices for stderr, and environment to add to the run. Raises
-    UsageError for a model that cannot work, before any sandbox or run exists."""
-
-    has_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
-    base_url = os.environ.get("OPENAI_BASE_URL", "").strip()
-    if spec is None:
-        if not has_key and not base_url:
-            notice = (
-                "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
-                "It runs the real workflow and tools, but no model generates anything. "
-                "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
-            )
-            return f"scripted:{DEMO_SCRIPT}", [notice], {}  # (the engine is not even imported yet)
-        spec = DEFAULT_MODEL
-    provider, _, rest = spec.partition(":")
-    if provider == "scripted" and rest:
-        path = Path(rest).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"script file {rest} does not exist")
-        return f"scripted:{path}", [], {}
-    if provider == "bedrock" and rest:
-        from lambdas.logic.models.bedrock_model import aws_region
-
-        if not aws_region():
-            raise UsageError("bedrock models need an AWS region: set AWS_REGION (or a region in your AWS profile)")
-        return spec, [], {}
-    if provider == "openai" and rest:
-        if has_key:
-            return spec, [], {}
-        if base_url:
-            notice = (
-                f"OPENAI_BASE_URL is set and OPENAI_API_KEY is not: using {spec} at {base_url} with a placeholder "
-                "key (Ollama, vLLM and LM Studio accept any). Set OPENAI_API_KEY if your server wants a real one."
-            )
-            return spec, [notice], {"OPENAI_API_KEY": PLACEHOLDER_OPENAI_KEY}
-        raise UsageError(
-            f"--model {spec} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server "
-            "such as Ollama). Set one, or leave --model out to run the offline demo."
-        )
-    raise UsageError(f"unknown --model {spec!r}: use {MODEL_FORMS}")
-
-
-def _check_sandbox(args: argparse.Namespace) -> None:
-    if args.sandbox == "e2b" and not os.environ.get("E2B_API_KEY", "").strip():
-        raise UsageError(
-            "--sandbox e2b needs E2B_API_KEY (your key from https://e2b.dev/dashboard) and the E2B template "
-            f"{args.template!r}, built once with: E2B_API_KEY=... .venv/bin/python -m infra.e2b_template build "
-            "(or leave --sandbox out to use the local sandbox)"
-        )
 
 
 def _print_human(record: dict[str, Any], show_flags: str = "", serving: bool = False) -> None:
@@ -262,17 +186,16 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     args.prompt = _read_prompt(args)
-    model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
-    _check_sandbox(args)
+    choice = resolve_model(args.model)  # mistakes first: before the engine loads (pixie/run_checks.py)
+    model, notices, model_env = choice.spec, choice.notices, choice.env
+    check_sandbox(args.sandbox, args.template)
     continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
 
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
     options = _run_options(args, model, model_env, isolation, network_allowed(args.allow_network))
-    problem = _door_check(args.prompt, options)
-    if problem:
-        raise UsageError(problem)
+    check_prompt_and_settings(args.prompt, options)
 
     def start(display: Any, stop: Any, faults: Any) -> dict[str, Any]:
         from pixie.local_run import continue_locally, run_locally
@@ -696,10 +619,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     else:
         from pixie.console.backends import LocalRuns
 
-        model, notices, model_env = _resolve_model(args.model)
-        for notice in notices:
+        choice = resolve_model(args.model)
+        for notice in choice.notices:
             sys.stderr.write(f"pixie: {notice} (each run may pick another model)\n")
-        os.environ.update(model_env)  # e.g. the placeholder key for a local OpenAI-compatible server
+        model = choice.spec
+        os.environ.update(choice.env)  # e.g. the placeholder key for a local OpenAI-compatible server
         runs = LocalRuns(pixie_home(), model, template=args.template)
     serve(runs, host=args.host, port=args.port, open_browser=not args.no_open)
     return 0
@@ -852,7 +776,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, RunRefused) as exc:
         sys.stderr.write(f"pixie: {exc}\n")
         return 2
     except KeyboardInterrupt:  # outside a run (starting up, serving): no traceback, ever

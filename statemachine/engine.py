@@ -334,6 +334,8 @@ class LocalEngine:
             "Invoke",
         )
 
+    TABLE_READ_TRIES = 5
+
     def table_items(self) -> list[dict]:
         """Every item of the network-state table in DynamoDB JSON, read from moto's in-memory
         backend: far cheaper than a Scan through botocore, so the app can save a run after each
@@ -341,6 +343,11 @@ class LocalEngine:
         from moto.dynamodb.models import dynamodb_backends
 
         table = dynamodb_backends[ACCOUNT][REGION].get_table(self.env["PIXIE_TABLE"])
+        for _ in range(self.TABLE_READ_TRIES - 1):
+            try:
+                return [item.to_json()["Attributes"] for item in table.all_items()]
+            except RuntimeError:  # another run's step wrote the table meanwhile (a shared engine): read again
+                continue
         return [item.to_json()["Attributes"] for item in table.all_items()]
 
     def interrupt(self, reason: str) -> None:

@@ -12,3 +12,20 @@ MUTANTS: list[Mutant] = [
            find="        print(json.dumps(record, ensure_ascii=True, indent=2))", replace="        print(json.dumps(record, ensure_ascii=False, indent=2))",
            count=1, promise="CLI: --json escapes control and bidi characters"),
 ]
+
+CONSOLE_LIFECYCLE = ["tests/test_console_lifecycle.py"]
+MUTANTS += [
+    Mutant("console-run-saved-only-at-its-end", "pixie/console/backends.py",
+           [f"{CONSOLE_LIFECYCLE[0]}::test_a_console_killed_mid_command_leaves_its_run_interrupted_and_resume_finishes_it"],
+           find="        return journal.wrap()(name, event, invoke) if journal is not None else invoke()",
+           replace="        return invoke()", count=1,
+           promise="Console: a console run is saved after every step"),
+    Mutant("console-sigterm-kills-before-saving", "pixie/console/server.py", CONSOLE_LIFECYCLE,
+           find="        super().handle_exit(signal.SIGINT, frame)", replace="        super().handle_exit(sig, frame)", count=1,
+           promise="Console: SIGTERM and SIGHUP stop it as Ctrl-C does"),
+    Mutant("console-skips-the-cli-checks", "pixie/console/backends.py",
+           [f"{CONSOLE_LIFECYCLE[0]}::test_the_api_refuses_what_pixie_run_refuses_and_creates_nothing"],
+           find="            parent_items = check_new_run(prompt, options, continue_from)",
+           replace="            parent_items = []", count=1,
+           promise="Console: refuses what pixie run refuses"),
+]
