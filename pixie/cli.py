@@ -10,6 +10,7 @@
     pixie open RUN_ID                   serve exactly that run's version
     pixie diff RUN_ID [--against RUN_ID] [--stat] [--json]
     pixie restore RUN_ID                that version becomes the project's newest (a new one)
+    pixie stop RUN_ID [--aws]           stop a run another pixie process (or the console) runs
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
@@ -34,6 +35,7 @@ import os
 import shutil
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -43,7 +45,7 @@ from lambdas.logic.config import TRIGGER_MAX_EVENT_AGE_S
 SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from pixie import __version__
-from pixie.run_checks import RunRefused, check_prompt_and_settings, check_sandbox, resolve_model
+from pixie.run_checks import RunRefused, check_prompt_and_settings, check_sandbox, continued_model, resolve_model
 from pixie.terminal_text import visible
 
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
@@ -68,6 +70,11 @@ def pixie_command() -> str:
     except (OSError, ValueError):
         return str(invoked)
     return relative if not relative.startswith("..") else str(absolute)
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's own message (a KeyError's str() would add quotes around it)."""
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def pixie_home() -> Path:
@@ -186,10 +193,21 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     args.prompt = _read_prompt(args)
-    choice = resolve_model(args.model)  # mistakes first: before the engine loads (pixie/run_checks.py)
-    model, notices, model_env = choice.spec, choice.notices, choice.env
-    check_sandbox(args.sandbox, args.template)
     continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
+    spec = args.model
+    if spec is None and continue_from:
+        spec = continued_model(pixie_home(), continue_from)  # a follow-up keeps its parent's model
+    choice = resolve_model(spec)  # mistakes first: before the engine loads (pixie/run_checks.py)
+    model, notices, model_env = choice.spec, list(choice.notices), choice.env
+    check_sandbox(args.sandbox, args.template)
+    if continue_from and args.sandbox == "local":
+        from lambdas.logic.versions import VersionStore
+
+        if not VersionStore(pixie_home()).has(continue_from):
+            notices.append(
+                f"run {continue_from} has no kept version (pruned, or made before versions were kept): continuing "
+                "from the files its file tool wrote; what its commands wrote is not carried over"
+            )
 
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
@@ -235,7 +253,7 @@ def _saved_run_id(prefix: str) -> str:
     try:
         return resolve_run_id(pixie_home(), prefix)
     except RunNotFound as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
 
 
 def _run_live(start: Any, intro: list[str], args: argparse.Namespace, serve: bool | None) -> int:
@@ -418,7 +436,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         try:
             record = load_run_by_prefix(pixie_home(), args.run_id)
         except (RunNotFound, FileNotFoundError) as exc:
-            raise UsageError(str(exc).strip("'\"")) from None
+            raise UsageError(_message(exc)) from None
     if args.json:
         print(json.dumps(record, ensure_ascii=True, indent=2))
         return 0
@@ -487,7 +505,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     try:
         record = load_run_by_prefix(pixie_home(), args.run_id)
     except (RunNotFound, FileNotFoundError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
     folder = project_folder(pixie_home(), record)
     try:
         served = check_out_version(pixie_home(), record["runId"])
@@ -536,7 +554,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     base = f"run {diff['against']}" if diff["against"] else "the starting template"
     sys.stderr.write(f"pixie: run {run_id} against {base}: {len(diff['files'])} files changed\n")
     if args.stat:
-        width = max([len(change["path"]) for change in diff["files"]] + [1])
+        width = max([len(visible(change["path"], one_line=True)) for change in diff["files"]] + [1])
         for change in diff["files"]:
             path = visible(change["path"], one_line=True)
             if change["patch"] is None:
@@ -566,13 +584,45 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         record = restore_run(pixie_home(), run_id)
     except (VersionNotFound, FileNotFoundError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
     if args.json:
         print(json.dumps({key: record.get(key) for key in (*RESULT_KEYS, "parentRunId", "restoredFrom")}, ensure_ascii=True), flush=True)
         return 0
     command = pixie_command()
     print(f"Restored run {run_id}'s version as run {record['runId']} (on top of {record['parentRunId']}).")
     print(f"Open it: {command} open {record['runId']}   Build on it: {command} run --continue {record['runId']} \"...\"")
+    return 0
+
+
+STOP_WAIT_S = 120  # how long `pixie stop` waits for the run to end before saying it was asked
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stops a run that another pixie process (a `pixie run`, or the console) is running: ABORTED
+    through its cleanup, saved; `pixie resume` carries it on. --aws: StopExecution."""
+    if args.aws:
+        from pixie.aws_commands import stop_aws
+
+        return stop_aws(args)
+    from pixie.local_run import request_stop
+    from pixie.runs import load_run, with_live_status
+
+    run_id = _saved_run_id(args.run_id)
+    home = pixie_home()
+    status = with_live_status(load_run(home, run_id)).get("status")
+    if status != "RUNNING":
+        raise UsageError(f"run {run_id} is not running (it is {status})")
+    request_stop(home, run_id)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while (status := with_live_status(load_run(home, run_id)).get("status")) == "RUNNING":
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"pixie: asked run {run_id} to stop; it has not ended yet\n")
+            return 1
+        time.sleep(0.1)
+    if args.json:
+        print(json.dumps({"runId": run_id, "status": status}), flush=True)
+    else:
+        print(f"Run {run_id}: {status}. Carry it on with: {pixie_command()} resume {run_id}")
     return 0
 
 
@@ -716,6 +766,19 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
     _aws_options(resume)
     resume.set_defaults(func=cmd_resume)
+
+    stop = commands.add_parser(
+        "stop", help="stop a run running in another pixie process (or the console): ABORTED, cleaned up, saved",
+        description="Stops a run that `pixie run` or `pixie ui` is running, as StopExecution does: it ends ABORTED, "
+                    "its sandbox released and its command ended, and it is saved. `pixie resume RUN` carries it on.",
+        epilog="example: pixie stop 3f2a   (a unique prefix of the run id is enough)",
+    )
+    stop.add_argument("run_id", help="the run id, or a unique prefix of it")
+    stop.add_argument("--json", action="store_true", help="print {runId, status} as one JSON object")
+    stop.add_argument("--aws", action="store_true", help="stop the deployed run's execution (StopExecution)")
+    stop.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    _aws_options(stop)
+    stop.set_defaults(func=cmd_stop)
 
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")

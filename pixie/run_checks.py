@@ -115,6 +115,17 @@ def check_continuable(pixie_home: Path, parent_id: str) -> list[dict]:
         raise RunRefused(str(exc)) from None
 
 
+def continued_model(pixie_home: Path, parent_id: str) -> str | None:
+    """The model a saved run used: a continuation keeps it unless it is given another."""
+    from pixie.runs import load_run
+
+    try:
+        model = load_run(pixie_home, parent_id).get("model")
+    except (FileNotFoundError, ValueError):
+        return None
+    return model if isinstance(model, str) and model else None
+
+
 def check_new_run(prompt: str, options: Any, continue_from: str | None = None) -> list[dict]:
     """Every check of a new run whose model is already resolved (`options.model`): its sandbox,
     prompt and settings, and its parent. Returns the parent's saved items (none for a new project)."""

@@ -48,6 +48,8 @@ from lambdas.logic.events import RUN_CHOICES
 from statemachine.history import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
+log = logging.getLogger("pixie.engine")
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "pixie-local"
@@ -61,6 +63,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
 }
 CLEANUP_FUNCTION = FUNCTIONS["CleanupSandboxFunctionArn"][0]
+STOP_CLEANUP_WAIT_S = 120  # the longest `wait` waits for a stopped execution's cleanup
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # Services a step calls for real, past moto (moto's names for them): Bedrock is a model provider.
 PASSTHROUGH_SERVICES = ["bedrockruntime"]
@@ -214,10 +217,14 @@ class LocalEngine:
         self.invocations = 0
         self._lock = threading.Lock()
         self.interrupted: str | None = None
+        self._status_change_cleanups: dict[str, threading.Event] = {}  # stopped executions
+        self._stops: dict[str, dict[str, Any]] = {}  # execution -> its StopExecution (see stop)
+        self._stopped_runs: set[str] = set()  # their run ids, until redriven
         self.current_run_id: str | None = None
         self._retry_clock = _RetryClock(self, retry_delay_scale)
         # A redrive's execution -> the execution it continues (its history comes first).
         self._redriven_from: dict[str, str] = {}
+        self._redriven_to: dict[str, str] = {}  # ... and back: an execution -> its redrive
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -292,6 +299,8 @@ class LocalEngine:
         event = json.loads(params.get("body") or b"{}")
         if self.interrupted and name != CLEANUP_FUNCTION:
             return _invoke_error("Interrupted", self.interrupted)
+        if isinstance(event, dict) and event.get("runId") in self._stopped_runs:  # its steps after the stop
+            return _invoke_error("States.Aborted", f"run {event['runId']} was stopped")
         slot = self._take_slot(name)
         with self._lock:
             self.invocations += 1
@@ -359,6 +368,56 @@ class LocalEngine:
         cancellation.cancel_all(reason)
         self._retry_clock.wake.set()
 
+    def stop(self, arn: str, cause: str, error: str = "Stopped") -> None:
+        """StopExecution, then what the stack's EventBridge rule does with the "Execution Status
+        Change" event of an ABORTED execution: CleanupSandbox releases the run's sandbox (a local
+        one's running command ends) and records the ending. Step Functions sends that event to
+        EventBridge on every status change (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html);
+        a StopExecution ends the execution at once, and a step in flight is not waited for
+        (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html).
+        Returns once the cleanup ran: `wait` on this execution waits for it too."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        if self.describe(arn)["status"] != "RUNNING":
+            raise ExecutionNotRunning(f"execution {arn} is {self.describe(arn)['status']}")
+        cleaned = threading.Event()
+        with self._lock:
+            self._status_change_cleanups[arn] = cleaned
+        try:
+            # moto marks the execution ABORTED only once the step in flight returns, and a Map's
+            # stopped iteration fails its Map instead; AWS aborts at once. So the engine keeps the
+            # stop and answers describe/history from it; moto's interpreter is stopped too.
+            length = len(stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"])
+            self._stops[arn] = {"error": error, "cause": cause, "timestamp": datetime.now(timezone.utc), "events": length}
+            self._stopped_runs.add(arn.rsplit(":", 1)[-1])
+            self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            description = self.describe(arn)
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Step Functions Execution Status Change",
+                "source": "aws.states",
+                "account": ACCOUNT,
+                "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [arn],
+                "detail": {
+                    "executionArn": arn, "stateMachineArn": self.state_machine_arn, "name": description["name"],
+                    "status": description["status"], "error": error, "cause": cause,
+                },
+            }
+            name, handler = self._by_name[CLEANUP_FUNCTION]
+
+            def invoke() -> Any:
+                return handler(event, LambdaContext(function_name=name))
+
+            try:
+                self.invoke_wrapper(name, event, invoke) if self.invoke_wrapper else invoke()
+            except Exception:  # noqa: BLE001 - as a failed rule target: the abort stands, logged
+                log.exception("the cleanup of stopped execution %s failed", arn)
+        finally:
+            cleaned.set()
+
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
         run_id = run_id or new_run_id()
@@ -378,6 +437,7 @@ class LocalEngine:
         state restarts whole, where AWS reruns only the failed iterations: a RunTool whose result
         is saved returns it without running again, so the effects are the same. Returns the ARN
         to `wait` on."""
+        arn = self._latest(arn)  # AWS keeps one execution: a redriven one is as its redrive left it
         description = self.describe(arn)
         if description["status"] not in ("FAILED", "ABORTED", "TIMED_OUT"):
             raise ExecutionNotRedrivable(f"execution {arn} is {description['status']}: only FAILED, ABORTED or TIMED_OUT ones redrive")
@@ -386,9 +446,18 @@ class LocalEngine:
         definition["StartAt"] = state_name
         machine_arn = self._create_state_machine(f"pixie-agent-redrive-{uuid.uuid4().hex[:8]}", json.dumps(definition))
         name = description["name"]
+        self._stopped_runs.discard(name)
         redriven = self.sfn.start_execution(stateMachineArn=machine_arn, name=name, input=state_input)["executionArn"]
         self._redriven_from[redriven] = arn
+        self._redriven_to[arn] = redriven
         return redriven
+
+    def _latest(self, arn: str) -> str:
+        """The newest redrive of an execution (itself if never redriven)."""
+        while arn in self._redriven_to:
+            arn = self._redriven_to[arn]
+        return arn
+
 
     def describe(self, arn: str) -> dict[str, Any]:
         """DescribeExecution's answer (status, name, output, error, cause), read from moto's
@@ -397,6 +466,10 @@ class LocalEngine:
 
         description = dict(stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(arn).to_describe_output())
         description["status"] = getattr(description["status"], "value", description["status"])
+        stopped = self._stops.get(arn)
+        if stopped is not None:  # StopExecution: ABORTED at once, whatever step was in flight
+            description.pop("output", None)
+            description.update(status="ABORTED", stopDate=stopped["timestamp"], error=stopped["error"], cause=stopped["cause"])
         return description
 
     def history(self, arn: str) -> list[dict]:
@@ -406,6 +479,12 @@ class LocalEngine:
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
         events = [_as_client_event(e) for e in stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]]
+        stopped = self._stops.get(arn)
+        if stopped is not None:  # what moto's interpreter did after the stop is not the execution's
+            events = events[: stopped["events"]]
+            events.append({"timestamp": stopped["timestamp"], "type": "ExecutionAborted", "id": len(events) + 1,
+                           "previousEventId": len(events),
+                           "executionAbortedEventDetails": {"error": stopped["error"], "cause": stopped["cause"]}})
         if arn not in self._redriven_from:
             return events
         # One history, as AWS keeps it: the first attempt's events, ExecutionRedriven, then the
@@ -437,6 +516,9 @@ class LocalEngine:
             if done:
                 break
             time.sleep(poll_s)
+        cleanup = self._status_change_cleanups.get(arn)
+        if cleanup is not None:  # stopped: the run's record is final once its cleanup ran
+            cleanup.wait(STOP_CLEANUP_WAIT_S)
         output = description.get("output")
         return Execution(
             arn=arn,
@@ -451,6 +533,10 @@ class LocalEngine:
     def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
         arn, _ = self.start(event, run_id)
         return self.wait(arn, on_event)
+
+
+class ExecutionNotRunning(Exception):
+    """StopExecution of an execution that already ended."""
 
 
 class ExecutionNotRedrivable(Exception):

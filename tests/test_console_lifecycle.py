@@ -147,3 +147,49 @@ def test_the_api_refuses_what_pixie_run_refuses_and_creates_nothing(tmp_path):
     assert "unknown --model 'gpt4'" in refusals[0]
     assert "needs OPENAI_API_KEY" in refusals[1]
     assert "FAILED" in refusals[2] and "only a run that succeeded" in refusals[2]
+
+
+def sleeping(marker: str) -> list[int]:
+    """Processes running `sleep <marker>` (a run's command, in or out of bubblewrap)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_stop_ends_a_running_run_aborted_with_its_command_ended_and_saves_it(tmp_path):
+    home = tmp_path / "home"
+    marker = "613"  # this test's command, told apart from any other sleep
+    script = write_script_file(tmp_path / "slow.json", [
+        {"content": "Waiting.", "tool_calls": [{"name": "terminal", "arguments": {"command": f"sleep {marker}"}}]}, SUMMARY])
+    with ConsoleProcess(home) as console:
+        run_id = console.start_run("Sleep a while", model=f"scripted:{script}")
+        saved_while_running(home, run_id, console)
+        deadline = time.monotonic() + WAIT_S
+        while not sleeping(marker):
+            assert time.monotonic() < deadline, "the command never started"
+            time.sleep(0.05)
+
+        stopped = console.client.post(f"/api/runs/{run_id}/stop", timeout=WAIT_S)
+        assert stopped.status_code == 200, stopped.text
+        assert stopped.json()["status"] == "ABORTED"
+        # Its cleanup ended the command (the sandbox released), without waiting for its 613 s.
+        while sleeping(marker):
+            assert time.monotonic() < deadline, "the stopped run's command is still running"
+            time.sleep(0.05)
+        again = console.client.post(f"/api/runs/{run_id}/stop")
+        assert again.status_code == 409 and "not running" in again.json()["error"]
+        assert console.client.post("/api/runs/nosuchrun/stop").status_code == 409
+
+    saved = json.loads((home / "runs" / f"{run_id}.json").read_text())
+    assert saved["status"] == "ABORTED"
+    assert saved["history"][-1]["type"] == "ExecutionAborted"
+    shown = pixie(home, "show", run_id, "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "ABORTED"
+    # Stopped, not interrupted: resume may carry it on (as a redrive does on AWS).
+    assert "RunTool" in states_entered(saved["history"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from lambdas.handlers import cleanup_sandbox as cleanup_handler
 from lambdas.logic.models import scripted
 from lambdas.logic.sandboxes.local import stop_all_previews
 from pixie.local_run import RunOptions
-from statemachine.engine import ExecutionNotRedrivable, LocalEngine, hello_world_event
+from statemachine.engine import ExecutionNotRedrivable, ExecutionNotRunning, LocalEngine, hello_world_event
 
 
 @pytest.fixture(autouse=True)
@@ -121,3 +122,88 @@ def test_a_succeeded_or_caught_failure_is_not_redriven_past_its_ending(tmp_path)
         assert failed.status == "FAILED"
         again = engine.wait(engine.redrive(failed.arn))
     assert again.status == "FAILED" and again.error == failed.error
+
+
+def sleeping(marker: str) -> list[int]:
+    """Processes running `sleep <marker>` (the test's command, in or out of bubblewrap)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def wait_until(condition, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_stop_aborts_at_once_ends_the_command_through_the_cleanup_and_the_run_redrives(tmp_path):
+    """StopExecution as AWS documents it: ABORTED at once (moto would wait for the step in flight
+    and fail a Map instead), the status change runs CleanupSandbox, and a redrive carries on."""
+    marker = "615"
+    command = f"if [ -e again ]; then echo second; else sleep {marker}; fi"
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps({"turns": [
+        {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": command}}]},
+        {"content": "<task_summary>Slept</task_summary>"},
+    ]}))
+    home = tmp_path / "home"
+    with LocalEngine(RunOptions(model=f"scripted:{script}", pixie_home=home).env()) as engine:
+        arn, run_id = engine.start(hello_world_event("Sleep"))
+        wait_until(lambda: sleeping(marker), "the command never started")
+
+        engine.stop(arn, cause="by the user")
+
+        stopped = engine.describe(arn)
+        assert stopped["status"] == "ABORTED" and stopped["cause"] == "by the user"
+        history = engine.history(arn)
+        assert history[-1]["type"] == "ExecutionAborted"
+        assert history[-1]["executionAbortedEventDetails"] == {"error": "Stopped", "cause": "by the user"}
+        assert NetworkState(engine.env["PIXIE_TABLE"]).get_run(run_id).status == "ABORTED"  # the cleanup ran
+        wait_until(lambda: not sleeping(marker), "the stopped run's command is still running")
+        assert engine.wait(arn).status == "ABORTED"
+        with pytest.raises(ExecutionNotRunning):
+            engine.stop(arn, cause="again")
+
+        (sandbox,) = (home / "sandboxes").iterdir()
+        (sandbox / "again").touch()
+        redriven = engine.wait(engine.redrive(arn))
+    assert redriven.status == "SUCCEEDED", (redriven.error, redriven.cause)
+    assert redriven.output["summary"] == "Slept"
+    kinds = [e["type"] for e in redriven.history]
+    assert kinds.count("ExecutionAborted") == 1 and kinds.count("ExecutionRedriven") == 1
+    assert [e["id"] for e in redriven.history] == list(range(1, len(kinds) + 1))
+
+
+def test_an_execution_already_redriven_is_not_redriven_again_by_its_first_arn(tmp_path):
+    """AWS keeps one execution: once redriven it is RUNNING (then SUCCEEDED), and a second
+    RedriveExecution of it is refused (ExecutionNotRedrivable). Locally a redrive is a new ARN, so
+    the first one is judged by its newest redrive (found by the attack session: it redrove again
+    and again, two executions of one run at once)."""
+    script = tmp_path / "session.json"
+    script.write_text(json.dumps({"turns": SESSION}))
+    home = tmp_path / "home"
+    ref: dict = {}
+    with LocalEngine(RunOptions(model=f"scripted:{script}", pixie_home=home).env(), invoke_wrapper=stop_during_turn(2, ref)) as engine:
+        ref["engine"] = engine
+        ref["arn"], run_id = engine.start(hello_world_event("Build"))
+        assert engine.wait(ref["arn"]).status == "ABORTED"
+        cleanup_handler.handler(status_change(run_id, "ABORTED"), ctx("pixie-cleanup-sandbox"))
+        for released in (home / "sandboxes").iterdir():
+            shutil.rmtree(released)
+        redriven = engine.redrive(ref["arn"])
+        try:
+            with pytest.raises(ExecutionNotRedrivable):
+                engine.wait(engine.redrive(ref["arn"]))  # while the first redrive runs
+        finally:
+            done = engine.wait(redriven)
+        assert done.status == "SUCCEEDED", (done.error, done.cause)
+        with pytest.raises(ExecutionNotRedrivable):
+            engine.wait(engine.redrive(ref["arn"]))  # after it succeeded

@@ -29,3 +29,29 @@ MUTANTS += [
            replace="            parent_items = []", count=1,
            promise="Console: refuses what pixie run refuses"),
 ]
+
+STOP_TESTS = ["tests/test_cli_stop.py"]
+MUTANTS += [
+    Mutant("stop-waits-for-the-step-in-flight", "statemachine/engine.py", ["tests/test_local_redrive.py"],
+           find="        if stopped is not None:  # StopExecution: ABORTED at once, whatever step was in flight",
+           replace="        if False:", count=1,
+           promise="Durability: a stopped run is ABORTED at once"),
+    Mutant("stop-leaves-the-command-running", "lambdas/logic/sandboxes/local.py", STOP_TESTS,
+           find="        stop_preview(self.id)\n        kill_running_commands(self.id)\n", replace="        stop_preview(self.id)\n",
+           count=1, promise="CLI: pixie stop ends the run's command"),
+    Mutant("pixie-stop-request-ignored", "pixie/local_run.py", STOP_TESTS,
+           find="            if self.path.exists():", replace="            if False:", count=1,
+           promise="CLI: pixie stop stops a run in another process"),
+]
+MUTANTS += [
+    Mutant("follow-up-takes-the-default-model", "pixie/cli.py",
+           ["tests/test_continue_resume.py::test_a_follow_up_keeps_its_parents_model_unless_told_otherwise"],
+           find="        spec = continued_model(pixie_home(), continue_from)", replace="        pass", count=1,
+           promise="CLI: a follow-up keeps its parent's model"),
+]
+MUTANTS += [
+    Mutant("preview-frame-without-its-origin", "pixie/console/static/run.js",
+           ["tests/test_console_browser.py::test_a_localstorage_app_works_in_the_preview_frame_which_cannot_use_the_console"],
+           find='${ownOrigin ? "" : " allow-same-origin"}', replace="", count=1,
+           promise="Console: apps using localStorage work in the preview"),
+]

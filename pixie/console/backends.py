@@ -30,6 +30,10 @@ class BadRequest(Exception):
     """The request cannot be carried out as sent; the message says why (HTTP 400)."""
 
 
+class Conflict(Exception):
+    """The run is not in a state the request needs (e.g. stopping one that is not running): 409."""
+
+
 class NotReady(Exception):
     """The backend cannot start runs (yet); the message says why (HTTP 503)."""
 
@@ -38,10 +42,19 @@ class Runs(Protocol):
     def open(self) -> "Runs": ...
     def capabilities(self) -> dict[str, Any]: ...
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
+    def stop(self, run_id: str) -> dict[str, Any]: ...
     def list_runs(self) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
     def channel(self, run_id: str) -> RunChannel | None: ...
     def close(self) -> None: ...
+
+
+def run_of(event: Any) -> str | None:
+    """The run a step's payload belongs to: its runId, or a status change's execution name."""
+    if not isinstance(event, dict):
+        return None
+    detail = event.get("detail")
+    return event.get("runId") or (detail.get("name") if isinstance(detail, dict) else None)
 
 
 def _newest_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -78,6 +91,7 @@ class LocalRuns:
         self.active: dict[str, str] = {}  # run id -> execution ARN
         self._threads: dict[str, threading.Thread] = {}
         self.journals: dict[str, Any] = {}  # run id -> its RunJournal, while it runs
+        self._stop_watchers: dict[str, Any] = {}
         self._rows: dict[Path, tuple[float, int, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
@@ -130,7 +144,7 @@ class LocalRuns:
         """The engine's invoke wrapper: each step of a run started here is saved when it ends, by
         the run's journal, as `pixie run` saves its run (pixie/run_journal.py); so a console
         killed mid-run leaves its runs INTERRUPTED in `pixie list`, and `pixie resume` finishes them."""
-        journal = self.journals.get(event.get("runId")) if isinstance(event, dict) else None
+        journal = self.journals.get(run_of(event))
         return journal.wrap()(name, event, invoke) if journal is not None else invoke()
 
     def _on_progress(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -191,7 +205,7 @@ class LocalRuns:
         return event, parent_items
 
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str:
-        from pixie.local_run import start_run
+        from pixie.local_run import StopRequestWatcher, start_run
 
         if continue_from is not None and not CONTINUE_SUPPORTED:
             raise BadRequest("continuing a run is not available in this version of pixie")
@@ -217,12 +231,25 @@ class LocalRuns:
             locks.close()
             raise
         self.active[run_id] = arn
+        self._stop_watchers[run_id] = StopRequestWatcher(self.engine, arn, run_id, self.home)  # `pixie stop RUN`
         thread = threading.Thread(
             target=self._follow, args=(run_id, arn, channel, journal, locks), name=f"run-{run_id}", daemon=True
         )
         self._threads[run_id] = thread
         thread.start()
         return run_id
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Stops a run running here as StopExecution does: ABORTED at once, then its cleanup
+        (sandbox released, running command ended); saved when it ends, as every run is."""
+        arn = self.active.get(run_id)
+        if arn is None or self.engine is None:
+            raise Conflict(f"run {run_id} is not running in this console")
+        self.engine.stop(arn, cause="stopped from the pixie console")
+        thread = self._threads.get(run_id)
+        if thread is not None:
+            thread.join(STOP_WAIT_S)  # its record saved before the answer
+        return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
 
     def _hold_locks(self, run_id: str) -> Any:
         """The lock `pixie run` holds on a new run's id (pixie/run_locks.py). A continuation works
@@ -284,6 +311,9 @@ class LocalRuns:
             channel.end("UNKNOWN", f"the console lost track of the run: {type(exc).__name__}: {exc}")
         finally:
             self.journals.pop(run_id, None)
+            watcher = self._stop_watchers.pop(run_id, None)
+            if watcher is not None:
+                watcher.close()
             locks.close()
             self.active.pop(run_id, None)
             self._threads.pop(run_id, None)
@@ -468,6 +498,18 @@ class AwsRuns:
         arn = send(prompt, self.events, self.sfn, self.state_machine_arn, timeout_s=self.start_timeout_s,
                    event_bus_name=self.event_bus, poll_s=min(self.poll_s, 1.0))
         return arn.rsplit(":", 1)[-1]
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """StopExecution; the stack's status-change rule then runs CleanupSandbox."""
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        try:
+            status = self.sfn.describe_execution(executionArn=arn)["status"]
+        except self.sfn.exceptions.ExecutionDoesNotExist:
+            raise Conflict(f"no execution {run_id} in stack {self.stack}") from None
+        if status != "RUNNING":
+            raise Conflict(f"run {run_id} is {status}, not running")
+        self.sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped from the pixie console")
+        return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
 
     def list_runs(self) -> list[dict[str, Any]]:
         page = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, maxResults=self.list_limit)
