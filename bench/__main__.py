@@ -55,6 +55,8 @@ TARGETS = {
     "asset_with_bytecode_mb": 250.0,  # Lambda's limit for unzipped code
     "prompt_growth_overhead_bytes": 2048,  # per turn, beyond the tool-output bound
     "console_vs_cli_ratio": 0.5,  # a scripted run through the warm console vs through `pixie run`
+    "model_cost_cached_compacted_vs_plain": 0.6,
+    "cli_demo_vs_moto_parser_import": 1.2,  # the whole demo run vs the bare import it cannot do without  # at list prices, the 15-iteration cost run
 }
 
 
@@ -186,12 +188,39 @@ def bench_cost(
     return chosen, run_cost(runs[index], sizes, init_ms, pessimistic=True)
 
 
+def bench_model_cost(home: Path, iterations: int, compacted: dict[str, Any]) -> dict[str, Any]:
+    """The model's cost of the cost workload three ways: every input token at the full price
+    (plain), with the prompt cache (cached), with the cache and compaction (cached_compacted, the
+    default; `compacted` is a cost run with it). Tokens do not depend on timing: one run each."""
+    log(f"model cost: {iterations}-iteration run ({COST_PATTERN}) without compaction")
+    run = run_on_engine(Workload(iterations, 10 * 1024, COST_PATTERN, home, compaction=False))
+    _check(run, iterations)
+    usages = [o.get("usage") or {} for o in state_outputs(run.history, "AgentTurn")]
+    ways = {"plain": model_cost(usages, cached=False), "cached": model_cost(usages), "cached_compacted": compacted["model"]}
+    return {
+        "model_cost_15_iterations": {k: round(v["usd"], 4) for k, v in ways.items()},
+        "model_tokens_15_iterations_by_way": {
+            k: {t: v[t] for t in ("inputTokens", "cachedInputTokens", "outputTokens")} for k, v in ways.items()
+        },
+        "model_cost_assumptions": MODEL_COST_ASSUMPTIONS,
+    }
+
+
+MODEL_COST_ASSUMPTIONS = (
+    "Priced as openai:gpt-4.1 from lambdas/logic/models/prices.py (input $2.00, cached input $0.50, "
+    "output $8.00 per 1M tokens). Tokens are the scripted model's estimate (4 characters a token); "
+    "cached tokens follow OpenAI's automatic cache (prefixes of 1,024 tokens or more, in 128-token "
+    "steps), simulated at message boundaries, with every turn inside the cache's lifetime. "
+    "Compaction at its defaults (PIXIE_COMPACT_AFTER_TURNS=6, PIXIE_COMPACT_MIN_CHARS=2000)."
+)
+
+
 def cost_results(chosen: dict[str, Any], pessimistic: dict[str, Any], heavy: dict[str, Any]) -> dict[str, Any]:
     return {
         "cost_usd_15_iterations": round(chosen["totalUsd"], 6),
         "cost_breakdown_15_iterations": _rounded(chosen),
         "model_cost_usd_15_iterations": round(chosen["model"]["usd"], 4),
-        "model_tokens_15_iterations": {k: chosen["model"][k] for k in ("inputTokens", "outputTokens")},
+        "model_tokens_15_iterations": {k: chosen["model"][k] for k in ("inputTokens", "cachedInputTokens", "outputTokens")},
         "machinery_pct_of_model_cost": round(chosen["machineryPctOfModel"], 2),
         "cost_usd_15_iterations_2_calls_per_turn": round(heavy["totalUsd"], 6),
         "cost_breakdown_15_iterations_2_calls_per_turn": _rounded(heavy),
@@ -279,7 +308,17 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("  same, 2 tool calls per turn", f"${r['cost_usd_15_iterations_2_calls_per_turn']:.6f}")
         row("  pessimistic variant (see results.json)", f"${r['cost_usd_15_iterations_pessimistic']:.6f}")
         tokens = r["model_tokens_15_iterations"]
-        row("model cost, 15 iterations (gpt-4.1 list)", f"${r['model_cost_usd_15_iterations']:.4f} ({tokens['inputTokens']} in / {tokens['outputTokens']} out tokens)")
+        row("model cost, 15 iterations (gpt-4.1 list)",
+            f"${r['model_cost_usd_15_iterations']:.4f} ({tokens['inputTokens']} in, {tokens.get('cachedInputTokens', 0)} of them cached / {tokens['outputTokens']} out tokens)")
+    if "model_cost_15_iterations" in r:
+        ways = r["model_cost_15_iterations"]
+        by_way = r["model_tokens_15_iterations_by_way"]
+        for way, usd in ways.items():
+            t = by_way[way]
+            row(f"  model cost, {way}", f"${usd:.4f} ({t['inputTokens']} in, {t['cachedInputTokens']} cached)")
+        ratio = ways["cached_compacted"] / ways["plain"] if ways["plain"] else 0.0
+        row("  cached_compacted / plain", f"{ratio:.2f}", f"<= {TARGETS['model_cost_cached_compacted_vs_plain']}",
+            ratio <= TARGETS["model_cost_cached_compacted_vs_plain"])
         row("machinery as % of model cost", f"{r['machinery_pct_of_model_cost']:.2f} %", "about 1 %")
     for handler, ms in r.get("cold_import_ms", {}).items():
         row(f"cold_import_ms[{handler}]", ms)
@@ -324,6 +363,12 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("console / pixie run wall time", f"{ratio:.2f}", f"<= {TARGETS['console_vs_cli_ratio']}",
             ratio <= TARGETS["console_vs_cli_ratio"])
         row("  console: engine start once, first run", f"{r['console_engine_start_s']} s, {r['console_first_run_ms']} ms")
+    if "cli_demo_wall_ms" in r:
+        ratio = r["cli_demo_vs_moto_parser_import"]
+        row("cli_demo_wall_ms (pixie run --no-serve, the demo, whole)", r["cli_demo_wall_ms"])
+        row("  moto_parser_import_ms (python -c 'import moto.stepfunctions.parser.models')", r["moto_parser_import_ms"])
+        row("  pixie run / bare moto parser import", f"{ratio:.2f}", f"<= {TARGETS['cli_demo_vs_moto_parser_import']}",
+            ratio <= TARGETS["cli_demo_vs_moto_parser_import"])
     if "cli_first_state_ms" in r:
         row("cli_first_state_ms (pixie run to its first state line)", r["cli_first_state_ms"])
         row("  of which CPU", r.get("cli_first_state_cpu_ms"))
@@ -422,11 +467,12 @@ def main(argv: list[str] | None = None) -> int:
         chosen, pessimistic = bench_cost(home, cost_iterations, cost_repeats, sizes, init_ms, COST_PATTERN)
         heavy, _ = bench_cost(home, cost_iterations, cost_repeats, sizes, init_ms, COST_PATTERN_HEAVY)
         results.update(cost_results(chosen, pessimistic, heavy))
+        results.update(bench_model_cost(home, cost_iterations, chosen))
         results.update(bench_engine_vs_plain(home, engine_iterations, engine_repeats))
         results.update(bench_prompt(home, prompt_iterations, 50 * 1024))
         log("console: the same scripted run through `pixie run` and through the warm `pixie ui`")
         results.update(bench_console(home, console_iterations, console_repeats))
-        log("pixie run: time to its first state line (after a first run)")
+        log("pixie run: the whole demo vs a bare moto parser import, and time to its first state line")
         results.update(cli_start.measure(home, repeats=1 if q else 3))
 
     return _finish(results, started, out)

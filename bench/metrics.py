@@ -5,7 +5,8 @@ Prices (us-east-1 list prices, checked 2026-11; free tiers ignored):
 - Step Functions Standard: $0.025 per 1,000 state transitions.
 - Lambda arm64: $0.0000133334 per GB-second, $0.20 per 1M requests (x86_64: $0.0000166667/GB-s).
 - DynamoDB on-demand: $0.125 per 1M read request units, $0.625 per 1M write request units.
-- OpenAI gpt-4.1 list rates: $2.00 per 1M input tokens, $8.00 per 1M output tokens (no cache discount).
+- The model: OpenAI gpt-4.1 from pixie's one price table (lambdas/logic/models/prices.py): $2.00 per
+  1M input tokens, $0.50 per 1M cached input tokens, $8.00 per 1M output tokens.
 """
 
 from __future__ import annotations
@@ -26,10 +27,8 @@ PRICES: dict[str, float] = {
     "lambda_per_request": 0.20 / 1_000_000,
     "dynamodb_per_rru": 0.125 / 1_000_000,
     "dynamodb_per_wru": 0.625 / 1_000_000,
-    "model_per_input_token": 2.00 / 1_000_000,
-    "model_per_output_token": 8.00 / 1_000_000,
 }
-MODEL_PRICED_AS = "gpt-4.1"
+MODEL_PRICED_AS = "openai:gpt-4.1"
 
 PAYLOAD_FIELDS = ("input", "output", "parameters")
 
@@ -254,8 +253,17 @@ def lambda_cost(
     return {"gbSeconds": gb_s_total, "requests": len(invocations), "usd": usd, "perFunction": per_function}
 
 
-def model_cost(usages: list[dict]) -> dict[str, Any]:
-    input_tokens = sum(int(u.get("inputTokens", 0)) for u in usages)
-    output_tokens = sum(int(u.get("outputTokens", 0)) for u in usages)
-    usd = input_tokens * PRICES["model_per_input_token"] + output_tokens * PRICES["model_per_output_token"]
-    return {"pricedAs": MODEL_PRICED_AS, "inputTokens": input_tokens, "outputTokens": output_tokens, "usd": usd}
+def model_cost(usages: list[dict], cached: bool = True) -> dict[str, Any]:
+    """Tokens of AgentTurn's usages and their price as MODEL_PRICED_AS; `cached=False` prices
+    every input token at the full input price (as if nothing were cached)."""
+    from lambdas.logic.models.prices import estimate_cost
+
+    totals = {
+        name: sum(int(u.get(name) or 0) for u in usages)
+        for name in ("inputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens")
+    }
+    usd = estimate_cost(
+        MODEL_PRICED_AS, totals["inputTokens"], totals["outputTokens"],
+        totals["cachedInputTokens"] if cached else 0, totals["cacheWriteTokens"] if cached else 0,
+    )
+    return {"pricedAs": MODEL_PRICED_AS, **totals, "usd": usd}

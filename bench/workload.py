@@ -20,6 +20,7 @@ from moto import mock_aws
 from bench.metrics import DynamoDBMeter, metering
 from lambdas.dal.network_state import create_table
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
+from lambdas.logic.models.scripted import forget_cached_prefixes
 from lambdas.logic.sandboxes.local import stop_all_previews
 from statemachine.engine import REGION, TABLE_NAME, LambdaContext, LocalEngine, hello_world_event
 from pixie.local_run import RunOptions
@@ -65,6 +66,7 @@ class Workload:
     output_bytes: int
     pattern: str
     home: Path
+    compaction: bool = True  # False: PIXIE_COMPACT_AFTER_TURNS=0, every tool result sent whole
 
     def __post_init__(self) -> None:
         self.script = self.home / "scripts" / f"{self.pattern}-{self.iterations}-{self.output_bytes}.json"
@@ -77,6 +79,7 @@ class Workload:
         return RunOptions(
             model=f"scripted:{self.script}", sandbox="local", pixie_home=self.home,
             max_iterations=min(self.iterations + 5, MAX_ITERATIONS_CAP),
+            extra_env=() if self.compaction else (("PIXIE_COMPACT_AFTER_TURNS", "0"),),
         )
 
 
@@ -106,6 +109,7 @@ def run_on_engine(workload: Workload) -> EngineRun:
             invocations.append((name, (time.perf_counter() - start) * 1000))
 
     meter = DynamoDBMeter()
+    forget_cached_prefixes()  # each run starts with a cold (simulated) prompt cache
     try:
         with LocalEngine(workload.options().env(), invoke_wrapper=timed) as engine:
             with metering(meter):

@@ -93,6 +93,9 @@ class PixieSettings:
     # Who may put events on pixie's bus (so start paid runs that execute model-written code):
     # account ids or IAM principal ARNs. Empty: this account only.
     senders: tuple[str, ...] = ()
+    # Every run's budget: model spend in US dollars (list prices) and tokens. None: unbounded.
+    budget_usd: float | None = None
+    max_tokens: int | None = None
 
     @classmethod
     def from_context(cls, scope: Construct) -> "PixieSettings":
@@ -113,6 +116,8 @@ class PixieSettings:
             retain=_flag(ctx("retain", defaults.retain)),
             log_level=str(ctx("logLevel", defaults.log_level)).upper(),
             senders=_names(ctx("senders", ())),
+            budget_usd=_optional_number(ctx("budgetUsd", None), float),
+            max_tokens=_optional_number(ctx("maxTokens", None), int),
         )
         settings.check()
         return settings
@@ -129,15 +134,34 @@ class PixieSettings:
             if not re.fullmatch(r"\d{12}|arn:aws[\w-]*:iam::\d{12}:[\w+=,.@/-]+", sender):
                 raise ValueError(f"context pixie:senders: {sender!r} is neither a 12-digit account id nor an IAM principal ARN")
 
+        from lambdas.logic.budget import check_budget_is_priced
+        from lambdas.logic.errors import InvalidEvent
+
+        try:
+            check_budget_is_priced(self.model, self.budget_usd)
+        except InvalidEvent as exc:
+            raise ValueError(f"context pixie:budgetUsd: {exc}") from None
         for key, env_name, value in (
             ("maxIterations", "PIXIE_MAX_ITERATIONS", self.max_iterations),
             ("commandTimeout", "PIXIE_COMMAND_TIMEOUT", self.command_timeout_s),
             ("sandboxTimeout", "PIXIE_SANDBOX_TIMEOUT", self.sandbox_timeout_s),
+            ("budgetUsd", "PIXIE_BUDGET_USD", self.budget_usd),
+            ("maxTokens", "PIXIE_MAX_TOKENS", self.max_tokens),
         ):
             try:
-                Settings.from_env({env_name: str(value)})
+                Settings.from_env({env_name: "" if value is None else str(value)})
             except ValueError as exc:
                 raise ValueError(f"context pixie:{key}: {str(exc).replace(env_name, 'the value')}") from None
+
+
+def _optional_number(value: object, kind: type) -> float | int | None:
+    """A number from the context (checked against its range by check()), or None when unset."""
+    if value is None:
+        return None
+    try:
+        return kind(str(value))
+    except ValueError:
+        raise ValueError(f"context value {value!r} is not a {'whole ' if kind is int else ''}number") from None
 
 
 def _reserved_concurrency(value: object) -> int | None:
@@ -347,6 +371,9 @@ class AgentFunctions(Construct):
             "PIXIE_MAX_ITERATIONS": str(settings.max_iterations),
             "PIXIE_COMMAND_TIMEOUT": str(settings.command_timeout_s),
             "PIXIE_SANDBOX_TIMEOUT": str(settings.sandbox_timeout_s),
+            # Unset: no budget.
+            **({} if settings.budget_usd is None else {"PIXIE_BUDGET_USD": repr(settings.budget_usd)}),
+            **({} if settings.max_tokens is None else {"PIXIE_MAX_TOKENS": str(settings.max_tokens)}),
             "POWERTOOLS_SERVICE_NAME": "pixie",
             "POWERTOOLS_METRICS_NAMESPACE": "Pixie",
         }

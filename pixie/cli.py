@@ -1,12 +1,15 @@
 """pixie: run the coding agent on the embedded engine, and look at finished runs.
 
     pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
-              [--max-iterations N] [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
+              [--max-iterations N] [--budget-usd USD] [--max-tokens N]
+              [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
-    pixie resume RUN_ID [--json] [--no-serve]
+    pixie resume RUN_ID [--budget-usd USD] [--max-tokens N] [--json] [--no-serve]
     pixie list [--limit N] [--json]
     pixie show RUN_ID [--json]          (a unique prefix of the id is enough, here and in open)
-    pixie open RUN_ID
+    pixie open RUN_ID                   serve exactly that run's version
+    pixie diff RUN_ID [--against RUN_ID] [--stat] [--json]
+    pixie restore RUN_ID                that version becomes the project's newest (a new one)
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
@@ -36,13 +39,13 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.logic.config import DEFAULT_MODEL, TRIGGER_MAX_EVENT_AGE_S
+
+SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from pixie import __version__
 from pixie.demo import DEMO_SCRIPT
 from pixie.terminal_text import visible
 
-AWS_POLL_S = 2.0  # seconds between Step Functions polls in send/watch
-SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
 PLACEHOLDER_OPENAI_KEY = "pixie-placeholder-key"  # local OpenAI-compatible servers accept any key
 MODEL_FORMS = "openai:MODEL (e.g. openai:gpt-4.1), bedrock:MODEL_ID or scripted:FILE"
@@ -89,6 +92,27 @@ def _max_iterations(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _budget_usd(text: str) -> float:
+    from lambdas.logic.limits import MAX_BUDGET_USD
+
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= MAX_BUDGET_USD:
+        raise argparse.ArgumentTypeError(f"must be a number of US dollars above 0 and at most {MAX_BUDGET_USD:,}")
+    return value
+
+
+def _max_tokens(text: str) -> int:
+    from lambdas.logic.limits import MAX_TOKENS_CAP
+
+    value = _positive_int(text)
+    if value > MAX_TOKENS_CAP:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_TOKENS_CAP:,}")
+    return value
+
+
 def _door_check(prompt: str, options: Any) -> str | None:
     """Why this run cannot start (bad prompt, setting or script), before anything is created."""
     from lambdas.logic.config import Settings
@@ -98,6 +122,10 @@ def _door_check(prompt: str, options: Any) -> str | None:
     try:
         settings = Settings.from_env({**os.environ, **options.env()})
         check_prompt(prompt, settings.max_prompt_chars)
+        from lambdas.logic.budget import check_budget_is_priced
+
+        budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
+        check_budget_is_priced(settings.model, budget)
         if settings.model.startswith("scripted:"):
             from lambdas.logic.models.scripted import ScriptedModel
 
@@ -272,6 +300,8 @@ def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str]
         template=args.template,
         log_level="INFO" if args.verbose else "ERROR",
         extra_env=tuple(model_env.items()),
+        budget_usd=args.budget_usd,
+        max_tokens=args.max_tokens,
     )
 
 
@@ -373,6 +403,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     """Finishes a run that did not: locally from its saved state, on AWS with RedriveExecution."""
     if args.aws:
+        if args.budget_usd is not None or args.max_tokens is not None:
+            # A redrive restarts the execution where it failed (RunFailed, after the cleanup), so it
+            # cannot take a new budget: the deployed run's budget is the stack's pixie:budgetUsd.
+            raise UsageError("--budget-usd and --max-tokens apply to local runs; a deployed run is redriven as it was")
         return _resume_aws(args)
     run_id = _saved_run_id(args.run_id)
 
@@ -380,7 +414,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         from pixie.local_run import resume_locally
 
         return resume_locally(
-            run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=display, stop=stop
+            run_id, pixie_home(), log_level="INFO" if args.verbose else "ERROR", on_event=display, stop=stop,
+            budget_usd=args.budget_usd, max_tokens=args.max_tokens,
         )
 
     return _run_live(start, [f"resuming run {run_id}"], args, serve=None)
@@ -432,12 +467,18 @@ def _started(iso: str | None) -> str:
 def _print_header(summary: dict[str, Any]) -> None:
     model = visible(summary.get("model") or "—", one_line=True)
     tokens = f"{summary['inputTokens']:,} in / {summary['outputTokens']:,} out"
+    if summary.get("cachedInputTokens"):
+        tokens = f"{summary['inputTokens']:,} in ({summary['cachedInputTokens']:,} cached) / {summary['outputTokens']:,} out"
     lines = [
         f"Run {summary['runId']}  {summary.get('status')}",
         f"  started   {_started(summary.get('startedAt'))}   duration {_duration(summary.get('durationS'))}",
         f"  model     {model}   turns {summary.get('turns')}",
         f"  tokens    {tokens}   estimated cost {_money(summary.get('estimatedCostUsd'))}",
     ]
+    budget = [f"{_money(summary['budgetUsd'])}" if summary.get("budgetUsd") is not None else "",
+              f"{summary['maxTokens']:,} tokens" if summary.get("maxTokens") is not None else ""]
+    if any(budget):
+        lines.append(f"  budget    {' and '.join(b for b in budget if b)} (spent {_money(summary.get('estimatedCostUsd'))})")
     if summary.get("projectFolder"):
         lines.append(f"  project   {summary['projectFolder']}")
     print("\n".join(lines))
@@ -484,16 +525,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not runs:
         print(f"No saved runs in {pixie_home() / 'runs'} yet. Start one with: {pixie_command()} run \"Build a todo app\"")
         return 0
+    from pixie.versions import project_tree
+
     rows = [("ID", "STATUS", "STARTED", "TIME", "MODEL", "TURNS", "TOKENS IN/OUT", "COST", "TITLE")]
-    for run in runs:
+    for depth, run in project_tree(runs):  # each project's runs as a tree: parent, then its children
         title = run.get("title") or (run.get("prompt") or "").strip()
         title = visible(title, one_line=True)
         cost = run.get("estimatedCostUsd")
         model = (run.get("model") or "—").replace(str(Path(__file__).parent / "demo") + "/", "")
         if model.startswith("scripted:"):
             model = "scripted:" + Path(model.split(":", 1)[1]).name
+        if run.get("restoredFrom"):
+            title = f"(restore of {run['restoredFrom'][:12]}) {title}"
         rows.append((
-            run["runId"][:12],
+            ("  " * (depth - 1) + "└ " if depth else "") + run["runId"][:12],
             str(run.get("status")),
             _started(run.get("startedAt"))[:16],
             _duration(run.get("durationS")),
@@ -510,187 +555,133 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from lambdas.logic.errors import SandboxNotFound
-    from lambdas.logic.sandboxes.local import LocalSandboxProvider
+    """Serves exactly the run's version (a fresh copy of its kept files), not whatever its folder
+    holds now; a run from before versions were kept is served from its folder."""
+    from lambdas.logic.sandboxes.local import LocalSandbox
     from pixie.runs import RunNotFound, load_run_by_prefix, project_folder
+    from pixie.versions import VersionNotFound, check_out_version, remove_checkout
 
     try:
         record = load_run_by_prefix(pixie_home(), args.run_id)
     except (RunNotFound, FileNotFoundError) as exc:
         raise UsageError(str(exc).strip("'\"")) from None
     folder = project_folder(pixie_home(), record)
-    if folder is None:
-        where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
-        raise UsageError(f"run {record['runId']} has no local project to serve{where}")
     try:
-        sandbox = LocalSandboxProvider(pixie_home()).connect(record["sandboxId"], 0)
-    except SandboxNotFound:
-        raise UsageError(f"the project folder of run {record['runId']} is gone ({folder})") from None
-    url = sandbox.get_url()
-    print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
-    print(f"Preview: {url}")
-    print(f"Project: {folder}", flush=True)
-    _serve_until_interrupted(url)
+        served = check_out_version(pixie_home(), record["runId"])
+    except VersionNotFound as exc:
+        served = None
+        if folder is None or not folder.is_dir():
+            where = f" (its sandbox was {record.get('sandboxId')}; preview: {record.get('url')})" if record.get("sandboxId") else ""
+            raise UsageError(f"run {record['runId']} has no kept version and no local project to serve{where}: {exc}") from None
+    try:
+        sandbox = LocalSandbox(f"version-{record['runId']}", served or folder)
+        url = sandbox.get_url()
+        print(f"Run {record['runId']} {record.get('status')}: {visible(record.get('title') or record.get('prompt') or '', one_line=True)[:80]}")
+        print(f"Preview: {url}")
+        print(f"Version: {record['runId']}" + ("" if served else " (no kept version: serving its folder as it is now)"))
+        if folder:
+            print(f"Project: {folder}", flush=True)
+        _serve_until_interrupted(url)
+    finally:
+        if served is not None:
+            remove_checkout(served)
     return 0
 
 
-# --- against a deployed stack ---------------------------------------------------------------------
-def _aws_session(args: argparse.Namespace) -> None:
-    """--profile and --region for the default boto3 session every AWS client here is made from."""
-    import boto3
+def _versioned_run_id(prefix: str) -> str:
+    run_id = _saved_run_id(prefix)
+    from pixie.versions import VersionStore
 
-    profile = getattr(args, "profile", None) or None
-    region = getattr(args, "region", None) or os.environ.get("AWS_REGION") or None
-    if profile is None and region is None:
-        return  # the usual configuration: keep the default session (and whatever hooks it carries)
-    boto3.setup_default_session(profile_name=profile, region_name=region)
+    if not VersionStore(pixie_home()).has(run_id):
+        raise UsageError(f"no version of run {run_id} is kept (made before versions were kept, or pruned)")
+    return run_id
 
 
-def _explain_aws_error(exc: BaseException) -> str:
-    from botocore.exceptions import NoCredentialsError, NoRegionError, PartialCredentialsError, ProfileNotFound
+def cmd_diff(args: argparse.Namespace) -> int:
+    """What a run changed: against its parent's version, its starting state, or --against."""
+    from pixie.versions import VersionNotFound, run_diff
 
-    causes = [exc]
-    while causes[-1].__cause__ is not None and len(causes) < 5:
-        causes.append(causes[-1].__cause__)
-    for cause in causes:
-        if isinstance(cause, NoRegionError):
-            return "no AWS region: pass --region REGION (e.g. --region us-east-1), or set AWS_REGION or a profile with a region"
-        if isinstance(cause, (NoCredentialsError, PartialCredentialsError)):
-            return ("no AWS credentials found: run `aws configure` (or `aws sso login`), pass --profile NAME, "
-                    "or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
-        if isinstance(cause, ProfileNotFound):
-            return f"{cause}: check --profile / AWS_PROFILE against ~/.aws/config"
-        code = getattr(cause, "response", {}).get("Error", {}).get("Code", "") if hasattr(cause, "response") else ""
-        if code in ("ExpiredToken", "ExpiredTokenException", "UnrecognizedClientException", "InvalidClientTokenId"):
-            return f"AWS rejected the credentials ({code}): refresh them (`aws sso login`) or pass --profile NAME"
-    return " ".join(str(exc).split())
-
-
-def _aws_call(args: argparse.Namespace, function: Any) -> Any:
-    """Runs function() in the session --profile/--region select, turning configuration and AWS
-    errors into one line on stderr (None)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    from pixie.aws_runs import AwsRunsError
-
+    run_id = _versioned_run_id(args.run_id)
+    against = _versioned_run_id(args.against) if args.against else None
     try:
-        _aws_session(args)
-        return function()
-    except (AwsRunsError, ClientError, BotoCoreError) as exc:
-        sys.stderr.write(f"pixie: {_explain_aws_error(exc)}\n")
-        return None
-
-
-def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
-    from pixie.aws_runs import aws_client, show_aws, stack_outputs
-
-    outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
-    sfn = aws_client("stepfunctions") if outputs.get("StateMachineArn") else None
-    return show_aws(args.run_id, outputs["TableName"], sfn_client=sfn, state_machine_arn=outputs.get("StateMachineArn"))
-
-
-def _aws_result_record(result: dict[str, Any]) -> dict[str, Any]:
-    """A finished execution as `pixie run` reports a run (sandboxId lives in the table)."""
-    from pixie.display import lambda_error_message
-
-    output = result["output"] if isinstance(result["output"], dict) else {}
-    return {
-        "runId": result["runId"],
-        "status": result["status"],
-        "url": output.get("url"),
-        "title": output.get("title"),
-        "summary": output.get("summary"),
-        "files": output.get("files") or [],
-        "sandboxId": None,
-        "error": result["error"],
-        "cause": lambda_error_message(result["cause"]),
-        "executionArn": result["executionArn"],
-    }
-
-
-def _watch_and_report(args: argparse.Namespace, execution_arn: str, as_json: bool) -> int:
-    from pixie.aws_runs import aws_client, watch
-    from pixie.display import LiveDisplay
-
-    def follow() -> dict[str, Any]:
-        display = LiveDisplay(sys.stderr)
-        try:
-            return watch(execution_arn, aws_client("stepfunctions"), on_event=display, poll_s=AWS_POLL_S)
-        finally:
-            display.close()
-
-    try:
-        result = _aws_call(args, follow)
-    except KeyboardInterrupt:
-        sys.stderr.write(f"\npixie: stopped watching; the execution goes on: {pixie_command()} watch {execution_arn}\n")
-        return 130
-    if result is None:
-        return 2
-    duplicate_of = result["output"].get("duplicateOf") if isinstance(result["output"], dict) else None
-    if duplicate_of:  # EventBridge delivered the event twice and this execution ended as DuplicateEvent
-        original = result["executionArn"].rsplit(":", 1)[0] + ":" + duplicate_of
-        sys.stderr.write(f"pixie: {result['runId']} was a repeated delivery of the event; following its run {duplicate_of}\n")
-        return _watch_and_report(args, original, as_json)
-    record = _aws_result_record(result)
-    if as_json:
-        print(json.dumps(record, ensure_ascii=True), flush=True)
-    else:
-        _print_human(record, " --aws")
-    return 0 if record["status"] == "SUCCEEDED" else 1
-
-
-def cmd_send(args: argparse.Namespace) -> int:
-    def start() -> str:
-        from pixie.aws_runs import aws_client, send, stack_outputs
-
-        outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
-        dead_letter_queue_url = outputs.get("DeadLetterQueueUrl")
-        return send(
-            args.prompt,
-            aws_client("events"),
-            aws_client("stepfunctions"),
-            outputs["StateMachineArn"],
-            timeout_s=args.timeout,
-            event_bus_name=outputs.get("EventBusName") or "default",
-            poll_s=min(AWS_POLL_S, 1.0),
-            sqs_client=aws_client("sqs") if dead_letter_queue_url else None,
-            dead_letter_queue_url=dead_letter_queue_url,
-            notice=lambda message: sys.stderr.write(f"pixie: {message}\n"),
-            continue_from=args.continue_from,
-            table=outputs.get("TableName"),
-        )
-
-    execution_arn = _aws_call(args, start)
-    if execution_arn is None:
-        return 2
-    sys.stderr.write(f"pixie: started {execution_arn}\n")
-    sys.stderr.flush()
-    if args.no_watch:
-        if args.json:
-            run_id = execution_arn.rsplit(":", 1)[-1]
-            print(json.dumps({"executionArn": execution_arn, "runId": run_id, "status": "RUNNING"}), flush=True)
-        else:
-            print(execution_arn, flush=True)
+        diff = run_diff(pixie_home(), run_id, against)
+    except VersionNotFound as exc:
+        raise UsageError(f"{exc}; compare with another run: --against RUN_ID") from None
+    if args.json:
+        print(json.dumps(diff, ensure_ascii=True, indent=2))
         return 0
-    return _watch_and_report(args, execution_arn, args.json)
+    base = f"run {diff['against']}" if diff["against"] else "the starting template"
+    sys.stderr.write(f"pixie: run {run_id} against {base}: {len(diff['files'])} files changed\n")
+    if args.stat:
+        width = max([len(change["path"]) for change in diff["files"]] + [1])
+        for change in diff["files"]:
+            path = visible(change["path"], one_line=True)
+            if change["patch"] is None:
+                print(f" {path.ljust(width)} | {change['note']} ({change['oldSize'] or 0} -> {change['newSize'] or 0} bytes)")
+            else:
+                count = change["additions"] + change["deletions"]
+                print(f" {path.ljust(width)} | {count} {'+' * min(change['additions'], 40)}{'-' * min(change['deletions'], 40)}")
+        added = sum(c["additions"] for c in diff["files"])
+        removed = sum(c["deletions"] for c in diff["files"])
+        print(f" {len(diff['files'])} files changed, {added} insertions(+), {removed} deletions(-)")
+        return 0
+    for change in diff["files"]:
+        if change["patch"] is None:
+            print(f"{change['status']} {visible(change['path'], one_line=True)}: {change['note']} "
+                  f"({change['oldSize'] or 0} -> {change['newSize'] or 0} bytes)")
+        else:
+            sys.stdout.write(visible(change["patch"]))  # a file's text is the model's: shown, never obeyed
+    sys.stdout.flush()
+    return 0
 
 
-def _resume_aws(args: argparse.Namespace) -> int:
-    def redrive_run() -> str:
-        from pixie.aws_runs import aws_client, redrive, stack_outputs
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Makes a run's version the project's newest: a new version, nothing overwritten."""
+    from pixie.versions import VersionNotFound, restore_run
 
-        outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
-        return redrive(args.run_id, aws_client("stepfunctions"), outputs["StateMachineArn"], poll_s=min(AWS_POLL_S, 1.0))
+    run_id = _versioned_run_id(args.run_id)
+    try:
+        record = restore_run(pixie_home(), run_id)
+    except (VersionNotFound, FileNotFoundError) as exc:
+        raise UsageError(str(exc).strip("'\"")) from None
+    if args.json:
+        print(json.dumps({key: record.get(key) for key in (*RESULT_KEYS, "parentRunId", "restoredFrom")}, ensure_ascii=True), flush=True)
+        return 0
+    command = pixie_command()
+    print(f"Restored run {run_id}'s version as run {record['runId']} (on top of {record['parentRunId']}).")
+    print(f"Open it: {command} open {record['runId']}   Build on it: {command} run --continue {record['runId']} \"...\"")
+    return 0
 
-    execution_arn = _aws_call(args, redrive_run)
-    if execution_arn is None:
-        return 2
-    sys.stderr.write(f"pixie: redriving {execution_arn}\n")
-    return _watch_and_report(args, execution_arn, args.json)
+
+# --- against a deployed stack: pixie/aws_commands.py ------------------------------------------------
+def cmd_send(args: argparse.Namespace) -> int:
+    from pixie.aws_commands import cmd_send as send
+
+    return send(args)
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _watch_and_report(args, args.execution_arn, args.json)
+    from pixie.aws_commands import cmd_watch as watch
+
+    return watch(args)
+
+
+def _resume_aws(args: argparse.Namespace) -> int:
+    from pixie.aws_commands import resume_aws
+
+    return resume_aws(args)
+
+
+def _aws_call(args: argparse.Namespace, function: Any) -> Any:
+    from pixie.aws_commands import aws_call
+
+    return aws_call(args, function)
+
+
+def _show_aws_record(args: argparse.Namespace) -> dict[str, Any]:
+    from pixie.aws_commands import show_aws_record
+
+    return show_aws_record(args)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -728,6 +719,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-iterations", type=_max_iterations, default=15, help=f"model turns before giving up (default 15, at most {MAX_ITERATIONS_CAP})")
     run.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
                      help="continue the project of a run that succeeded: its sandbox, files and conversation")
+    _budget_options(run, "the run ends BudgetExceeded")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",
@@ -757,9 +749,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true", help="print the runs as a JSON array")
     listing.set_defaults(func=cmd_list)
 
-    reopen = commands.add_parser("open", help="serve a finished local run's project again")
+    reopen = commands.add_parser("open", help="serve exactly a local run's version of the project")
     reopen.add_argument("run_id", help="the run id, or a unique prefix of it")
     reopen.set_defaults(func=cmd_open)
+
+    diff = commands.add_parser("diff", help="what a local run changed: against its parent, or its starting state")
+    diff.add_argument("run_id", help="the run id, or a unique prefix of it")
+    diff.add_argument("--against", metavar="RUN_ID", help="compare with this run's version instead")
+    diff.add_argument("--stat", action="store_true", help="one line per file: how many lines added and removed")
+    diff.add_argument("--json", action="store_true", help="the changes as JSON, with each text file's unified diff")
+    diff.set_defaults(func=cmd_diff)
+
+    restore = commands.add_parser("restore", help="make a local run's version the project's newest (a new version)")
+    restore.add_argument("run_id", help="the run id, or a unique prefix of it")
+    restore.add_argument("--json", action="store_true", help="print the new run as one JSON object")
+    restore.set_defaults(func=cmd_restore)
 
     send = commands.add_parser("send", help="start a run on the deployed stack: put a test/hello.world event")
     send.add_argument("prompt", help="what to build")
@@ -780,6 +784,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     resume = commands.add_parser("resume", help="finish a run that did not: killed, interrupted or failed")
     resume.add_argument("run_id")
+    _budget_options(resume, "a new budget for the rest of the run (a BudgetExceeded run goes on); local runs")
     resume.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     resume.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     resume.add_argument("--verbose", action="store_true", help="show the handlers' logs")
@@ -805,6 +810,13 @@ def build_parser() -> argparse.ArgumentParser:
     _aws_options(ui)
     ui.set_defaults(func=cmd_ui)
     return parser
+
+
+def _budget_options(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--budget-usd", type=_budget_usd, metavar="USD",
+                         help=f"model spend in US dollars (list prices) at which {what}; checked before each model call")
+    command.add_argument("--max-tokens", type=_max_tokens, metavar="N",
+                         help="model tokens (input + output) at which the same happens")
 
 
 def _aws_options(command: argparse.ArgumentParser) -> None:

@@ -19,6 +19,7 @@ from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
 from pixie.run_locks import hold_run
 from pixie.runs import run_record, save_run
+from pixie.versions import save_run_version
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,9 @@ class RunOptions:
     # Local sandbox isolation ("bwrap" or "none") and network; None keeps what the environment says.
     isolation: str | None = None
     allow_network: bool | None = None
+    # The run's budget (None: the environment's PIXIE_BUDGET_USD / PIXIE_MAX_TOKENS, else unbounded).
+    budget_usd: float | None = None
+    max_tokens: int | None = None
 
     def env(self) -> dict[str, str]:
         isolation = {} if self.isolation is None else {"PIXIE_ISOLATION": self.isolation}
@@ -53,7 +57,19 @@ class RunOptions:
 
     def saved(self) -> dict[str, Any]:
         """What `pixie resume` needs to run it again the same way."""
-        return {"model": self.model, "sandbox": self.sandbox, "maxIterations": self.max_iterations, "template": self.template}
+        return {
+            "model": self.model,
+            "sandbox": self.sandbox,
+            "maxIterations": self.max_iterations,
+            "template": self.template,
+            "budgetUsd": self.budget_usd,
+            "maxTokens": self.max_tokens,
+        }
+
+    def event_choices(self) -> dict[str, Any]:
+        """The per-run choices these options put in the event's detail (several runs may share an engine)."""
+        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens}
+        return {name: value for name, value in choices.items() if value is not None}
 
 
 def execution_record(execution: Execution, state: NetworkState) -> dict[str, Any]:
@@ -90,6 +106,7 @@ def finish_run(
     execution = engine.wait(arn, on_event, poll_s=poll_s)
     record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     save_run(pixie_home, record)
+    save_run_version(pixie_home, record, complete=True)
     return record
 
 
@@ -198,6 +215,8 @@ def run_locally(
     The run is also saved after every step (pixie/run_journal.py); the table starts with
     `saved_items` (an earlier run's, to continue or resume it)."""
     event = event_or_prompt if isinstance(event_or_prompt, dict) else hello_world_event(event_or_prompt)
+    if options.event_choices():
+        event = {**event, "detail": {**event["detail"], **options.event_choices()}}
     run_id = run_id or new_run_id()
     with ExitStack() as locks:
         saved_items = hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
@@ -228,6 +247,7 @@ def _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_i
             journal.close()
             record = _partial_record(engine, arn, run_id, (stop.reason if stop else None) or "pixie was interrupted")
             save_run(options.pixie_home, record)
+            save_run_version(options.pixie_home, record, complete=False)
             raise RunInterrupted(record, forced=True) from None
     if interrupted or (stop is not None and stop.reason):
         raise RunInterrupted(record)
@@ -250,9 +270,17 @@ def continue_locally(parent_id: str, prompt: str, options: RunOptions, **run_kwa
     return run_locally(hello_world_event(prompt, continue_from=parent_id), options, saved_items=items, **run_kwargs)
 
 
-def resume_locally(run_id: str, pixie_home: Path, log_level: str = "WARNING", **run_kwargs: Any) -> dict[str, Any]:
+def resume_locally(
+    run_id: str,
+    pixie_home: Path,
+    log_level: str = "WARNING",
+    budget_usd: float | None = None,
+    max_tokens: int | None = None,
+    **run_kwargs: Any,
+) -> dict[str, Any]:
     """Finishes a run that did not (killed, interrupted, failed): same run id, same event and
-    options; completed steps return their saved results; CannotStart when it cannot be resumed."""
+    options; completed steps return their saved results; CannotStart when it cannot be resumed.
+    A new budget (`budget_usd`, `max_tokens`) replaces the run's: a BudgetExceeded run goes on."""
     saved = resumable_state(pixie_home, run_id)
     settings = saved["options"]
     options = RunOptions(
@@ -262,5 +290,7 @@ def resume_locally(run_id: str, pixie_home: Path, log_level: str = "WARNING", **
         pixie_home=Path(pixie_home),
         template=settings["template"],
         log_level=log_level,
+        budget_usd=budget_usd if budget_usd is not None else settings.get("budgetUsd"),
+        max_tokens=max_tokens if max_tokens is not None else settings.get("maxTokens"),
     )
     return run_locally(saved["event"], options, run_id=run_id, saved_items=saved["items"], **run_kwargs)

@@ -28,7 +28,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer
 
-from lambdas.dal.network_state import RunRecord, part_key
+from lambdas.dal.network_state import RunRecord, file_changes, part_key
 from pixie.runs import load_run, run_record, save_run
 from statemachine.engine import InvokeWrapper, LocalEngine
 
@@ -37,6 +37,8 @@ FORMAT_VERSION = 1
 IDEMPOTENCY_PREFIX = "IDEMPOTENCY#"
 # Redone on resume: it reconnects to the run's sandbox, or restores the files into a new one.
 REDONE_ON_RESUME = f"{IDEMPOTENCY_PREFIX}CreateSandbox"
+# After these steps the project's files may have changed: the run's version is saved again.
+VERSION_STEPS = frozenset({"pixie-create-sandbox", "pixie-run-tool"})
 
 
 class CannotStart(Exception):
@@ -96,7 +98,7 @@ class RunJournal:
             try:
                 return inner(name, event, invoke) if inner else invoke()
             finally:
-                self.save()
+                self.save(with_version=name in VERSION_STEPS)
 
         return invoke_and_save
 
@@ -105,13 +107,17 @@ class RunJournal:
         with self._lock:
             self._closed = True
 
-    def save(self) -> None:
+    def save(self, with_version: bool = False) -> None:
         with self._lock:
             if self._engine is None or self._closed:
                 return
-            self._save()
+            record = self._save()
+            if with_version and record.get("sandboxId"):
+                from pixie.versions import save_run_version
 
-    def _save(self) -> None:
+                save_run_version(self.pixie_home, record, complete=False)  # an interrupted run keeps its partial version
+
+    def _save(self) -> dict[str, Any]:
         everything = self._engine.table_items()
         items = self.save_state(everything)
         record = run_record(_ItemsView(items), self.run_id, status="RUNNING")
@@ -121,6 +127,7 @@ class RunJournal:
         save_run(self.pixie_home, {**record, "pid": os.getpid(), "host": socket.gethostname()})
         if self.parent_id:
             self._write_back_parent(next((i for i in everything if _is_meta(i, self.parent_id)), None))
+        return record
 
     def save_state(self, everything: list[dict]) -> list[dict]:
         """Writes the run's own table items (and the idempotency records) from `everything`, the
@@ -176,6 +183,9 @@ class _ItemsView:
 
     def list_messages(self, run_id: str) -> list[dict]:
         return [json.loads(self._joined(run_id, i, "message")) for i in self._with_prefix(run_id, "MSG#")]
+
+    def list_changes(self, run_id: str) -> list[dict]:
+        return [file_changes(i) for i in self._with_prefix(run_id, "CHANGES#")]
 
 
 def _is_meta(item: dict, run_id: str) -> bool:

@@ -42,10 +42,13 @@ def run_record(
         "prompt": run.prompt if run else None,
         "model": run.model if run else None,
         "iterations": run.iteration if run else 0,
+        "budgetUsd": run.budget_usd if run else None,  # None: no bound
+        "maxTokens": run.max_tokens if run else None,
         "parentRunId": run.parent_run_id if run else None,  # the run this one continues
         "projectId": run.project_id if run else None,  # shared by a chain of continued runs
         "executionArn": execution_arn,
         "conversation": state.list_messages(run_id) if run else [],
+        "fileChanges": state.list_changes(run_id) if run else [],  # per tool call: created, changed, deleted
         "history": history or [],
     }
 
@@ -139,10 +142,14 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-def token_usage(history: list[dict]) -> tuple[int, int]:
-    """(input, output) tokens: the sum of the `usage` every AgentTurn reported (a retried turn
-    whose reply was already saved reports none, so nothing is counted twice)."""
-    tokens_in = tokens_out = 0
+USAGE_FIELDS = ("inputTokens", "outputTokens", "cachedInputTokens", "cacheWriteTokens")
+
+
+def token_usage(history: list[dict]) -> dict[str, int]:
+    """Tokens by kind (USAGE_FIELDS): the sum of the `usage` every AgentTurn reported (a retried
+    turn whose reply was already saved reports none, so nothing is counted twice). Cached and
+    cache-write tokens are parts of the input tokens."""
+    totals = dict.fromkeys(USAGE_FIELDS, 0)
     for event in history:
         details = event.get("stateExitedEventDetails")
         if event.get("type") != "TaskStateExited" or not isinstance(details, dict) or details.get("name") != "AgentTurn":
@@ -153,9 +160,9 @@ def token_usage(history: list[dict]) -> tuple[int, int]:
             continue
         usage = output.get("usage") if isinstance(output, dict) else None
         if isinstance(usage, dict):
-            tokens_in += int(usage.get("inputTokens") or 0)
-            tokens_out += int(usage.get("outputTokens") or 0)
-    return tokens_in, tokens_out
+            for name in USAGE_FIELDS:
+                totals[name] += int(usage.get(name) or 0)
+    return totals
 
 
 def project_folder(pixie_home: Path, record: dict[str, Any]) -> Path | None:
@@ -174,7 +181,7 @@ def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[
     times = [t for t in (_parse_time(e.get("timestamp")) for e in history) if t is not None]
     started = min(times) if times else None
     ended = max(times) if times and record.get("status") not in (None, "RUNNING") else None
-    tokens_in, tokens_out = token_usage(history)
+    tokens = token_usage(history)
     folder = project_folder(pixie_home, record) if pixie_home is not None else None
     return {
         "runId": record.get("runId"),
@@ -185,11 +192,17 @@ def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[
         "startedAt": started.isoformat() if started else None,
         "durationS": round((ended - started).total_seconds(), 2) if started and ended else None,
         "turns": int(record.get("iterations") or 0),
-        "inputTokens": tokens_in,
-        "outputTokens": tokens_out,
-        "estimatedCostUsd": estimate_cost(record.get("model"), tokens_in, tokens_out),
+        **tokens,
+        "estimatedCostUsd": estimate_cost(
+            record.get("model"), tokens["inputTokens"], tokens["outputTokens"],
+            tokens["cachedInputTokens"], tokens["cacheWriteTokens"],
+        ),
+        "budgetUsd": record.get("budgetUsd"),
+        "maxTokens": record.get("maxTokens"),
         "error": record.get("error"),
         "projectFolder": str(folder) if folder else None,
+        "parentRunId": record.get("parentRunId"),
+        "restoredFrom": record.get("restoredFrom"),
     }
 
 

@@ -23,6 +23,7 @@ import urllib.parse
 import uuid
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from unittest import mock
@@ -37,6 +38,8 @@ from statemachine.moto_imports import defer_moto_batch
 
 defer_moto_batch()  # before the parser below: saves loading moto.ec2 (about a second) on every run
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl  # noqa: E402
+
+from statemachine.asl_cache import parsing_once  # noqa: E402
 
 from lambdas.dal.network_state import create_table
 from lambdas.logic import cancellation, progress
@@ -221,6 +224,7 @@ class LocalEngine:
         self._stack.enter_context(mock.patch.dict(os.environ, self.env))
         self._stack.enter_context(mock_aws(config=MOCK_CONFIG))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", self._retry_clock))
+        self._stack.enter_context(parsing_once())  # agent.asl.json parsed once, not per start
         cancellation.reset()
         self._stack.callback(cancellation.reset)
         for noisy in ("moto", "moto.stepfunctions", "botocore.credentials"):
@@ -355,15 +359,23 @@ class LocalEngine:
         )["executionArn"]
         return arn, run_id
 
+    def describe(self, arn: str) -> dict[str, Any]:
+        """DescribeExecution's answer (status, name, output, error, cause), read from moto's
+        backend in memory, like the history: the loop below asks 20 times a second."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        description = dict(stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(arn).to_describe_output())
+        description["status"] = getattr(description["status"], "value", description["status"])
+        return description
+
     def history(self, arn: str) -> list[dict]:
-        events: list[dict] = []
-        kwargs: dict[str, Any] = {"executionArn": arn, "maxResults": 1000}
-        while True:
-            page = self.sfn.get_execution_history(**kwargs)
-            events.extend(page["events"])
-            if not page.get("nextToken"):
-                return events
-            kwargs["nextToken"] = page["nextToken"]
+        """The execution's history events, as GetExecutionHistory returns them (oldest first,
+        timestamps as datetimes). Read from moto's backend in memory: through botocore every
+        read serialized and parsed the whole history again (about 1 s of a 4-turn `pixie run`)."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        events = stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]
+        return [_as_client_event(event) for event in events]
 
     def wait(
         self, arn: str, on_event: Callable[[dict], None] | None = None, poll_s: float = 0.05
@@ -372,7 +384,7 @@ class LocalEngine:
         appears (the live display)."""
         seen = 0
         while True:
-            description = self.sfn.describe_execution(executionArn=arn)
+            description = self.describe(arn)
             done = description["status"] in TERMINAL_STATUSES
             if on_event or done:  # the history is read whole each time: only when it is shown
                 events = self.history(arn)
@@ -396,6 +408,18 @@ class LocalEngine:
     def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
         arn, _ = self.start(event, run_id)
         return self.wait(arn, on_event)
+
+
+def _as_client_event(event: dict) -> dict:
+    """A backend history event in the client's form: the shape's member order (timestamp, type,
+    id, previousEventId, details) and the timestamp a datetime, as botocore parses it."""
+    stamp = event.get("timestamp")
+    if isinstance(stamp, str):
+        stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    elif isinstance(stamp, datetime) and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    head = {"timestamp": stamp, "type": event.get("type"), "id": event.get("id"), "previousEventId": event.get("previousEventId")}
+    return {**{k: v for k, v in head.items() if v is not None}, **{k: v for k, v in event.items() if k not in head}}
 
 
 def new_run_id() -> str:

@@ -76,6 +76,7 @@ def converse_reply(
     usage: tuple[int, int] = (10, 5),
     text_chunks: int = 2,
     stop_reason: str | None = None,
+    cache: tuple[int, int] | None = None,
 ) -> Stream:
     """The events of one assistant reply: a text block streamed in pieces, then one toolUse block
     per (id, name, input JSON) with its input in two pieces, then messageStop and metadata."""
@@ -110,7 +111,11 @@ def converse_reply(
         event(
             "metadata",
             {
-                "usage": {"inputTokens": usage[0], "outputTokens": usage[1], "totalTokens": sum(usage)},
+                "usage": {
+                    "inputTokens": usage[0], "outputTokens": usage[1], "totalTokens": sum(usage) + sum(cache or ()),
+                    # (read, written): Bedrock counts them apart from inputTokens
+                    **({"cacheReadInputTokens": cache[0], "cacheWriteInputTokens": cache[1]} if cache else {}),
+                },
                 "metrics": {"latencyMs": 12},
             },
         )

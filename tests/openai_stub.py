@@ -162,8 +162,10 @@ def chat_completion(
     *,
     model: str = "gpt-4.1",
     usage: tuple[int, int] | None = (10, 5),
+    cached_tokens: int | None = None,
 ) -> dict:
-    """A Chat Completions response body. tool_calls are (id, name, raw arguments) triples."""
+    """A Chat Completions response body. tool_calls are (id, name, raw arguments) triples;
+    cached_tokens, when given, is reported in usage.prompt_tokens_details as OpenAI does."""
     message: dict = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = [
@@ -185,6 +187,8 @@ def chat_completion(
     }
     if usage is not None:
         body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+        if cached_tokens is not None:
+            body["usage"]["prompt_tokens_details"] = {"cached_tokens": cached_tokens, "audio_tokens": 0}
     return body
 
 

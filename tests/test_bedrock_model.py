@@ -89,8 +89,9 @@ def test_tool_use_reply_streams_text_and_calls_and_reports_usage(stub):
     assert "/eu-west-1/bedrock/aws4_request" in request.headers["authorization"]  # AWS_REGION honoured
     assert "Credential=AKIDTESTBEDROCK/" in request.headers["authorization"]
     body = request.body
-    assert body["system"] == [{"text": "You are pixie."}]
-    assert body["messages"] == [{"role": "user", "content": [{"text": "Build a todo app"}]}]
+    # Claude 3.5 Haiku takes cache points: after the system prompt and after the last user message.
+    assert body["system"] == [{"text": "You are pixie."}, {"cachePoint": {"type": "default"}}]
+    assert body["messages"] == [{"role": "user", "content": [{"text": "Build a todo app"}, {"cachePoint": {"type": "default"}}]}]
     assert body["inferenceConfig"] == {"maxTokens": 8192}
     specs = [tool["toolSpec"] for tool in body["toolConfig"]["tools"]]
     assert [s["name"] for s in specs] == ["terminal", "createOrUpdateFiles", "readFiles"]
@@ -147,11 +148,32 @@ def test_tool_results_go_back_as_tool_result_blocks_in_alternating_messages(stub
             "content": [
                 {"toolResult": {"toolUseId": "tu_1", "content": [{"text": "index.html\n[exit code 0]"}]}},
                 {"toolResult": {"toolUseId": "tu_2", "content": [{"text": "Error: arguments are not valid JSON"}]}},
+                # The previous request ended here: this turn reads its cache.
+                {"cachePoint": {"type": "default"}},
             ],
         },
         {"role": "assistant", "content": [{"text": "Let me think."}]},
-        {"role": "user", "content": [{"text": "Continue; end with a <task_summary>."}]},
+        # And writes the one the next turn reads.
+        {"role": "user", "content": [{"text": "Continue; end with a <task_summary>."}, {"cachePoint": {"type": "default"}}]},
     ]
+
+
+def test_cache_reads_and_writes_are_counted_as_part_of_the_prompt(stub):
+    stub.reply(converse_reply("ok", usage=(40, 9), cache=(3000, 500)))
+
+    usage = BedrockChatModel(HAIKU).complete([SYSTEM, USER], [], turn=2).usage
+
+    assert usage == Usage(input_tokens=3540, output_tokens=9, cached_input_tokens=3000, cache_write_tokens=500)
+
+
+def test_models_without_prompt_caching_get_no_cache_points(stub):
+    stub.reply(converse_reply("ok"))
+
+    BedrockChatModel("us.meta.llama3-3-70b-instruct-v1:0").complete([SYSTEM, USER], tool_definitions(), turn=1)
+
+    body = stub.requests[0].body
+    assert "cachePoint" not in json.dumps(body)
+    assert body["system"] == [{"text": "You are pixie."}]
 
 
 def test_consecutive_messages_of_one_role_merge_and_blank_text_is_never_sent():
@@ -266,11 +288,25 @@ def test_output_token_limits_fit_each_family():
 
 
 def test_prices_cover_bedrock_models_and_inference_profiles():
-    assert price_for(f"bedrock:{HAIKU}") == (0.80, 4.00)
+    assert price_for(f"bedrock:{HAIKU}")[:2] == (0.80, 4.00)
     sonnet = "anthropic.claude-sonnet-4-5-20250929-v1:0"
     for prefix in ("", "us.", "eu.", "apac.", "global."):
-        assert price_for(f"bedrock:{prefix}{sonnet}") == (3.00, 15.00), prefix
+        assert price_for(f"bedrock:{prefix}{sonnet}")[:2] == (3.00, 15.00), prefix
     assert estimate_cost("bedrock:us.amazon.nova-micro-v1:0", 1_000_000, 1_000_000) == pytest.approx(0.175)
+
+
+def test_cached_tokens_are_priced_at_their_own_rates():
+    sonnet = "bedrock:us.anthropic.claude-sonnet-4-5-20250929-v1:0"
+    # A million prompt tokens: 600k read from the cache (10 %), 100k written to it (125 %), the rest plain.
+    assert estimate_cost(sonnet, 1_000_000, 0, cached_input_tokens=600_000, cache_write_tokens=100_000) == pytest.approx(
+        0.3 * 3.00 + 0.6 * 0.30 + 0.1 * 3.75
+    )
+    # OpenAI: cached input at a quarter of the price, no write surcharge.
+    assert estimate_cost("openai:gpt-4.1", 1_000_000, 0, cached_input_tokens=1_000_000) == pytest.approx(0.50)
+    assert estimate_cost("openai:gpt-4.1", 1_000_000, 0, cache_write_tokens=1_000_000) == pytest.approx(2.00)
+    # A model without caching bills cached tokens as input; counts past the prompt are clamped.
+    llama = "bedrock:meta.llama3-3-70b-instruct-v1:0"
+    assert estimate_cost(llama, 1_000_000, 0, cached_input_tokens=5_000_000) == pytest.approx(0.72)
     assert price_for("bedrock:some.unknown-model-v1:0") is None
 
 

@@ -21,7 +21,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, create_table, user_message_key
-from pixie import cli
+from pixie import aws_commands, cli
 from pixie.aws_runs import AwsRunsError, HistoryFollower, send, show_aws, stack_outputs, watch
 from pixie.display import LiveDisplay
 
@@ -68,7 +68,7 @@ def moto_sfn(monkeypatch):
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setattr(cli, "AWS_POLL_S", 0.05)
+    monkeypatch.setattr(aws_commands, "AWS_POLL_S", 0.05)
     logging.getLogger("moto").setLevel(logging.CRITICAL)
     boto3.setup_default_session(region_name=REGION)  # the CLI's clients come from the default session
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):

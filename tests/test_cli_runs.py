@@ -136,16 +136,17 @@ def test_list_show_by_prefix_and_open_serve_finished_runs(tmp_path):
     assert pixie("show", "", home=tmp_path).returncode == 2
 
     folder = tmp_path / "sandboxes" / json.loads(first.stdout)["sandboxId"]
-    (folder / "index.html").write_text("<h1>served again</h1>")
+    served_before = (folder / "index.html").read_text()
+    (folder / "index.html").write_text("<h1>changed by hand</h1>")  # not the run's version: not served
     environment = {**os.environ, "PIXIE_HOME": str(tmp_path)}
     server = subprocess.Popen([str(PIXIE), "open", first_id[:8]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True, env=environment)
     try:
-        lines = [server.stdout.readline() for _ in range(3)]
+        lines = [server.stdout.readline() for _ in range(4)]
         url = next(line.split()[1] for line in lines if line.startswith("Preview:"))
         assert f"Project: {folder}" in "".join(lines)
         with urllib.request.urlopen(url, timeout=10) as response:
-            assert b"served again" in response.read()
+            assert response.read().decode() == served_before
     finally:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)

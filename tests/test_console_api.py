@@ -144,6 +144,14 @@ def test_max_iterations_chosen_per_run_is_enforced(console, script):
     assert record["iterations"] == 1
 
 
+def test_a_budget_chosen_per_run_is_enforced_and_shown(console, script):
+    run_id = console.start_run("Spend little", model=f"scripted:{script}", maxTokens=1, budgetUsd=5)
+    record = console.wait_for(run_id)
+    assert record["status"] == "FAILED" and record["error"] == "BudgetExceeded", record["cause"]
+    assert record["iterations"] == 1 and "1 tokens" in record["cause"]
+    assert record["maxTokens"] == 1 and record["budgetUsd"] == 5
+
+
 def test_events_stream_live_then_replay_and_resume(console, script):
     run_id = console.start_run("Stream me", model=f"scripted:{script}")
     with console.client.stream("GET", f"/api/runs/{run_id}/events") as live:
@@ -279,6 +287,11 @@ def test_not_json_and_unknown_runs(console):
 
 def test_config_says_what_the_console_offers(console):
     config = console.client.get("/api/config").json()
+    for _ in range(600):  # the engine warms up in the background: wait for it to say it is ready
+        if config["ready"] or config["startupError"]:
+            break
+        time.sleep(0.1)
+        config = console.client.get("/api/config").json()
     assert config["mode"] == "local" and config["choices"] is True and config["ready"] is True
     from lambdas.logic.events import HelloWorldDetail
 
@@ -359,22 +372,24 @@ def test_progress_of_every_kind_reaches_its_run_only_and_is_bounded(tmp_path):
 
 
 def test_tokens_and_cost_per_turn_from_the_history():
-    def exited(turn: int, tokens_in: int, tokens_out: int) -> dict:
-        output = {"iteration": turn, "usage": {"inputTokens": tokens_in, "outputTokens": tokens_out}}
+    def exited(turn: int, tokens_in: int, tokens_out: int, cached: int = 0) -> dict:
+        output = {"iteration": turn, "usage": {"inputTokens": tokens_in, "outputTokens": tokens_out, "cachedInputTokens": cached}}
         return {"type": "TaskStateExited", "stateExitedEventDetails": {"name": "AgentTurn", "output": json.dumps(output)}}
 
     history = [
         {"type": "ExecutionStarted", "timestamp": "2026-11-26T10:00:00+00:00",
          "executionStartedEventDetails": {"input": json.dumps({"detail": {"value": "a prompt"}})}},
-        exited(1, 1_000_000, 0), exited(2, 0, 500_000),
+        exited(1, 1_000_000, 0), exited(2, 0, 500_000), exited(3, 1_000_000, 0, cached=1_000_000),
         {"type": "ExecutionFailed", "timestamp": "2026-11-26T10:00:12.5+00:00"},
     ]
     assert turn_usage(history, "openai:gpt-4.1") == [
-        {"turn": 1, "inputTokens": 1_000_000, "outputTokens": 0, "costUsd": 2.0},
-        {"turn": 2, "inputTokens": 0, "outputTokens": 500_000, "costUsd": 4.0},
+        {"turn": 1, "inputTokens": 1_000_000, "cachedInputTokens": 0, "outputTokens": 0, "costUsd": 2.0},
+        {"turn": 2, "inputTokens": 0, "cachedInputTokens": 0, "outputTokens": 500_000, "costUsd": 4.0},
+        # Cached input at gpt-4.1's cached price, a quarter of the input price.
+        {"turn": 3, "inputTokens": 1_000_000, "cachedInputTokens": 1_000_000, "outputTokens": 0, "costUsd": 0.5},
     ]
     row = run_row({"runId": "r", "status": "FAILED", "model": "openai:gpt-4.1", "history": history})
-    assert row["costUsd"] == 6.0 and row["durationS"] == 12.5 and row["prompt"] == "a prompt"
+    assert row["costUsd"] == 6.5 and row["durationS"] == 12.5 and row["prompt"] == "a prompt"
     assert run_row({"runId": "r", "status": "FAILED", "model": "somebody:else", "history": history})["costUsd"] is None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,42 @@ def test_retried_steps_show_their_attempts_and_errors(console, page, tmp_path):
     first.click()
     assert "failed: Lambda.ServiceException" in page.locator("#step-attempts").inner_text()
     assert page.locator("#graph g.failed").count() >= 1
+
+
+def _page_script(path: Path, marker: str) -> Path:
+    html = f"<!doctype html>\n<html>\n<body>\n<h1>{marker}</h1>\n</body>\n</html>\n"
+    return write_script_file(path, [
+        {"content": "Writing.", "tool_calls": [{"name": "createOrUpdateFiles", "arguments": {"files": [{"path": "index.html", "content": html}]}}]},
+        {"content": f"<task_summary>{marker}</task_summary>"},
+    ])
+
+
+def test_a_run_page_shows_its_diff_and_opens_an_older_version(console, page, tmp_path):
+    first = console.start_run("Page A", model=f"scripted:{_page_script(tmp_path / 'va.json', 'MARKER-A')}")
+    assert console.wait_for(first)["status"] == "SUCCEEDED"
+    second = console.start_run("Page B", model=f"scripted:{_page_script(tmp_path / 'vb.json', 'MARKER-B')}", continueFrom=first)
+    assert console.wait_for(second)["status"] == "SUCCEEDED"
+
+    page.goto(f"{console.base}/runs/{second}?token={console.token}")
+    change = page.locator('#changes details[data-path="index.html"]')
+    change.wait_for()
+    assert "modified index.html" in change.locator("summary").inner_text()
+    change.locator("summary").click()
+    patch = change.locator("pre.diff").inner_text()
+    assert "-<h1>MARKER-A</h1>" in patch and "+<h1>MARKER-B</h1>" in patch
+    assert first in page.locator("#changes-against").inner_text()
+    # The timeline says which files each tool call touched.
+    touched = page.locator(".step", has_text="RunTool · createOrUpdateFiles").locator(".step-files")
+    touched.wait_for()
+    assert touched.inner_text() == "~index.html"
+
+    page.goto(f"{console.base}/runs/{first}?token={console.token}")
+    page.locator("#open-version").wait_for(state="visible")
+    page.locator("#open-version").click()
+    link = page.locator("#version-link")
+    link.wait_for(state="visible")
+    url = link.get_attribute("href")
+    assert url.startswith("http://127.0.0.1:") and not url.startswith(console.base)  # another origin
+    assert page.locator("#preview").get_attribute("src") == url
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert "MARKER-A" in response.read().decode()  # the older version, though its child changed the page

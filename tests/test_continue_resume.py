@@ -67,7 +67,7 @@ def project_a(tmp_path, write_script) -> dict:
 
 
 # --- continue ---------------------------------------------------------------------------------
-def test_continue_reconnects_to_the_live_sandbox_and_starts_from_the_parents_files_and_conversation(
+def test_continue_forks_a_folder_of_its_own_from_the_parents_version_files_and_conversation(
     tmp_path, write_script, project_a
 ):
     b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
@@ -75,9 +75,11 @@ def test_continue_reconnects_to_the_live_sandbox_and_starts_from_the_parents_fil
     assert b["status"] == "SUCCEEDED", b["cause"]
     assert b["runId"] != project_a["runId"]
     assert b["parentRunId"] == project_a["runId"] and b["projectId"] == project_a["runId"]
-    # The same sandbox: A's command output (not a file in the table) is still there.
-    assert b["sandboxId"] == project_a["sandboxId"]
+    # A folder of its own, seeded from A's version: A's command output (not a file in the
+    # table) is there too; A's folder is left as A ended.
+    assert b["sandboxId"] != project_a["sandboxId"]
     assert (tmp_path / "sandboxes" / b["sandboxId"] / "log.txt").read_text() == "a\n"
+    assert not (tmp_path / "sandboxes" / project_a["sandboxId"] / "dark.css").exists()
     # B's first call read A's file; B's result lists A's files and its own.
     assert tool_results(b)[0] == f"--- index.html ---\n{PAGE}"
     assert b["files"] == {"index.html": PAGE, "dark.css": "body{background:#000}"}
@@ -91,10 +93,11 @@ def test_continue_reconnects_to_the_live_sandbox_and_starts_from_the_parents_fil
     assert load_run(tmp_path, project_a["runId"])["files"] == {"index.html": PAGE}
 
 
-def test_continue_after_the_sandbox_folder_was_deleted_restores_the_files_from_the_table(
+def test_continue_without_a_kept_version_restores_the_files_from_the_table(
     tmp_path, write_script, project_a
 ):
     shutil.rmtree(tmp_path / "sandboxes" / project_a["sandboxId"])
+    shutil.rmtree(tmp_path / "versions" / "manifests")  # e.g. pruned, or made before versions were kept
 
     b = continue_locally(project_a["runId"], "Add dark mode", options(tmp_path, write_script(RUN_B, "b.json")))
 
@@ -118,7 +121,7 @@ def test_a_three_run_chain_shares_the_project_and_a_second_continuation_forks_it
 
     assert c["status"] == "SUCCEEDED", c["cause"]
     assert c["parentRunId"] == b["runId"] and c["projectId"] == project_a["runId"]
-    assert c["sandboxId"] == project_a["sandboxId"]  # handed down the chain
+    assert c["sandboxId"] not in (project_a["sandboxId"], b["sandboxId"])  # each run its own folder
     assert "body{background:#000}" in tool_results(c)[0] and PAGE in tool_results(c)[0]
     assert set(c["files"]) == {"index.html", "dark.css"}
     earlier = c["conversation"][:5]
@@ -130,8 +133,8 @@ def test_a_three_run_chain_shares_the_project_and_a_second_continuation_forks_it
     # B's tool output (A's page, read back) is compacted to a note in C's context.
     assert PAGE not in earlier[3]["content"] and "read index.html (ok)" in earlier[3]["content"]
 
-    # A second continuation of A: B took A's sandbox over (and changed it), so this one starts
-    # from A's files in a sandbox of its own.
+    # A second continuation of A starts from A's version in a folder of its own: B's writes
+    # are not there.
     fork_script = [
         {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": "ls"}}]},
         {"content": "<task_summary>Looked</task_summary>"},

@@ -149,7 +149,7 @@ def test_cli_resume_aws_redrives_then_follows_the_execution_to_its_result(monkey
     events = [history_event(1, "ExecutionStarted"), history_event(2, "ExecutionRedriven"), history_event(3, "ExecutionSucceeded")]
     stubber.add_response("get_execution_history", {"events": events}, {"executionArn": EXECUTION, "maxResults": 1000})
     monkeypatch.setenv("PIXIE_STATE_MACHINE_ARN", MACHINE)
-    monkeypatch.setattr(cli, "AWS_POLL_S", 0.01)
+    monkeypatch.setattr("pixie.aws_commands.AWS_POLL_S", 0.01)
     monkeypatch.setattr(boto3, "client", lambda service, *a, **k: client)
     with stubber:
         code = cli.main(["resume", RUN, "--aws", "--json"])

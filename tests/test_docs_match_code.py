@@ -27,6 +27,21 @@ def test_the_durability_table_parses_into_retried_and_permanent_rows():
     assert any(not row.retried and "MaxIterationsReached" in row.errors for row in rows)
 
 
+def test_every_outcome_the_workflow_names_is_a_permanent_row_ending_through_cleanup():
+    """Each Pass state that names an error (MaxIterationsReached, BudgetExceeded, StuckLoop, ...)
+    is in the table as a permanent error, is reached from the definition, and ends in RunFailed
+    through CleanupSandbox."""
+    states = promises.definition()["States"]
+    permanent = {error for row in durability_table() if not row.retried for error in row.errors}
+    outcomes = {name: s for name, s in states.items() if s["Type"] == "Pass" and name != "LastTurnCalledTools"}
+    assert {"MaxIterationsReached", "BudgetExceeded", "StuckLoop"} <= set(outcomes)
+    targets = {c["Next"] for s in states.values() for c in s.get("Choices", [])}
+    for name, state in outcomes.items():
+        error = state.get("Result", state.get("Parameters", {})).get("Error")
+        assert error == name and name in permanent, f"{name}: README's durability table must list it"
+        assert name in targets and state["Next"] == "CleanupSandbox" and state["ResultPath"] == "$.error"
+
+
 def test_every_error_class_the_table_names_exists():
     from aws_lambda_powertools.utilities.idempotency import exceptions as idempotency_exceptions
 
@@ -34,7 +49,7 @@ def test_every_error_class_the_table_names_exists():
 
     for row in durability_table():
         for name in row.errors:
-            if name.startswith(("Lambda.", "States.", "Runtime.", "Sandbox.")) or name == "MaxIterationsReached":
+            if name.startswith(("Lambda.", "States.", "Runtime.", "Sandbox.")) or name in promises.definition()["States"]:
                 continue  # named by the service, or by the definition's own Pass state
             source = idempotency_exceptions if name == IN_PROGRESS_ERROR else errors
             assert isinstance(getattr(source, name, None), type), f"README names {name}, which the code does not define"
@@ -114,7 +129,8 @@ def test_every_other_failure_goes_through_cleanup_and_keeps_the_original_error()
         else:
             assert catch_all[0]["Next"] == "CleanupSandbox" and catch_all[0]["ResultPath"] == "$.error"
     assert states["RunTools"]["Catch"][0]["Next"] == "CleanupSandbox"
-    assert states["MaxIterationsReached"]["Next"] == "CleanupSandbox"
+    for outcome in ("MaxIterationsReached", "BudgetExceeded", "StuckLoop"):
+        assert states[outcome]["Next"] == "CleanupSandbox"
     assert states["RunFailed"] == {**states["RunFailed"], "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 
 

@@ -132,9 +132,10 @@ def test_sandbox_that_disappears_mid_run_is_restored_from_the_table_and_the_run_
     assert record["status"] == "SUCCEEDED", (record["error"], record["cause"])
     assert gone and record["sandboxId"] not in gone
     assert not failed_tasks(record)  # restored in the step itself: nothing failed, nothing retried
-    # The files the tools wrote came back; what a command wrote (log.txt) lived only in the old sandbox.
+    # The run's version as the journal last saved it came back: the tools' files and what a
+    # command wrote (log.txt) before the sandbox went.
     assert (sandbox_dir(home, record) / "index.html").read_text() == "<p>one</p>"
-    assert (sandbox_dir(home, record) / "log.txt").read_text() == "y\n"
+    assert (sandbox_dir(home, record) / "log.txt").read_text() == "x\ny\n"
     assert [m["role"] for m in record["conversation"]][:4] == ["user", "assistant", "tool", "tool"]
 
 

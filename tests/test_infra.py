@@ -495,6 +495,16 @@ def test_settings_come_from_cdk_context():
     assert function_specs(settings)["RunTool"].timeout_s == 480
 
 
+def test_the_budget_comes_from_cdk_context_and_is_checked_at_synth():
+    settings = PixieSettings.from_context(App(context={"pixie:budgetUsd": "2.5", "pixie:maxTokens": 400000}))
+    assert settings.budget_usd == 2.5 and settings.max_tokens == 400_000
+    assert PixieSettings.from_context(App()).budget_usd is None
+    with pytest.raises(ValueError, match="pixie:budgetUsd"):
+        PixieSettings.from_context(App(context={"pixie:budgetUsd": "-1"}))
+    with pytest.raises(ValueError, match="price table"):
+        PixieSettings.from_context(App(context={"pixie:budgetUsd": "1", "pixie:model": "openai:unpriced"}))
+
+
 def test_every_asl_placeholder_has_a_function_spec_and_unknown_ones_fail():
     names = asl_function_names(ASL_PATH.read_text())
     assert set(HANDLERS) <= set(names)

@@ -252,6 +252,15 @@ def test_requests_ask_for_a_stream_with_usage(stub):
     assert reply.usage == Usage(7, 2)  # from the last chunk, which has no choices
 
 
+def test_cached_prompt_tokens_are_read_from_the_usage(stub):
+    stub.reply(200, chat_completion("Hi", usage=(4096, 2), cached_tokens=3968))
+
+    usage = model_for(stub).complete(USER, TOOLS, turn=1).usage
+
+    # prompt_tokens counts the cached ones too: the whole prompt stays the input.
+    assert usage == Usage(input_tokens=4096, output_tokens=2, cached_input_tokens=3968)
+
+
 def test_pieces_reach_on_delta_in_order_and_the_reply_is_assembled(stub):
     stub.reply(
         200,

@@ -202,7 +202,7 @@ def test_send_with_stack_runs_agent_asl_json_deployed_on_moto(tmp_path, write_sc
     monkeypatch.setattr(test_cli_aws, "start", lambda arn, event, name=None: start(arn, {"account": ACCOUNT, **event}, name))
     for name in ("PIXIE_STATE_MACHINE_ARN", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(cli, "AWS_POLL_S", 0.05)
+    monkeypatch.setattr("pixie.aws_commands.AWS_POLL_S", 0.05)
     options = RunOptions(model=f"scripted:{write_script(WRITE_PAGE)}", pixie_home=tmp_path)
     # The engine deploys agent.asl.json on moto, each lambda:invoke going to the real handler.
     with LocalEngine(options.env()) as engine:

@@ -52,14 +52,16 @@ def pixie_process(home: Path, *args: str) -> subprocess.Popen:
     )
 
 
-def wait_for(path: Path, process: subprocess.Popen) -> None:
+def wait_for(path: Path, process: subprocess.Popen) -> Path:
+    """Waits until `path` (a glob pattern may stand in its folder) exists; returns it."""
     deadline = time.monotonic() + WAIT_S
-    while not path.exists():
+    while not (found := next(path.parent.parent.glob(f"{path.parent.name}/{path.name}"), None)):
         if process.poll() is not None:
             raise AssertionError(f"pixie ended before {path.name} appeared: {process.communicate()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.05)
+    return found
 
 
 def folder(home: Path, record: dict) -> Path:
@@ -75,10 +77,10 @@ def test_two_continuations_started_together_never_share_a_folder(tmp_path, write
     first_script = write_script([write("first.txt", "1"), terminal(HELD_COMMAND), DONE], "first.json")
     first = pixie_process(home, "run", "--no-serve", "--json", "--model", f"scripted:{first_script}", "--continue", parent["runId"], "First")
     try:
-        wait_for(shared / "started", first)  # the first continuation works in the parent's folder now
+        first_folder = wait_for(home / "sandboxes" / "*" / "started", first).parent  # the first continuation works now
         second_script = write_script([write("second.txt", "2"), terminal("ls > listing.txt"), DONE], "second.json")
         second = continue_locally(parent["runId"], "Second", RunOptions(model=f"scripted:{second_script}", pixie_home=home))
-        (shared / "go").touch()
+        (first_folder / "go").touch()
         out, err = first.communicate(timeout=WAIT_S)
     finally:
         if first.poll() is None:
@@ -90,7 +92,9 @@ def test_two_continuations_started_together_never_share_a_folder(tmp_path, write
     own = folder(home, second)
     assert (own / "index.html").read_text() == "parent" and (own / "second.txt").read_text() == "2"
     assert not (own / "first.txt").exists() and not (own / "held-runs.txt").exists()
-    assert not (shared / "second.txt").exists() and (shared / "first.txt").read_text() == "1"
+    assert first_folder != shared and (first_folder / "first.txt").read_text() == "1"
+    assert not (first_folder / "second.txt").exists()
+    assert not (shared / "second.txt").exists() and not (shared / "first.txt").exists()  # the parent's, as it ended
 
 
 def test_a_second_resume_of_a_run_is_refused_and_no_command_runs_twice(tmp_path, write_script):

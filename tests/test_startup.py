@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -43,3 +44,82 @@ def test_the_deferred_moto_batch_package_still_loads_when_something_uses_it():
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
+def test_the_engine_reads_the_history_as_get_execution_history_returns_it(tmp_path):
+    """History comes from moto's backend in memory (botocore's round trip cost about a second a
+    run); it must be what the API returns, event for event."""
+    from pixie.local_run import DEMO_SCRIPT, RunOptions
+    from statemachine.engine import LocalEngine, hello_world_event
+    from statemachine.history import jsonable
+
+    options = RunOptions(model=f"scripted:{DEMO_SCRIPT}", pixie_home=tmp_path)
+    with LocalEngine(options.env()) as engine:
+        execution = engine.run(hello_world_event("Build a todo app"))
+        through_the_api = engine.sfn.get_execution_history(executionArn=execution.arn, maxResults=1000)["events"]
+        assert execution.status == "SUCCEEDED"
+        assert execution.history == jsonable(through_the_api)
+        assert all(event["timestamp"].tzinfo is not None for event in engine.history(execution.arn))
+
+
+def test_the_definition_is_parsed_once_and_then_comes_from_the_cache(tmp_path, monkeypatch):
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    from pixie.local_run import DEMO_SCRIPT, RunOptions
+    from statemachine import asl_cache
+    from statemachine.engine import LocalEngine, hello_world_event
+
+    monkeypatch.setattr(asl_cache, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(asl_cache, "_memory", {})
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    parses = []
+    real_parse = AmazonStateLanguageParser.parse
+    monkeypatch.setattr(AmazonStateLanguageParser, "parse", staticmethod(lambda d: parses.append(1) or real_parse(d)))
+    options = RunOptions(model=f"scripted:{DEMO_SCRIPT}", pixie_home=tmp_path)
+
+    def one_run() -> str:
+        with LocalEngine(options.env()) as engine:
+            return engine.run(hello_world_event("Build a todo app")).status
+
+    assert one_run() == "SUCCEEDED" and len(parses) == 1  # validation parsed it; the execution reused it
+    monkeypatch.setattr(asl_cache, "_memory", {})  # a new process: only the file beside the bytecode is left
+    assert one_run() == "SUCCEEDED" and len(parses) == 1
+    assert len(list((tmp_path / "cache").glob("asl-*.pickle"))) == 1
+
+
+def test_a_definition_that_does_not_parse_is_still_refused_as_moto_refuses_it():
+    import boto3
+    from botocore.exceptions import ClientError
+    from moto import mock_aws
+
+    from statemachine.asl_cache import parsing_once
+
+    def refusal(*patches) -> str:
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            for patch in patches:
+                patch.__enter__()
+            try:
+                sfn = boto3.client("stepfunctions", region_name="us-east-1")
+                sfn.create_state_machine(name="bad", definition='{"StartAt": "Nowhere", "States": {', roleArn="arn:aws:iam::123456789012:role/r")
+            except ClientError as error:
+                return str(error)
+            finally:
+                for patch in patches:
+                    patch.__exit__(None, None, None)
+        return "accepted"
+
+    assert "ASLParserException" in refusal(parsing_once()) and refusal(parsing_once()) == refusal()
+
+
+def test_the_engine_describes_an_execution_as_describe_execution_does(tmp_path):
+    from pixie.local_run import DEMO_SCRIPT, RunOptions
+    from statemachine.engine import LocalEngine, hello_world_event
+
+    options = RunOptions(model=f"scripted:{DEMO_SCRIPT}", pixie_home=tmp_path)
+    with LocalEngine(options.env()) as engine:
+        execution = engine.run(hello_world_event("Build a todo app"))
+        mine, theirs = engine.describe(execution.arn), engine.sfn.describe_execution(executionArn=execution.arn)
+        assert execution.status == "SUCCEEDED" and execution.output == json.loads(theirs["output"])
+        for key in ("status", "name", "executionArn"):
+            assert mine[key] == theirs[key], key
+        assert json.loads(mine["output"]) == json.loads(theirs["output"])  # the same JSON, spaced otherwise

@@ -138,7 +138,7 @@ MUTANTS: list[Mutant] = [
            find="template=args.template,", replace='template="pixie",', count=1),
     Mutant("cli-verbose-ignored", "pixie/cli.py", [f"{CLI}::test_e2b_run_with_a_template_and_verbose_logs"],
            find='log_level="INFO" if args.verbose else "ERROR",\n        extra_env', replace='log_level="ERROR",\n        extra_env', count=1),
-    Mutant("cli-send-stack-ignored", "pixie/cli.py", [f"{CLI}::test_send_with_stack_runs_agent_asl_json_deployed_on_moto"],
+    Mutant("cli-send-stack-ignored", "pixie/aws_commands.py", [f"{CLI}::test_send_with_stack_runs_agent_asl_json_deployed_on_moto"],
            find='stack_outputs(stack_name=args.stack, required=("StateMachineArn",))\n        dead_letter_queue_url',
            replace='stack_outputs(stack_name="PixieStack", required=("StateMachineArn",))\n        dead_letter_queue_url', count=1),
     # --- secrets ----------------------------------------------------------------------------------------

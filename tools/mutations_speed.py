@@ -4,6 +4,8 @@ from tools.mutations import Mutant
 
 STARTUP = "tests/test_startup.py"
 BENCH = "tests/test_bench.py"
+PROMPT = "tests/test_prompt_tokens.py"
+CACHING = "How it works"
 
 MUTANTS: list[Mutant] = [
     Mutant("engine-loads-moto-ec2", "statemachine/engine.py", [STARTUP],
@@ -12,4 +14,35 @@ MUTANTS: list[Mutant] = [
     Mutant("bench-asks-past-the-cap", "bench/workload.py", [f"{BENCH}::test_every_workload_the_full_bench_uses_is_within_pixies_limits"],
            find="max_iterations=min(self.iterations + 5, MAX_ITERATIONS_CAP)", replace="max_iterations=self.iterations + 5",
            count=1, promise="Performance: make bench runs"),
+    Mutant("prompt-prefix-changes-every-turn", "lambdas/logic/steps/agent_turn.py", [PROMPT],
+           find='prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}',
+           replace='prompt = [{"role": "system", "content": f"{system_prompt(sandbox_kind)} (turn {turn})"}', count=1,
+           promise=f"{CACHING}: each prompt begins with the previous one"),
+    Mutant("openai-cached-tokens-ignored", "lambdas/logic/models/openai_model.py",
+           ["tests/test_openai_model.py::test_cached_prompt_tokens_are_read_from_the_usage"],
+           find='cached_input_tokens=int(getattr(details, "cached_tokens", 0) or 0),', replace="cached_input_tokens=0,",
+           count=1, promise=f"{CACHING}: OpenAI's cached tokens are read"),
+    Mutant("bedrock-no-cache-points", "lambdas/logic/models/bedrock_model.py", ["tests/test_bedrock_model.py"],
+           find="system, conversation = with_cache_points(system, conversation)", replace="pass", count=1,
+           promise=f"{CACHING}: Bedrock cachePoint blocks"),
+    Mutant("cached-tokens-priced-as-input", "lambdas/logic/models/prices.py", ["tests/test_bedrock_model.py", "tests/test_console_api.py"],
+           find="cached * price.cache_read", replace="cached * price.input", count=1,
+           promise=f"{CACHING}: cached tokens priced at their own rate"),
+    Mutant("compaction-never-elides-old-results", "lambdas/logic/compaction.py", [PROMPT],
+           find="old = message_turn(key) <= cutoff and", replace="old = False and", count=1,
+           promise=f"{CACHING}: old large tool results left out of the prompt"),
+    Mutant("compaction-rewrites-the-store", "lambdas/logic/compaction.py", [PROMPT],
+           find='message = {**message, "content": note}', replace='message.update(content=note)', count=1,
+           promise=f"{CACHING}: never in the store"),
+    Mutant("compaction-line-moves-every-turn", "lambdas/logic/compaction.py", [PROMPT],
+           find="return max(1, self.after_turns)", replace="return 1", count=1,
+           promise=f"{CACHING}: the cached prefix changes once per step"),
+    Mutant("asl-parsed-on-every-start", "statemachine/asl_cache.py",
+           [f"{STARTUP}::test_the_definition_is_parsed_once_and_then_comes_from_the_cache"],
+           find="    blob = _stored(key)\n", replace="    blob = None\n", count=1,
+           promise="Performance: the definition parsed once"),
+    Mutant("history-timestamps-left-as-text", "statemachine/engine.py",
+           [f"{STARTUP}::test_the_engine_reads_the_history_as_get_execution_history_returns_it"],
+           find='stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))', replace="pass", count=1,
+           promise="Performance: history read from the backend, as the API returns it"),
 ]

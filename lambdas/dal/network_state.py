@@ -9,6 +9,7 @@ Items, all under pk = RUN#<runId>:
                                      instead of duplicating
   sk = MSG#0000#0ctx#<n:03d>         a continued run's earlier runs, compacted (before its prompt)
   sk = FILE#<path>                   one file each: the latest content the agent wrote
+  sk = CHANGES#<turn:04d>#<index:03d> the files one tool call created, changed and deleted
   sk = PART#<sk>#<n>                 part n (1, 2, ...) of a message or file too big for one item
                                      (400 KB): the item itself holds part 0 and the count
 and, under pk = EVENT#<eventId>, sk = RUN: which run the triggering event started (one run per
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +57,24 @@ def tool_message_key(turn: int, index: int) -> str:
     return f"MSG#{turn:04d}#2tool#{index:03d}"
 
 
+def notice_message_key(turn: int, name: str) -> str:
+    """A message of pixie's own to the model, before the turn's reply (after its other user message)."""
+    return f"MSG#{turn:04d}#0user#{name}"
+
+
+def changes_key(turn: int, index: int) -> str:
+    return f"CHANGES#{turn:04d}#{index:03d}"
+
+
+def file_changes(item: dict[str, Any]) -> dict[str, Any]:
+    """A CHANGES# item as the run record lists it."""
+    return {
+        key: int(value) if isinstance(value, Decimal) else value  # DynamoDB numbers come back as Decimal
+        for key, value in item.items()
+        if key not in ("pk", "sk", "expiresAt")
+    }
+
+
 CONTEXT_KEY_PREFIX = "MSG#0000#0ctx#"  # sorts before user_message_key(0): earlier runs come first
 
 
@@ -79,6 +99,10 @@ class RunRecord:
     created_at: int
     parent_run_id: str | None = None  # the run this one continues
     project_id: str | None = None  # shared by a chain of runs: the first run's id
+    budget_usd: float | None = None  # the run ends BudgetExceeded once its model calls cost this much
+    max_tokens: int | None = None  # ... or used this many tokens (input + output)
+    input_tokens: int = 0  # every model call's usage, added as it is paid for
+    output_tokens: int = 0
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -98,6 +122,10 @@ class RunRecord:
             created_at=int(item.get("createdAt", 0)),
             parent_run_id=item.get("parentRunId"),
             project_id=item.get("projectId") or item["runId"],
+            budget_usd=float(item["budgetUsd"]) if item.get("budgetUsd") is not None else None,
+            max_tokens=int(item["maxTokens"]) if item.get("maxTokens") is not None else None,
+            input_tokens=int(item.get("inputTokens", 0)),
+            output_tokens=int(item.get("outputTokens", 0)),
         )
 
 
@@ -122,6 +150,8 @@ class NetworkState:
         max_iterations: int,
         parent_run_id: str | None = None,
         project_id: str | None = None,
+        budget_usd: float | None = None,
+        max_tokens: int | None = None,
     ) -> RunRecord:
         now = int(time.time())
         item = {
@@ -142,6 +172,7 @@ class NetworkState:
         }
         if parent_run_id:
             item["parentRunId"] = parent_run_id
+        item.update(budget_fields(budget_usd, max_tokens))
         self.table.put_item(Item=item)
         return RunRecord.from_item(item)
 
@@ -167,6 +198,16 @@ class NetworkState:
             UpdateExpression=f"SET {assignments}",
             ExpressionAttributeNames=names,
             ExpressionAttributeValues=values,
+            ConditionExpression="attribute_exists(pk)",
+        )
+
+    def add_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
+        """Adds one model call's tokens to the run's totals (an atomic ADD: a retried call that was
+        paid for again is counted again, as it was billed)."""
+        self.table.update_item(
+            Key={"pk": _pk(run_id), "sk": "META"},
+            UpdateExpression="ADD inputTokens :i, outputTokens :o",
+            ExpressionAttributeValues={":i": int(input_tokens), ":o": int(output_tokens)},
             ConditionExpression="attribute_exists(pk)",
         )
 
@@ -230,7 +271,8 @@ class NetworkState:
 
     def list_keyed_messages(self, run_id: str) -> list[tuple[str, dict[str, Any]]]:
         """(sort key, message) pairs in order: the key says where a message belongs."""
-        return [(item["sk"], json.loads(item["message"])) for item in self._query(run_id, "MSG#")]
+        items = self._query(run_id, "MSG#")
+        return [(item["sk"], json.loads(text)) for item, text in zip(items, self._joined(run_id, items, "message"))]
 
     # --- files ------------------------------------------------------------------------------
     def put_files(self, run_id: str, files: dict[str, str]) -> None:
@@ -244,6 +286,14 @@ class NetworkState:
     def list_files(self, run_id: str) -> dict[str, str]:
         items = self._query(run_id, "FILE#")
         return {item["path"]: content for item, content in zip(items, self._joined(run_id, items, "content"))}
+
+    def put_changes(self, run_id: str, turn: int, index: int, changes: dict[str, Any]) -> None:
+        """The files tool call `index` of turn `turn` touched (lists bounded by the caller)."""
+        item = {**changes, "pk": _pk(run_id), "sk": changes_key(turn, index), "turn": turn, "index": index, "expiresAt": expires_at()}
+        self.table.put_item(Item=item)
+
+    def list_changes(self, run_id: str) -> list[dict[str, Any]]:
+        return [file_changes(item) for item in self._query(run_id, "CHANGES#")]
 
     def list_file_paths(self, run_id: str) -> list[str]:
         """Sorted paths only: reads no file contents (capacity is billed by bytes read)."""
@@ -319,6 +369,16 @@ def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, An
     if len(pieces) > 1:
         head["parts"] = len(pieces)
     return [*parts, head]
+
+
+def budget_fields(budget_usd: float | None, max_tokens: int | None) -> dict[str, Any]:
+    """A run's budget as table attributes (DynamoDB numbers are Decimals; None leaves a bound unset)."""
+    fields: dict[str, Any] = {}
+    if budget_usd is not None:
+        fields["budgetUsd"] = Decimal(str(budget_usd))
+    if max_tokens is not None:
+        fields["maxTokens"] = int(max_tokens)
+    return fields
 
 
 def create_table(dynamodb_client: Any, table_name: str) -> None:

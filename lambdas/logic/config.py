@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambdas.logic.compaction import DEFAULT_COMPACT_AFTER_TURNS, DEFAULT_COMPACT_MIN_CHARS, Compaction
 from lambdas.logic.errors import ConfigurationError
 from lambdas.logic.limits import (
     DEFAULT_MAX_CALL_BYTES,
@@ -17,7 +18,12 @@ from lambdas.logic.limits import (
     DEFAULT_MAX_REPLY_CHARS,
     DEFAULT_MAX_TOOL_CALLS,
     MAX_ITERATIONS_CAP,
+    MAX_BUDGET_USD,
+    MAX_TOKENS_CAP,
     MAX_TOOL_CALLS_CAP,
+    DEFAULT_STUCK_LIMIT,
+    DEFAULT_STUCK_WARN_AFTER,
+    STUCK_LIMIT_CAP,
     check_run_limits,
 )
 
@@ -47,6 +53,14 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     # Local sandbox: the project folder's disk use, and the memory of all of a command's processes.
     "PIXIE_MAX_PROJECT_BYTES": (2 * 1024**3, 1024**2, 1024**4),
     "PIXIE_MAX_COMMAND_MEMORY_MB": (4096, 64, 1024**2),
+    # The stuck-loop breaker: identical failing tool calls in a row before the model is told, and
+    # before the run ends StuckLoop.
+    "PIXIE_STUCK_WARN_AFTER": (DEFAULT_STUCK_WARN_AFTER, 1, STUCK_LIMIT_CAP),
+    "PIXIE_STUCK_LIMIT": (DEFAULT_STUCK_LIMIT, 2, STUCK_LIMIT_CAP),
+    # Compaction (lambdas/logic/compaction.py): tool results this many turns old and longer than
+    # this many characters are left out of the prompt (never out of the store); 0 turns: off.
+    "PIXIE_COMPACT_AFTER_TURNS": (DEFAULT_COMPACT_AFTER_TURNS, 0, MAX_ITERATIONS_CAP),
+    "PIXIE_COMPACT_MIN_CHARS": (DEFAULT_COMPACT_MIN_CHARS, 0, 1_000_000),
 }
 
 
@@ -65,6 +79,21 @@ def _int(env: Mapping[str, str], name: str) -> int:
         raise InvalidSetting(f"{name} must be a whole number from {low} to {high}, got {raw!r}") from None
     if not low <= value <= high:
         raise InvalidSetting(f"{name} must be from {low} to {high}, got {value}")
+    return value
+
+
+def _optional_budget(env: Mapping[str, str], name: str, high: float, whole: bool) -> float | int | None:
+    """A budget setting: unset or empty means no bound; otherwise a number above 0 up to `high`."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw) if whole else float(raw)
+    except ValueError:
+        value = None
+    if value is None or not 0 < value <= high or value != value:
+        kind = "a whole number" if whole else "a number of US dollars"
+        raise InvalidSetting(f"{name} must be {kind} above 0 and at most {high:,}, got {raw!r}")
     return value
 
 
@@ -116,6 +145,16 @@ class Settings:
     max_project_bytes: int = 2 * 1024**3
     max_command_memory_mb: int = 4096
     event_overrides: frozenset[str] = frozenset()  # per-run choices events may make (events.RUN_CHOICES)
+    budget_usd: float | None = None  # a run's default budget (None: unbounded)
+    max_tokens: int | None = None
+    stuck_warn_after: int = DEFAULT_STUCK_WARN_AFTER
+    stuck_limit: int = DEFAULT_STUCK_LIMIT
+    compact_after_turns: int = DEFAULT_COMPACT_AFTER_TURNS
+    compact_min_chars: int = DEFAULT_COMPACT_MIN_CHARS
+
+    @property
+    def compaction(self) -> Compaction:
+        return Compaction(self.compact_after_turns, self.compact_min_chars)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -144,6 +183,12 @@ class Settings:
             max_project_bytes=_int(env, "PIXIE_MAX_PROJECT_BYTES"),
             max_command_memory_mb=_int(env, "PIXIE_MAX_COMMAND_MEMORY_MB"),
             event_overrides=frozenset(filter(None, env.get("PIXIE_EVENT_OVERRIDES", "").split(","))),
+            budget_usd=_optional_budget(env, "PIXIE_BUDGET_USD", MAX_BUDGET_USD, whole=False),
+            max_tokens=_optional_budget(env, "PIXIE_MAX_TOKENS", MAX_TOKENS_CAP, whole=True),
+            stuck_warn_after=_int(env, "PIXIE_STUCK_WARN_AFTER"),
+            stuck_limit=_int(env, "PIXIE_STUCK_LIMIT"),
+            compact_after_turns=_int(env, "PIXIE_COMPACT_AFTER_TURNS"),
+            compact_min_chars=_int(env, "PIXIE_COMPACT_MIN_CHARS"),
         )
         try:
             check_run_limits(settings.max_iterations, settings.max_tool_calls)

@@ -2,9 +2,11 @@
 again after it stopped. Used by CreateSandbox.
 
 A run whose event names `detail.continueFrom` starts where that earlier run (its parent) ended:
-- sandbox: the parent's, when it is still alive and no other run has taken it over; otherwise a
-  fresh one with the project's files restored from the table, so a project outlives E2B's
-  sandbox timeout and a deleted local folder;
+- sandbox: locally, always a folder of its own seeded from the parent's version (so two
+  continuations of one parent are two branches, and the parent's version stays as it ended);
+  on E2B the parent's sandbox when it is still alive and no other run has taken it over;
+  otherwise a fresh one with the parent's version (or, without one, its files in the table)
+  restored, so a project outlives E2B's sandbox timeout and a deleted local folder;
 - files: the parent's file items are copied, so the new run's result lists them too;
 - conversation: the earlier runs of the chain, each compacted to its request and one reply
   (tool outputs reduced to a one-line note each), stored before the new run's own prompt."""
@@ -12,6 +14,9 @@ A run whose event names `detail.continueFrom` starts where that earlier run (its
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 from typing import Any, Callable
 
 from lambdas.dal.network_state import CONTEXT_KEY_PREFIX, NetworkState, RunRecord, context_message_key
@@ -19,6 +24,8 @@ from lambdas.logic.config import Settings
 from lambdas.logic.errors import InvalidEvent, SandboxNotFound, ToolError
 from lambdas.logic.sandboxes import sandbox_provider
 from lambdas.logic.sandboxes.base import Sandbox
+from lambdas.logic.sandboxes.beneath import open_root, replace_beneath
+from lambdas.logic.versions import VersionNotFound, VersionStore
 from lambdas.logic.truncate import bound_text
 
 # What the model sees of earlier runs stays bounded however long the chain gets.
@@ -57,7 +64,8 @@ def continue_project(
     sandbox = _handed_over_sandbox(run_id, parent, sandbox_kind, settings, state)
     if sandbox is None:
         sandbox = create()
-        restore_files(sandbox, files)
+        if not restore_version(sandbox, parent.run_id, settings):
+            restore_files(sandbox, files)
     state.put_files(run_id, files)
     for index, message in enumerate(earlier_conversation(parent, state)):
         state.put_message(run_id, context_message_key(index), message)
@@ -83,7 +91,8 @@ def live_sandbox(run: RunRecord, settings: Settings, state: NetworkState) -> San
     except SandboxNotFound:
         pass
     sandbox = provider.create(run.template, settings.sandbox_timeout_s, run_id=run.run_id)
-    restore_files(sandbox, state.list_files(run.run_id))
+    if not restore_version(sandbox, run.run_id, settings):
+        restore_files(sandbox, state.list_files(run.run_id))
     state.update_run(run.run_id, sandboxId=sandbox.id)
     return sandbox
 
@@ -92,13 +101,52 @@ def _handed_over_sandbox(
     run_id: str, parent: RunRecord, sandbox_kind: str, settings: Settings, state: NetworkState
 ) -> Sandbox | None:
     """The parent's sandbox, if it is of the kind this run uses, still alive, and not already
-    taken over by another run continuing the same parent (that run may have changed it)."""
+    taken over by another run continuing the same parent (that run may have changed it). A local
+    run never takes its parent's folder: it forks from the parent's version."""
+    if sandbox_kind == "local":
+        return None
     if parent.sandbox_kind != sandbox_kind or not state.claim_sandbox(parent.run_id, run_id):
         return None
     try:
         return sandbox_provider(sandbox_kind, settings).connect(parent.sandbox_id, settings.sandbox_timeout_s)
     except SandboxNotFound:
         return None
+
+
+def restore_version(sandbox: Sandbox, run_id: str, settings: Settings) -> bool:
+    """Makes a fresh local sandbox hold exactly run `run_id`'s kept version (commands' files
+    included, not only the file tool's); False when there is none to restore (not a local
+    sandbox, never saved, pruned): the caller restores the table's files instead."""
+    root = getattr(sandbox, "root", None)
+    if not isinstance(root, (str, Path)):
+        return False
+    store = VersionStore(settings.pixie_home)
+    try:
+        manifest = store.manifest(run_id)
+        contents = store.contents(manifest)
+    except VersionNotFound:
+        return False
+    clear_fresh_folder(Path(root))
+    root_fd = open_root(os.path.realpath(root))
+    try:
+        for path, data in contents.items():
+            try:
+                replace_beneath(root_fd, path, data)
+            except OSError:
+                continue  # e.g. a name this file system refuses: the rest still comes back
+    finally:
+        os.close(root_fd)
+    return True
+
+
+def clear_fresh_folder(root: Path) -> None:
+    """Empties a sandbox folder just made from the template (nothing runs in it yet), so a
+    version restored into it has no template file the version had deleted."""
+    for entry in root.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def restore_files(sandbox: Sandbox, files: dict[str, str]) -> None:

@@ -3,37 +3,34 @@ detail.value is the prompt, and whose optional detail.continueFrom names the run
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Collection, Literal
-
-from aws_lambda_powertools.utilities.parser import ValidationError, parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from typing import Any, Collection
 
 from lambdas.logic.config import DETAIL_TYPE
 from lambdas.logic.errors import InvalidEvent, describe_validation_error
-from lambdas.logic.limits import MAX_ITERATIONS_CAP, has_lone_surrogates
+from lambdas.logic.limits import has_lone_surrogates
+
+# The event's pydantic models live in event_models.py, imported on first use: building them (and
+# importing Powertools' parser) cost about 45 ms of every import of this module, which the CLI
+# and the engine make before anything is parsed.
+_LAZY_MODELS = ("HelloWorldDetail", "HelloWorldEvent")
 
 
-class HelloWorldDetail(BaseModel):
-    # Unknown fields are refused rather than silently dropped: a typo must not go unnoticed.
-    model_config = ConfigDict(extra="forbid")
-    value: StrictStr
-    # Per-run choices (see parse_run_choices); absent means the deployment's settings.
-    model: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]*:\S{1,1000}$")] | None = None
-    sandbox: Literal["local", "e2b"] | None = None
-    maxIterations: Annotated[StrictInt, Field(ge=1, le=MAX_ITERATIONS_CAP)] | None = None
-    # A run id is an execution name: letters, digits, `-`, `_` and `.`, at most 80.
-    continueFrom: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")] | None = None
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_MODELS:
+        from lambdas.logic import event_models
 
-
-class HelloWorldEvent(EventBridgeModel):
-    detail: HelloWorldDetail
+        return getattr(event_models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def parse_prompt(event: Any, max_chars: int) -> str:
     """The prompt, trimmed; InvalidEvent saying what is wrong otherwise."""
     if not isinstance(event, dict):
         raise InvalidEvent(f"the event must be a JSON object, got {type(event).__name__}")
+    from aws_lambda_powertools.utilities.parser import ValidationError, parse
+
+    from lambdas.logic.event_models import HelloWorldEvent
+
     try:
         parsed = parse(event=event, model=HelloWorldEvent)
     except ValidationError as exc:
@@ -61,12 +58,16 @@ def check_prompt(prompt: str, max_chars: int, name: str = "the prompt") -> str:
 # Choices an event may make for its own run instead of the deployment's settings. A deployment
 # honours only those it lists in PIXIE_EVENT_OVERRIDES: the embedded engine lists them all, the
 # deployed stack none, so whoever may put events on a deployed bus cannot pick a costlier model.
-RUN_CHOICES = ("model", "sandbox", "maxIterations")
+RUN_CHOICES = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens")
 
 
 def parse_run_choices(event: Any, allowed: Collection[str]) -> dict[str, Any]:
     """The per-run choices in `detail` ({"model": ..., ...}, only those given), after
     parse_prompt has accepted the event; InvalidEvent for one this deployment does not allow."""
+    from aws_lambda_powertools.utilities.parser import parse
+
+    from lambdas.logic.event_models import HelloWorldEvent
+
     detail = parse(event=event, model=HelloWorldEvent).detail
     chosen = {name: getattr(detail, name) for name in RUN_CHOICES if getattr(detail, name) is not None}
     refused = [name for name in chosen if name not in allowed]

@@ -26,6 +26,14 @@ MAX_ITERATIONS_CAP = 50  # the most model turns any run may have (CLI, env, CDK 
 DEFAULT_MAX_ITERATIONS = 15
 DEFAULT_MAX_TOOL_CALLS = 32  # tool calls run per turn; later calls get a "not run" error result
 MAX_TOOL_CALLS_CAP = 64
+# A run's budget (--budget-usd, --max-tokens, detail.budgetUsd/maxTokens, PIXIE_BUDGET_USD/PIXIE_MAX_TOKENS).
+MAX_BUDGET_USD = 10_000
+MAX_TOKENS_CAP = 1_000_000_000
+# The stuck-loop breaker: the same failing tool call (name and arguments) this many times in a row
+# and the model is told so; this many and the run ends StuckLoop (never more than the cap).
+DEFAULT_STUCK_WARN_AFTER = 3
+DEFAULT_STUCK_LIMIT = 5
+STUCK_LIMIT_CAP = 5
 
 
 def worst_case_history_events(max_iterations: int, max_tool_calls: int, retries_per_task: int = RETRIES_PER_TASK) -> int:

@@ -1,12 +1,14 @@
 """The console's HTTP surface (Starlette): the pages, the JSON API they use (scripts may use it
 too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
 
-    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "continueFrom"?} -> {"runId"}
+    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "budgetUsd"?, "maxTokens"?, "continueFrom"?} -> {"runId"}
     GET  /api/runs                 newest first
     GET  /api/runs/{id}            the record (as `pixie show --json`) plus tokens and cost per turn
     GET  /api/runs/{id}/events     SSE: history, progress, end (Last-Event-ID / ?after= resumes)
     GET  /api/config               what this console can do (mode, choices, continue)
     GET  /api/graph                the state machine drawn from agent.asl.json
+    GET  /api/runs/{id}/diff       what the run changed against its parent (local runs' versions)
+    POST /api/runs/{id}/open-version -> {"url"}: a preview server of exactly that run's version
 """
 
 from __future__ import annotations
@@ -84,6 +86,18 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
             return _error(404, f"no run {run_id!r}")
         return JSONResponse(record)
 
+    async def run_diff(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        diff = getattr(runs, "diff", None)
+        found = await run_in_threadpool(diff, run_id) if diff and RUN_ID.fullmatch(run_id) else None
+        return JSONResponse(found) if found is not None else _error(404, f"no kept version of run {run_id!r}")
+
+    async def open_version(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        opener = getattr(runs, "open_version", None)
+        url = await run_in_threadpool(opener, run_id) if opener and RUN_ID.fullmatch(run_id) else None
+        return JSONResponse({"url": url}) if url else _error(404, f"no kept version of run {run_id!r}")
+
     async def run_events(request: Request) -> Response:
         run_id = request.path_params["run_id"]
         channel = await run_in_threadpool(runs.channel, run_id) if RUN_ID.fullmatch(run_id) else None
@@ -117,6 +131,8 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         Route("/api/runs", start_run, methods=["POST"]),
         Route("/api/runs/{run_id}", get_run),
         Route("/api/runs/{run_id}/events", run_events),
+        Route("/api/runs/{run_id}/diff", run_diff),
+        Route("/api/runs/{run_id}/open-version", open_version, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -19,7 +19,7 @@ log = logging.getLogger("pixie.console")
 
 # The follow-up box needs `continueFrom` in the event; shown only once the event model has it.
 CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
-CHOICE_FIELDS = ("model", "sandbox", "maxIterations")
+CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens")
 KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
 # On stop, how long the console waits for each run to end through its cleanup and be saved (a
 # loaded machine is slow; a second Ctrl-C leaves at once).
@@ -65,6 +65,7 @@ class LocalRuns:
         log_level: str = "ERROR",
     ) -> None:
         self.home = Path(pixie_home)
+        self._checkouts: list[Path] = []  # versions opened here, removed when the console stops
         self.default_model = default_model
         self.template = template
         self.max_iterations = max_iterations
@@ -108,6 +109,7 @@ class LocalRuns:
     def close(self) -> None:
         """Stops running runs through their cleanup path (saved as `Interrupted`), then the engine."""
         from lambdas.logic.sandboxes.local import kill_running_commands, stop_all_previews
+        from pixie.versions import remove_checkout
 
         if self._unsubscribe:
             self._unsubscribe()
@@ -120,6 +122,8 @@ class LocalRuns:
             self.engine.__exit__(None, None, None)
             self.engine = None
         stop_all_previews()
+        for folder in self._checkouts:  # after their previews stopped
+            remove_checkout(folder)
 
     def _on_progress(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         channel = self.channels.get(run_id)
@@ -252,6 +256,8 @@ class LocalRuns:
             "sandbox": detail.get("sandbox") or "local",
             "maxIterations": detail.get("maxIterations") or self.max_iterations,
             "template": self.template,
+            "budgetUsd": detail.get("budgetUsd"),
+            "maxTokens": detail.get("maxTokens"),
         }
         journal = RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
         for _ in range(3):  # other runs may write the table meanwhile: read it again if it moved
@@ -316,6 +322,28 @@ class LocalRuns:
             except Exception:  # noqa: BLE001 - it just ended: its saved row is read next time
                 continue
         return _newest_first(list(rows.values()))
+
+    def diff(self, run_id: str) -> dict[str, Any] | None:
+        """What a run changed against its parent's version (or its starting state)."""
+        from pixie.versions import VersionNotFound, run_diff
+
+        try:
+            return run_diff(self.home, run_id)
+        except VersionNotFound:
+            return None
+
+    def open_version(self, run_id: str) -> str | None:
+        """A preview of exactly the run's version, on its own 127.0.0.1 port (another origin than
+        the console's: the page a model wrote never runs with the console's cookie)."""
+        from lambdas.logic.sandboxes.local import LocalSandbox
+        from pixie.versions import VersionNotFound, check_out_version
+
+        try:
+            folder = check_out_version(self.home, run_id)
+        except VersionNotFound:
+            return None
+        self._checkouts.append(folder)
+        return LocalSandbox(f"version-{run_id}-{folder.name[-8:]}", folder).get_url()
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
         from pixie.runs import load_run

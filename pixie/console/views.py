@@ -42,11 +42,13 @@ def turn_usage(history: list[dict[str, Any]], model: str | None) -> list[dict[st
             continue
         usage = output.get("usage") or {}
         tokens_in, tokens_out = int(usage.get("inputTokens") or 0), int(usage.get("outputTokens") or 0)
+        cached, written = int(usage.get("cachedInputTokens") or 0), int(usage.get("cacheWriteTokens") or 0)
         turns.append({
             "turn": output.get("iteration"),
             "inputTokens": tokens_in,
+            "cachedInputTokens": cached,  # part of inputTokens
             "outputTokens": tokens_out,
-            "costUsd": estimate_cost(model, tokens_in, tokens_out),
+            "costUsd": estimate_cost(model, tokens_in, tokens_out, cached, written),
         })
     return turns
 
@@ -74,7 +76,11 @@ def run_view(record: dict[str, Any]) -> dict[str, Any]:
         **record,
         **timing(record.get("history") or []),
         "turns": turns,
-        "tokens": {"input": sum(t["inputTokens"] for t in turns), "output": sum(t["outputTokens"] for t in turns)},
+        "tokens": {
+            "input": sum(t["inputTokens"] for t in turns),
+            "cachedInput": sum(t["cachedInputTokens"] for t in turns),
+            "output": sum(t["outputTokens"] for t in turns),
+        },
         "costUsd": None if any(c is None for c in costs) else round(sum(costs), 6),
     }
 

@@ -24,8 +24,12 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Usage:
-    input_tokens: int = 0
+    input_tokens: int = 0  # the whole prompt, cached or not
     output_tokens: int = 0
+    # Parts of input_tokens: read from the provider's prompt cache (billed at a discount), and
+    # written to it (Bedrock's Claude bills these above the input price; OpenAI does not).
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
 
 @dataclass(frozen=True)

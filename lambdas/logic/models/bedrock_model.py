@@ -73,6 +73,18 @@ MAX_OUTPUT_TOKENS: list[tuple[str, int]] = [
     ("meta.llama", 2048),
 ]
 
+# Models that take Converse `cachePoint` blocks (explicit prompt caching); others reject them.
+# https://docs.aws.amazon.com/bedrock/latest/userguide/prompt-caching.html
+CACHE_POINT_MODELS = (
+    "anthropic.claude-3-7-sonnet",
+    "anthropic.claude-3-5-haiku",
+    "anthropic.claude-sonnet-4",
+    "anthropic.claude-haiku-4-5",
+    "anthropic.claude-opus-4",
+    "amazon.nova",
+)
+CACHE_POINT = {"cachePoint": {"type": "default"}}
+
 # Where Bedrock says the error is about access rather than the request.
 ACCESS_HINT = (
     "check that this account may use the model in this region (Bedrock console: Model access / "
@@ -154,6 +166,10 @@ def _client() -> Any:
         return client
 
 
+def supports_cache_points(model_id: str) -> bool:
+    return any(fragment in model_id for fragment in CACHE_POINT_MODELS)
+
+
 def max_output_tokens(model_id: str) -> int | None:
     for fragment, limit in MAX_OUTPUT_TOKENS:
         if fragment in model_id:
@@ -181,6 +197,8 @@ class BedrockChatModel:
         on_delta: OnDelta | None = None,
     ) -> ModelReply:
         system, conversation = to_converse_messages(messages)
+        if supports_cache_points(self.model_id):
+            system, conversation = with_cache_points(system, conversation)
         request: dict[str, Any] = {"modelId": self.model_id, "messages": conversation}
         if system:
             request["system"] = system
@@ -316,6 +334,22 @@ def to_converse_messages(messages: list[dict]) -> tuple[list[dict], list[dict]]:
     return system, conversation
 
 
+def with_cache_points(system: list[dict], conversation: list[dict]) -> tuple[list[dict], list[dict]]:
+    """A cache point after the system prompt (tools and system come first in the prompt, so it
+    caches both) and after each of the last two user messages: the earlier one ends where the
+    previous turn's request ended, so this request reads that prefix from the cache, and the
+    last one writes the cache the next turn reads. Three of the four a request may carry; a
+    prefix below the model's minimum (1,024 tokens for most) is simply not cached."""
+    if system:
+        system = [*system, CACHE_POINT]
+    users = [i for i, message in enumerate(conversation) if message["role"] == "user"][-2:]
+    conversation = [
+        {**message, "content": [*message["content"], CACHE_POINT]} if i in users else message
+        for i, message in enumerate(conversation)
+    ]
+    return system, conversation
+
+
 # --- replies: the ConverseStream events -> ModelReply ---------------------------------------------
 def assemble_reply(events: Any, on_delta: OnDelta | None = None) -> ModelReply:
     """Folds the stream (messageStart, contentBlockStart/Delta/Stop, messageStop, metadata) into
@@ -354,9 +388,15 @@ def assemble_reply(events: Any, on_delta: OnDelta | None = None) -> ModelReply:
             stop_reason = event["messageStop"].get("stopReason")
         elif "metadata" in event:
             counted = event["metadata"].get("usage") or {}
+            # inputTokens leaves out the tokens read from or written to the cache: the prompt
+            # is all three (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_TokenUsage.html).
+            cache_read = int(counted.get("cacheReadInputTokens") or 0)
+            cache_write = int(counted.get("cacheWriteInputTokens") or 0)
             usage = Usage(
-                input_tokens=int(counted.get("inputTokens") or 0),
+                input_tokens=int(counted.get("inputTokens") or 0) + cache_read + cache_write,
                 output_tokens=int(counted.get("outputTokens") or 0),
+                cached_input_tokens=cache_read,
+                cache_write_tokens=cache_write,
             )
     if stop_reason is None:
         # The stream ended without messageStop: a half-received reply must not be stored.

@@ -164,8 +164,12 @@ class _Assembly:
     def add(self, chunk, on_delta: OnDelta) -> None:
         self.chunks += 1
         if chunk.usage is not None:
+            # prompt_tokens counts the cached ones too; compatible servers may leave the details out.
+            details = getattr(chunk.usage, "prompt_tokens_details", None)
             self.usage = Usage(
-                input_tokens=chunk.usage.prompt_tokens or 0, output_tokens=chunk.usage.completion_tokens or 0
+                input_tokens=chunk.usage.prompt_tokens or 0,
+                output_tokens=chunk.usage.completion_tokens or 0,
+                cached_input_tokens=int(getattr(details, "cached_tokens", 0) or 0),
             )
         for choice in chunk.choices or []:
             if choice.index not in (0, None):

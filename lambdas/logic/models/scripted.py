@@ -11,7 +11,10 @@ Turn N of the run (1-based) plays turns[N-1], so a retried step replays the same
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 from lambdas.logic.errors import InvalidScript, ScriptExhausted
@@ -20,6 +23,48 @@ from lambdas.logic.models.base import ModelReply, OnDelta, ToolCall, Usage, safe
 
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)  # the usual rule of thumb; scripts cost nothing anyway
+
+
+# A stand-in for a provider's automatic prompt cache (OpenAI's rules: prompts of 1,024 tokens and
+# more, hits in steps of 128 tokens, an exact prefix match), so scripted runs report cached tokens
+# as a real model would and the bench can price caching offline. Prefixes are matched at message
+# boundaries only (a real cache also matches inside a message): an estimate on the low side.
+CACHE_MIN_TOKENS = 1024
+CACHE_STEP_TOKENS = 128
+_CACHE_ENTRIES = 4096
+_cached_prefixes: OrderedDict[bytes, None] = OrderedDict()
+_cache_lock = threading.Lock()
+
+
+def forget_cached_prefixes() -> None:
+    """Empties the simulated cache (the bench starts each measured run cold)."""
+    with _cache_lock:
+        _cached_prefixes.clear()
+
+
+def _cached_tokens(messages: list[dict], tools: list[dict]) -> int:
+    """Tokens of the longest prefix (tools, then whole messages) an earlier call sent; remembers
+    this call's prefixes for the next."""
+    digest = hashlib.sha256(json.dumps(tools).encode())
+    chars = len(json.dumps(tools))
+    boundaries = []
+    for message in messages:
+        text = json.dumps(message)
+        digest.update(text.encode())
+        chars += len(text)
+        boundaries.append((digest.copy().digest(), chars // 4))
+    hit = 0
+    with _cache_lock:
+        for key, tokens in boundaries:
+            if key in _cached_prefixes:
+                _cached_prefixes.move_to_end(key)
+                hit = tokens
+        for key, tokens in boundaries:
+            if tokens >= CACHE_MIN_TOKENS:
+                _cached_prefixes[key] = None
+        while len(_cached_prefixes) > _CACHE_ENTRIES:
+            _cached_prefixes.popitem(last=False)
+    return (hit // CACHE_STEP_TOKENS) * CACHE_STEP_TOKENS if hit >= CACHE_MIN_TOKENS else 0
 
 
 _TURN_KEYS = {"content", "tool_calls"}
@@ -101,8 +146,13 @@ class ScriptedModel:
             delta("tool_call", {"index": index, "name": call.name, "arguments": call.arguments})
         prompt_text = json.dumps(messages) + json.dumps(tools)
         reply_text = (content or "") + "".join(c.arguments for c in calls)
+        input_tokens = _estimate_tokens(prompt_text)
         return ModelReply(
             content=content,
             tool_calls=calls,
-            usage=Usage(input_tokens=_estimate_tokens(prompt_text), output_tokens=_estimate_tokens(reply_text)),
+            usage=Usage(
+                input_tokens=input_tokens,
+                output_tokens=_estimate_tokens(reply_text),
+                cached_input_tokens=min(input_tokens, _cached_tokens(messages, tools)),
+            ),
         )

@@ -10,11 +10,15 @@ from lambdas.dal.network_state import (
     NetworkState,
     RunRecord,
     assistant_message_key,
+    notice_message_key,
     tool_message_key,
     user_message_key,
 )
 from lambdas.logic import progress
+from lambdas.logic.budget import BUDGET_EXCEEDED, budget_exceeded_cause
+from lambdas.logic.compaction import Compaction, compact
 from lambdas.logic.config import Settings
+from lambdas.logic.stuck import STUCK_LOOP, stuck_cause, stuck_notice, trailing_repeat
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from lambdas.logic.models import model_from_spec
 from lambdas.logic.models.base import ModelReply
@@ -24,31 +28,46 @@ from lambdas.logic.tool_calls import normalize_reply, not_run_result, state_name
 from lambdas.logic.tools import TOOLS, tool_definitions
 
 
-def _call_model(state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int) -> tuple[dict, dict]:
-    messages = state.list_messages(run_id)
-    last = messages[-1] if messages else None
+def _call_model(
+    state: NetworkState, run_id: str, model_spec: str, sandbox_kind: str, turn: int, compaction: Compaction
+) -> tuple[dict, dict]:
+    keyed = state.list_keyed_messages(run_id)
+    last = keyed[-1][1] if keyed else None
     if last and last["role"] == "assistant" and not last.get("tool_calls"):
         # The model stopped without a summary: like AgentKit's network, give it another turn,
         # with a nudge so the conversation does not end on its own reply.
         nudge = {"role": "user", "content": CONTINUE_PROMPT}
         state.put_message(run_id, user_message_key(turn), nudge)
-        messages.append(nudge)
-    prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *messages]
+        keyed.append((user_message_key(turn), nudge))
+    # The system prompt and the tools never change within a run and earlier messages are sent as
+    # stored (compaction aside): the prompt's beginning stays byte for byte the same turn after
+    # turn, which is what a provider's prompt cache bills at a discount.
+    prompt = [{"role": "system", "content": system_prompt(sandbox_kind)}, *compact(keyed, turn, compaction)]
     tools = tool_definitions()
     def on_delta(kind: str, data: dict[str, Any]) -> None:  # the reply, live, to whoever watches
         progress.emit(run_id, f"model.{kind}", **data)
 
     reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn, on_delta=on_delta)
+    state.add_usage(run_id, reply.usage.input_tokens, reply.usage.output_tokens)  # paid: counted before it is saved
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
+        "cachedInputTokens": reply.usage.cached_input_tokens,
+        "cacheWriteTokens": reply.usage.cache_write_tokens,
         "promptBytes": len(json.dumps(prompt)) + len(json.dumps(tools)),
     }
     return reply.to_message(), usage
 
 
 def _next_state(
-    run: RunRecord, iteration: int, has_summary: bool, tool_calls: list, usage: dict, summary_pending: bool = False
+    run: RunRecord,
+    iteration: int,
+    has_summary: bool,
+    tool_calls: list,
+    usage: dict,
+    summary_pending: bool = False,
+    stop: str = "",
+    stop_cause: str = "",
 ) -> dict[str, Any]:
     """What the Router decides on: counters, a flag and the pending calls' ids and names."""
     return {
@@ -61,7 +80,31 @@ def _next_state(
         "summaryPending": summary_pending,
         "toolCalls": tool_calls,
         "usage": usage,
+        # An outcome that ends the run before the model is asked again (BudgetExceeded, StuckLoop):
+        # the Router sends it to the Pass state of that name, then CleanupSandbox.
+        "stop": stop,
+        "stopCause": stop_cause,
     }
+
+
+def turn_guard(run_id: str, iteration: int, state: NetworkState, settings: Settings) -> dict[str, Any] | None:
+    """Checked before every model call, outside the step's idempotency (so a resume with a higher
+    budget decides again): the run's state with `stop` set when the run has reached its budget or
+    is stuck in a loop, None when the turn may go on. Tells the model when it starts repeating."""
+    run = state.get_run(run_id)
+    turn = iteration + 1
+    if run.summary or state.get_message(run_id, assistant_message_key(turn)) is not None:
+        return None  # this turn makes no model call, or made it already
+    cause = budget_exceeded_cause(run)
+    if cause:
+        return _next_state(run, iteration, False, [], {}, stop=BUDGET_EXCEEDED, stop_cause=cause)
+    repeat = trailing_repeat(state.list_messages(run_id))
+    if repeat is not None and repeat.count >= settings.stuck_limit:
+        return _next_state(run, iteration, False, [], {}, stop=STUCK_LOOP, stop_cause=stuck_cause(repeat))
+    if repeat is not None and repeat.count >= settings.stuck_warn_after:
+        notice = {"role": "user", "content": stuck_notice(repeat, settings.stuck_limit)}
+        state.put_message(run_id, notice_message_key(turn, "stuck"), notice)
+    return None
 
 
 def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Settings | None = None) -> dict[str, Any]:
@@ -75,7 +118,7 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Setti
         return _next_state(run, iteration, True, [], {})
     usage: dict[str, int] = {}
     if message is None:  # a retry after the reply was saved does not pay for a second call
-        reply, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn)
+        reply, usage = _call_model(state, run_id, run.model, run.sandbox_kind, turn, settings.compaction)
         message = _save_reply(state, run_id, turn, reply, settings)
 
     calls = message.get("tool_calls") or []

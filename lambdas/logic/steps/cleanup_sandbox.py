@@ -93,7 +93,7 @@ def cleanup_sandbox(
 
 # Endings that are a user's outcome, not something broken: the model used its turns, the user
 # stopped the run. They are counted as failed runs, never as faults (the RunFaults alarm).
-USER_OUTCOMES = frozenset({"MaxIterationsReached", "Interrupted", "InvalidEvent"})
+USER_OUTCOMES = frozenset({"MaxIterationsReached", "BudgetExceeded", "StuckLoop", "Interrupted", "InvalidEvent"})
 
 
 def is_fault(status: str | None, error_name: str | None) -> bool:

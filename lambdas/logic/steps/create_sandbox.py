@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from lambdas.dal.network_state import NetworkState, RunRecord, user_message_key
+from lambdas.dal.network_state import NetworkState, RunRecord, budget_fields, user_message_key
 from lambdas.logic.config import Settings
 from lambdas.logic.continuation import continuable_parent, continue_project, reattach_sandbox
+from lambdas.logic.budget import check_budget_is_priced
 from lambdas.logic.errors import InvalidEvent
 from lambdas.logic.events import parse_continue_from, parse_prompt, parse_run_choices
 from lambdas.logic.sandboxes import sandbox_provider
@@ -26,8 +27,11 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
     prompt = parse_prompt(event, settings.max_prompt_chars)
     choices = parse_run_choices(event, settings.event_overrides)
     sandbox_kind = choices.get("sandbox", settings.sandbox)
+    check_budget_is_priced(choices.get("model", settings.model), choices.get("budgetUsd", settings.budget_usd))
     existing = state.find_run(run_id)
     if existing is not None:  # a retry after the run was recorded, or a resumed run: never a second sandbox
+        # A resumed run may bring a new budget (pixie resume RUN --budget-usd N).
+        state.update_run(run_id, **budget_fields(choices.get("budgetUsd"), choices.get("maxTokens")))
         # From iteration 0: every step already done returns its saved result (fast-forward).
         return {**loop_state(reattach_sandbox(existing, settings, state)), "iteration": 0}
     # One run per event: EventBridge delivers at least once, each delivery starting an execution.
@@ -58,6 +62,8 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
             max_iterations=choices.get("maxIterations", settings.max_iterations),
             parent_run_id=parent.run_id if parent else None,
             project_id=parent.project_id if parent else None,
+            budget_usd=choices.get("budgetUsd", settings.budget_usd),
+            max_tokens=choices.get("maxTokens", settings.max_tokens),
         )
     except BaseException:
         # No record: release it here (CleanupSandbox finds it only by its run tag, on E2B).

@@ -8,6 +8,7 @@ from lambdas.dal.network_state import NetworkState, assistant_message_key, tool_
 from lambdas.logic.config import Settings
 from lambdas.logic.continuation import live_sandbox
 from lambdas.logic.tools import ToolContext, execute_tool
+from lambdas.logic.versions import tool_call_changes
 
 
 def run_tool(
@@ -35,8 +36,11 @@ def run_tool(
             max_file_bytes=settings.max_file_bytes,
             max_call_bytes=settings.max_call_bytes,
         )
-        content, ok = execute_tool(
-            call["function"]["name"], call["function"]["arguments"], ctx, settings.max_tool_output_chars
-        )
+        with tool_call_changes(sandbox, call["function"]["name"], run_id, state) as changes:
+            content, ok = execute_tool(
+                call["function"]["name"], call["function"]["arguments"], ctx, settings.max_tool_output_chars
+            )
+        if changes.found:  # an empty list is not saved: a retry must not blank what the first try saw
+            state.put_changes(run_id, iteration, index, {"tool": str(call["function"]["name"])[:64], "toolCallId": tool_call_id, **changes.found})
     state.put_message(run_id, key, {"role": "tool", "tool_call_id": tool_call_id, "content": content})
     return {"toolCallId": tool_call_id, "ok": ok}

@@ -50,7 +50,7 @@
       const step = {
         name, label: stepLabel(name, info.input), type: type.replace("StateEntered", ""),
         enteredAt: at, exitedAt: null, input: info.input, output: null, attempts: [], scheduled: 0,
-        depth: model.depth,
+        depth: model.depth, toolCallId: name === "RunTool" ? (parse(info.input) || {}).toolCallId : undefined,
       };
       model.steps.push(step);
       model.open.set(name, step);
@@ -169,10 +169,21 @@
         el("span", { class: "step-offset", text: `+${offset.toFixed(2)} s` }),
         el("span", { class: "step-duration", text: step.exitedAt ? seconds(duration) : "running" }),
         el("span", { class: "step-attempts", text: retries }),
+        touchedFiles(step),
         step.attempts.length ? el("div", { class: "step-errors" }, step.attempts.map((a, i) =>
           el("div", { class: "error small", text: `attempt ${i + 1}: ${a.error || "error"}${a.cause ? ": " + String(a.cause).slice(0, 200) : ""}` }))) : null);
     });
     box.replaceChildren(...rows);
+  }
+
+  // What each tool call did to the files (the record's fileChanges), by tool call id.
+  const fileChanges = new Map();
+  function touchedFiles(step) {
+    const changes = step.toolCallId !== undefined ? fileChanges.get(step.toolCallId) : null;
+    if (!changes) return null;
+    const parts = [["+", changes.created], ["~", changes.changed], ["−", changes.deleted]]
+      .flatMap(([mark, paths]) => (paths || []).map((path) => `${mark}${path}`));
+    return el("div", { class: "step-files muted small", text: parts.join("  ") });
   }
 
   function showStep(step) {
@@ -238,13 +249,49 @@
       el("pre", { text: files[path] }))));
   }
 
+  let changesShown = null;
+  async function loadChanges(record) {
+    if (record.status === "RUNNING" || changesShown === record.status) return;
+    changesShown = record.status;
+    const box = document.getElementById("changes");
+    let diff;
+    try {
+      diff = await api(`/api/runs/${encodeURIComponent(runId)}/diff`);
+    } catch (error) {
+      box.replaceChildren(el("p", { class: "muted", text: "No kept version of this run." }));
+      return;
+    }
+    document.getElementById("changes-against").textContent = diff.against ? `against run ${diff.against}` : "against the starting template";
+    document.getElementById("open-version").hidden = false;
+    if (!diff.files.length) { box.replaceChildren(el("p", { class: "muted", text: "No files changed." })); return; }
+    box.replaceChildren(...diff.files.map((change) => el("details", { class: "file change", dataset: { path: change.path } },
+      el("summary", {}, el("span", { class: "file-path", text: `${change.status} ${change.path}` }),
+        el("span", { class: "muted small", text: change.patch === null ? `  ${change.note}` : `  +${change.additions} −${change.deletions}` })),
+      el("pre", { class: "diff", text: change.patch === null ? change.note : change.patch }))));
+  }
+
+  function setUpOpenVersion() {
+    document.getElementById("open-version").addEventListener("click", async () => {
+      const answer = await api(`/api/runs/${encodeURIComponent(runId)}/open-version`, {
+        method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" });
+      const link = document.getElementById("version-link");
+      if (typeof answer.url === "string" && /^https?:\/\//.test(answer.url)) {
+        link.href = answer.url;
+        link.hidden = false;
+        renderPreview(answer.url);
+      }
+    });
+  }
+
   function renderUsage(record) {
     const body = document.querySelector("#usage tbody");
     body.replaceChildren(...(record.turns || []).map((t) => el("tr", {},
-      el("td", { text: t.turn }), el("td", { text: count(t.inputTokens) }), el("td", { text: count(t.outputTokens) }), el("td", { text: dollars(t.costUsd) }))));
+      el("td", { text: t.turn }), el("td", { text: count(t.inputTokens) }), el("td", { text: count(t.cachedInputTokens || 0) }),
+      el("td", { text: count(t.outputTokens) }), el("td", { text: dollars(t.costUsd) }))));
     const tokens = record.tokens || {};
     document.querySelector("#usage tfoot").replaceChildren(el("tr", {},
-      el("th", { text: "Total" }), el("th", { text: count(tokens.input) }), el("th", { text: count(tokens.output) }), el("th", { text: dollars(record.costUsd) })));
+      el("th", { text: "Total" }), el("th", { text: count(tokens.input) }), el("th", { text: count(tokens.cachedInput || 0) }),
+      el("th", { text: count(tokens.output) }), el("th", { text: dollars(record.costUsd) })));
   }
 
   function renderPreview(url) {
@@ -266,8 +313,10 @@
     document.title = `${title} · pixie`;
     document.getElementById("status").replaceWith(Object.assign(statusBadge(record.status), { id: "status" }));
     const parts = [record.model, record.runId, record.durationS !== null && record.durationS !== undefined ? seconds(record.durationS) : null,
-      `${record.iterations || 0} turn(s)`, record.tokens ? `${count(record.tokens.input)} in / ${count(record.tokens.output)} out tokens` : null,
-      dollars(record.costUsd)].filter(Boolean);
+      `${record.iterations || 0} turn(s)`, record.tokens ? `${count(record.tokens.input)} in${record.tokens.cachedInput ? ` (${count(record.tokens.cachedInput)} cached)` : ""} / ${count(record.tokens.output)} out tokens` : null,
+      dollars(record.costUsd),
+      record.budgetUsd !== null && record.budgetUsd !== undefined ? `budget ${dollars(record.budgetUsd)}` : null,
+      record.maxTokens ? `budget ${count(record.maxTokens)} tokens` : null].filter(Boolean);
     document.getElementById("meta").textContent = parts.join(" · ");
     document.getElementById("prompt").textContent = record.prompt || "";
     const failure = document.getElementById("failure");
@@ -291,10 +340,14 @@
       const record = await api(`/api/runs/${encodeURIComponent(runId)}`);
       renderHead(record);
       renderConversation(record.conversation || []);
+      fileChanges.clear();
+      for (const change of record.fileChanges || []) fileChanges.set(change.toolCallId, change);
+      scheduleDraw();
       renderFiles(record.files);
       renderUsage(record);
-      renderPreview(record.previewUrl || record.url);
+      if (!document.getElementById("version-link").href) renderPreview(record.previewUrl || record.url);
       document.body.dataset.status = record.status;
+      loadChanges(record);
     } catch (error) {
       document.getElementById("title").textContent = `Run ${runId}: ${error.message}`;
     } finally {
@@ -365,6 +418,7 @@
     const [config, graph] = await Promise.all([pixie.showMode(), api("/api/graph").catch(() => null)]);
     if (graph) drawGraph(graph);
     setUpFollowUp(config);
+    setUpOpenVersion();
     await loadRecord();
     follow();
   });

@@ -63,6 +63,8 @@
         if (model) body.model = model;
         if (sandbox) body.sandbox = sandbox;
         if (turns) body.maxIterations = Number(turns);
+        const budget = document.getElementById("budget-usd").value;
+        if (budget) body.budgetUsd = Number(budget);
       }
       button.disabled = true;
       try {
