@@ -1,7 +1,8 @@
 # pixie — everything runs from a local .venv created on first use.
 # `make run` installs only what running needs; the dev extra (pytest, cfn-lint) comes with
 # `make test` and `make bench`, the deploy extra (CDK, cdk-nag) with `make test`, `make bench`,
-# `make synth` and `make install`.
+# `make synth` and `make install`. Every install is held to constraints.txt, the versions the tests
+# last passed with, so a new release on PyPI cannot change what a fresh clone runs.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -17,17 +18,17 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # One stamp per extra; each installs pixie (editable) with what it needs, showing pip's progress.
-$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+$(VENV)/.runtime: pyproject.toml constraints.txt | $(BIN)/python
 	@echo "pixie: installing the runtime into $(VENV) (once; a few minutes: mostly downloads)"
-	$(BIN)/pip install --disable-pip-version-check -e .
+	$(BIN)/pip install --disable-pip-version-check -c constraints.txt -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	$(BIN)/pip install --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	touch $@
 
 $(VENV)/.deploy: $(VENV)/.runtime
-	$(BIN)/pip install --disable-pip-version-check -e '.[deploy]'
+	$(BIN)/pip install --disable-pip-version-check -c constraints.txt -e '.[deploy]'
 	touch $@
 
 install: $(VENV)/.dev $(VENV)/.deploy
@@ -41,7 +42,8 @@ test: $(VENV)/.dev $(VENV)/.deploy
 bench: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m bench
 
-# Break each promise on purpose (tools/mutations.py) and check the tests notice (~5 min).
+# Break each promise on purpose (tools/mutations.py) and check the tests notice: one mutant per
+# core at a time, each in its own scratch copy (MUTANTS_JOBS=1 for one at a time).
 mutants: $(VENV)/.dev $(VENV)/.deploy
 	$(BIN)/python -m tools.mutants $(MUTANTS)
 

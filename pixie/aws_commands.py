@@ -168,5 +168,24 @@ def resume_aws(args: argparse.Namespace) -> int:
     return _watch_and_report(args, execution_arn, args.json)
 
 
+def stop_aws(args: argparse.Namespace) -> int:
+    """StopExecution of a deployed run; the stack's status-change rule then runs CleanupSandbox."""
+
+    def stop_run() -> str:
+        from pixie.aws_runs import aws_client, stack_outputs
+
+        outputs = stack_outputs(stack_name=args.stack, required=("StateMachineArn",))
+        arn = outputs["StateMachineArn"].replace(":stateMachine:", ":execution:") + f":{args.run_id}"
+        sfn = aws_client("stepfunctions")
+        sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped with pixie stop")
+        return sfn.describe_execution(executionArn=arn)["status"]
+
+    status = aws_call(args, stop_run)
+    if status is None:
+        return 2
+    print(json.dumps({"runId": args.run_id, "status": status}) if args.json else f"Run {args.run_id}: {status}", flush=True)
+    return 0
+
+
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch_and_report(args, args.execution_arn, args.json)

@@ -10,6 +10,7 @@
     pixie open RUN_ID                   serve exactly that run's version
     pixie diff RUN_ID [--against RUN_ID] [--stat] [--json]
     pixie restore RUN_ID                that version becomes the project's newest (a new one)
+    pixie stop RUN_ID [--aws]           stop a run another pixie process (or the console) runs
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
@@ -34,21 +35,20 @@ import os
 import shutil
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from lambdas.logic.config import DEFAULT_MODEL, TRIGGER_MAX_EVENT_AGE_S
+from lambdas.logic.config import TRIGGER_MAX_EVENT_AGE_S
 
 SEND_TIMEOUT_S = TRIGGER_MAX_EVENT_AGE_S + 60  # as long as the rule retries (= pixie.aws_runs.DEFAULT_SEND_TIMEOUT_S)
 from lambdas.logic.limits import MAX_ITERATIONS_CAP
 from pixie import __version__
-from pixie.demo import DEMO_SCRIPT
+from pixie.run_checks import RunRefused, check_prompt_and_settings, check_sandbox, continued_model, resolve_model
 from pixie.terminal_text import visible
 
 RESULT_KEYS = ("runId", "status", "url", "title", "summary", "files", "sandboxId", "error", "cause")
-PLACEHOLDER_OPENAI_KEY = "pixie-placeholder-key"  # local OpenAI-compatible servers accept any key
-MODEL_FORMS = "openai:MODEL (e.g. openai:gpt-4.1), bedrock:MODEL_ID or scripted:FILE"
 
 
 class UsageError(Exception):
@@ -70,6 +70,11 @@ def pixie_command() -> str:
     except (OSError, ValueError):
         return str(invoked)
     return relative if not relative.startswith("..") else str(absolute)
+
+
+def _message(exc: BaseException) -> str:
+    """An exception's own message (a KeyError's str() would add quotes around it)."""
+    return str(exc.args[0]) if exc.args else str(exc)
 
 
 def pixie_home() -> Path:
@@ -113,85 +118,11 @@ def _max_tokens(text: str) -> int:
     return value
 
 
-def _door_check(prompt: str, options: Any) -> str | None:
-    """Why this run cannot start (bad prompt, setting or script), before anything is created."""
-    from lambdas.logic.config import Settings
-    from lambdas.logic.errors import PixieError
-    from lambdas.logic.events import check_prompt
-
-    try:
-        settings = Settings.from_env({**os.environ, **options.env()})
-        check_prompt(prompt, settings.max_prompt_chars)
-        from lambdas.logic.budget import check_budget_is_priced
-
-        budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
-        check_budget_is_priced(settings.model, budget)
-        if settings.model.startswith("scripted:"):
-            from lambdas.logic.models.scripted import ScriptedModel
-
-            ScriptedModel(settings.model.partition(":")[2])  # checks every turn of the script
-    except (PixieError, ValueError) as exc:
-        return str(exc)
-    return None
-
-
 def _fault_rate(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError("must be at least 0 and below 1")
     return value
-
-
-def _resolve_model(spec: str | None) -> tuple[str, list[str], dict[str, str]]:
-    """The model spec to use, notices for stderr, and environment to add to the run. Raises
-    UsageError for a model that cannot work, before any sandbox or run exists."""
-
-    has_key = bool(os.environ.get("OPENAI_API_KEY", "").strip())
-    base_url = os.environ.get("OPENAI_BASE_URL", "").strip()
-    if spec is None:
-        if not has_key and not base_url:
-            notice = (
-                "No OPENAI_API_KEY set: running the bundled scripted demo (a todo app, whatever the prompt). "
-                "It runs the real workflow and tools, but no model generates anything. "
-                "Set OPENAI_API_KEY, or pass --model openai:MODEL / scripted:FILE."
-            )
-            return f"scripted:{DEMO_SCRIPT}", [notice], {}  # (the engine is not even imported yet)
-        spec = DEFAULT_MODEL
-    provider, _, rest = spec.partition(":")
-    if provider == "scripted" and rest:
-        path = Path(rest).expanduser().resolve()
-        if not path.is_file():
-            raise UsageError(f"script file {rest} does not exist")
-        return f"scripted:{path}", [], {}
-    if provider == "bedrock" and rest:
-        from lambdas.logic.models.bedrock_model import aws_region
-
-        if not aws_region():
-            raise UsageError("bedrock models need an AWS region: set AWS_REGION (or a region in your AWS profile)")
-        return spec, [], {}
-    if provider == "openai" and rest:
-        if has_key:
-            return spec, [], {}
-        if base_url:
-            notice = (
-                f"OPENAI_BASE_URL is set and OPENAI_API_KEY is not: using {spec} at {base_url} with a placeholder "
-                "key (Ollama, vLLM and LM Studio accept any). Set OPENAI_API_KEY if your server wants a real one."
-            )
-            return spec, [notice], {"OPENAI_API_KEY": PLACEHOLDER_OPENAI_KEY}
-        raise UsageError(
-            f"--model {spec} needs OPENAI_API_KEY (or OPENAI_BASE_URL for a local OpenAI-compatible server "
-            "such as Ollama). Set one, or leave --model out to run the offline demo."
-        )
-    raise UsageError(f"unknown --model {spec!r}: use {MODEL_FORMS}")
-
-
-def _check_sandbox(args: argparse.Namespace) -> None:
-    if args.sandbox == "e2b" and not os.environ.get("E2B_API_KEY", "").strip():
-        raise UsageError(
-            "--sandbox e2b needs E2B_API_KEY (your key from https://e2b.dev/dashboard) and the E2B template "
-            f"{args.template!r}, built once with: E2B_API_KEY=... .venv/bin/python -m infra.e2b_template build "
-            "(or leave --sandbox out to use the local sandbox)"
-        )
 
 
 def _print_human(record: dict[str, Any], show_flags: str = "", serving: bool = False) -> None:
@@ -262,17 +193,27 @@ def _read_prompt(args: argparse.Namespace) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     args.prompt = _read_prompt(args)
-    model, notices, model_env = _resolve_model(args.model)  # mistakes first: before the engine loads
-    _check_sandbox(args)
     continue_from = _saved_run_id(args.continue_from) if args.continue_from else None
+    spec = args.model
+    if spec is None and continue_from:
+        spec = continued_model(pixie_home(), continue_from)  # a follow-up keeps its parent's model
+    choice = resolve_model(spec)  # mistakes first: before the engine loads (pixie/run_checks.py)
+    model, notices, model_env = choice.spec, list(choice.notices), choice.env
+    check_sandbox(args.sandbox, args.template)
+    if continue_from and args.sandbox == "local":
+        from lambdas.logic.versions import VersionStore
+
+        if not VersionStore(pixie_home()).has(continue_from):
+            notices.append(
+                f"run {continue_from} has no kept version (pruned, or made before versions were kept): continuing "
+                "from the files its file tool wrote; what its commands wrote is not carried over"
+            )
 
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
     options = _run_options(args, model, model_env, isolation, network_allowed(args.allow_network))
-    problem = _door_check(args.prompt, options)
-    if problem:
-        raise UsageError(problem)
+    check_prompt_and_settings(args.prompt, options)
 
     def start(display: Any, stop: Any, faults: Any) -> dict[str, Any]:
         from pixie.local_run import continue_locally, run_locally
@@ -312,7 +253,7 @@ def _saved_run_id(prefix: str) -> str:
     try:
         return resolve_run_id(pixie_home(), prefix)
     except RunNotFound as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
 
 
 def _run_live(start: Any, intro: list[str], args: argparse.Namespace, serve: bool | None) -> int:
@@ -495,7 +436,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         try:
             record = load_run_by_prefix(pixie_home(), args.run_id)
         except (RunNotFound, FileNotFoundError) as exc:
-            raise UsageError(str(exc).strip("'\"")) from None
+            raise UsageError(_message(exc)) from None
     if args.json:
         print(json.dumps(record, ensure_ascii=True, indent=2))
         return 0
@@ -564,7 +505,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     try:
         record = load_run_by_prefix(pixie_home(), args.run_id)
     except (RunNotFound, FileNotFoundError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
     folder = project_folder(pixie_home(), record)
     try:
         served = check_out_version(pixie_home(), record["runId"])
@@ -613,7 +554,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     base = f"run {diff['against']}" if diff["against"] else "the starting template"
     sys.stderr.write(f"pixie: run {run_id} against {base}: {len(diff['files'])} files changed\n")
     if args.stat:
-        width = max([len(change["path"]) for change in diff["files"]] + [1])
+        width = max([len(visible(change["path"], one_line=True)) for change in diff["files"]] + [1])
         for change in diff["files"]:
             path = visible(change["path"], one_line=True)
             if change["patch"] is None:
@@ -643,13 +584,45 @@ def cmd_restore(args: argparse.Namespace) -> int:
     try:
         record = restore_run(pixie_home(), run_id)
     except (VersionNotFound, FileNotFoundError) as exc:
-        raise UsageError(str(exc).strip("'\"")) from None
+        raise UsageError(_message(exc)) from None
     if args.json:
         print(json.dumps({key: record.get(key) for key in (*RESULT_KEYS, "parentRunId", "restoredFrom")}, ensure_ascii=True), flush=True)
         return 0
     command = pixie_command()
     print(f"Restored run {run_id}'s version as run {record['runId']} (on top of {record['parentRunId']}).")
     print(f"Open it: {command} open {record['runId']}   Build on it: {command} run --continue {record['runId']} \"...\"")
+    return 0
+
+
+STOP_WAIT_S = 120  # how long `pixie stop` waits for the run to end before saying it was asked
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Stops a run that another pixie process (a `pixie run`, or the console) is running: ABORTED
+    through its cleanup, saved; `pixie resume` carries it on. --aws: StopExecution."""
+    if args.aws:
+        from pixie.aws_commands import stop_aws
+
+        return stop_aws(args)
+    from pixie.local_run import request_stop
+    from pixie.runs import load_run, with_live_status
+
+    run_id = _saved_run_id(args.run_id)
+    home = pixie_home()
+    status = with_live_status(load_run(home, run_id)).get("status")
+    if status != "RUNNING":
+        raise UsageError(f"run {run_id} is not running (it is {status})")
+    request_stop(home, run_id)
+    deadline = time.monotonic() + STOP_WAIT_S
+    while (status := with_live_status(load_run(home, run_id)).get("status")) == "RUNNING":
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"pixie: asked run {run_id} to stop; it has not ended yet\n")
+            return 1
+        time.sleep(0.1)
+    if args.json:
+        print(json.dumps({"runId": run_id, "status": status}), flush=True)
+    else:
+        print(f"Run {run_id}: {status}. Carry it on with: {pixie_command()} resume {run_id}")
     return 0
 
 
@@ -696,10 +669,11 @@ def cmd_ui(args: argparse.Namespace) -> int:
     else:
         from pixie.console.backends import LocalRuns
 
-        model, notices, model_env = _resolve_model(args.model)
-        for notice in notices:
+        choice = resolve_model(args.model)
+        for notice in choice.notices:
             sys.stderr.write(f"pixie: {notice} (each run may pick another model)\n")
-        os.environ.update(model_env)  # e.g. the placeholder key for a local OpenAI-compatible server
+        model = choice.spec
+        os.environ.update(choice.env)  # e.g. the placeholder key for a local OpenAI-compatible server
         runs = LocalRuns(pixie_home(), model, template=args.template)
     serve(runs, host=args.host, port=args.port, open_browser=not args.no_open)
     return 0
@@ -793,6 +767,19 @@ def build_parser() -> argparse.ArgumentParser:
     _aws_options(resume)
     resume.set_defaults(func=cmd_resume)
 
+    stop = commands.add_parser(
+        "stop", help="stop a run running in another pixie process (or the console): ABORTED, cleaned up, saved",
+        description="Stops a run that `pixie run` or `pixie ui` is running, as StopExecution does: it ends ABORTED, "
+                    "its sandbox released and its command ended, and it is saved. `pixie resume RUN` carries it on.",
+        epilog="example: pixie stop 3f2a   (a unique prefix of the run id is enough)",
+    )
+    stop.add_argument("run_id", help="the run id, or a unique prefix of it")
+    stop.add_argument("--json", action="store_true", help="print {runId, status} as one JSON object")
+    stop.add_argument("--aws", action="store_true", help="stop the deployed run's execution (StopExecution)")
+    stop.add_argument("--stack", default="PixieStack", help="stack whose outputs name the state machine (default PixieStack)")
+    _aws_options(stop)
+    stop.set_defaults(func=cmd_stop)
+
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")
     watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
@@ -852,7 +839,7 @@ def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UsageError as exc:
+    except (UsageError, RunRefused) as exc:
         sys.stderr.write(f"pixie: {exc}\n")
         return 2
     except KeyboardInterrupt:  # outside a run (starting up, serving): no traceback, ever

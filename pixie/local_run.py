@@ -13,7 +13,7 @@ from typing import Any, Callable
 from lambdas.dal.network_state import NetworkState
 from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
-from statemachine.engine import Execution, InvokeWrapper, LocalEngine, hello_world_event, new_run_id
+from statemachine.engine import Execution, ExecutionNotRunning, InvokeWrapper, LocalEngine, hello_world_event, new_run_id
 from statemachine.history import jsonable
 from pixie.demo import DEMO_SCRIPT  # noqa: F401 - re-exported (tests, bench)
 from pixie.run_journal import RunJournal, continued_run, parent_items, resumable_state
@@ -108,6 +108,49 @@ def finish_run(
     save_run(pixie_home, record)
     save_run_version(pixie_home, record, complete=True)
     return record
+
+
+STOP_REQUESTS = "stop-requests"  # under $PIXIE_HOME: `pixie stop RUN` leaves a file named after the run
+STOP_POLL_S = 0.2
+STOPPED_BY_REQUEST = "stopped with pixie stop"
+
+
+def stop_request_path(pixie_home: Path, run_id: str) -> Path:
+    return Path(pixie_home) / STOP_REQUESTS / run_id
+
+
+def request_stop(pixie_home: Path, run_id: str) -> None:
+    """Asks the process running `run_id` (a `pixie run`, or the console running it) to stop it."""
+    path = stop_request_path(pixie_home, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+class StopRequestWatcher:
+    """While a run runs here, watches for `pixie stop RUN` from another shell and stops the run
+    as StopExecution does (ABORTED, cleaned up, saved; `pixie resume` carries it on). The same
+    for a `pixie run` and for a console run, which share one engine with others."""
+
+    def __init__(self, engine: LocalEngine, arn: str, run_id: str, pixie_home: Path) -> None:
+        self.path = stop_request_path(pixie_home, run_id)
+        self.path.unlink(missing_ok=True)  # an old request is not for this start
+        self._engine, self._arn = engine, arn
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"stop-watch-{run_id}", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._done.wait(STOP_POLL_S):
+            if self.path.exists():
+                self.path.unlink(missing_ok=True)
+                try:
+                    self._engine.stop(self._arn, cause=STOPPED_BY_REQUEST)
+                except ExecutionNotRunning:
+                    pass  # it ended meanwhile
+                return
+
+    def close(self) -> None:
+        self._done.set()
 
 
 INTERRUPT_REASON = "pixie was interrupted ({signal})"
@@ -219,7 +262,7 @@ def run_locally(
         event = {**event, "detail": {**event["detail"], **options.event_choices()}}
     run_id = run_id or new_run_id()
     with ExitStack() as locks:
-        saved_items = hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
+        hold_run(locks, options.pixie_home, run_id, list(saved_items))  # refused before anything starts
         return _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_id, saved_items, stop)
 
 
@@ -235,6 +278,7 @@ def _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_i
         arn, _ = start_run(engine, event, run_id)
         if stop is not None:
             stop.attach(engine)
+        watcher = StopRequestWatcher(engine, arn, run_id, options.pixie_home)
         try:
             try:
                 record = finish_run(engine, arn, options.pixie_home, on_event)
@@ -249,6 +293,8 @@ def _run_held(event, options, on_event, invoke_wrapper, retry_delay_scale, run_i
             save_run(options.pixie_home, record)
             save_run_version(options.pixie_home, record, complete=False)
             raise RunInterrupted(record, forced=True) from None
+        finally:
+            watcher.close()
     if interrupted or (stop is not None and stop.reason):
         raise RunInterrupted(record)
     return record

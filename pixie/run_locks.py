@@ -1,9 +1,8 @@
 """One process per run, one run per project folder, at a time.
 
 Two `pixie resume RUN` at once would both replay the run (a completed step's command could run
-twice); two `pixie run --continue PARENT` at once would both work in the parent's folder and see
-each other's writes. So a local run holds, for its whole life, an exclusive `flock` on its run id
-and on every project folder it will use; whoever comes second is refused before anything starts
+twice). So a local run holds, for its whole life, an exclusive `flock` on its run id and on its
+own project folder; whoever comes second is refused before anything starts
 (CannotStart: exit 2), told which run and process hold it. The kernel drops a flock when its
 process dies, `kill -9` included, so a stale lock file never blocks anyone."""
 
@@ -54,30 +53,14 @@ def hold(stack: ExitStack, pixie_home: Path, kind: str, key: str, run_id: str, w
     stack.callback(os.close, fd)  # closing the descriptor releases the lock
 
 
-def hold_run(stack: ExitStack, pixie_home: Path, run_id: str, items: list[dict]) -> list[dict]:
-    """Takes the locks a local run holds for its life: its id, and each project folder its saved
-    items say it will work in. Returns the items to start from: when a parent's folder is busy
-    (another continuation of it is running), the parent's sandbox is marked as taken, so this run
-    forks into a folder of its own, restored from the parent's files. Its own folder busy (a
-    second resume): CannotStart."""
+def hold_run(stack: ExitStack, pixie_home: Path, run_id: str, items: list[dict]) -> None:
+    """Takes the locks a local run holds for its life: its id, and its own project folder when
+    its saved items name one (a resume). A second resume is refused (CannotStart). A
+    continuation needs no lock on its parent's folder: a local run never works in it, it forks
+    from the parent's kept version (lambdas/logic/continuation.py)."""
     hold(stack, pixie_home, "run", run_id, run_id, f"run {run_id}")
-    items = [dict(item) for item in items]
-    metas = [item for item in items if item.get("sk", {}).get("S") == "META" and "sandboxId" in item]
     own = f"RUN#{run_id}"
-    # Its own folder first: that one is refused when busy, a parent's one only forked away from.
-    metas.sort(key=lambda item: item["pk"]["S"] != own)
-    held: set[str] = set()
-    for meta in metas:
-        sandbox_id = meta["sandboxId"]["S"]
-        is_own = meta["pk"]["S"] == own
-        claimed_by = meta.get("sandboxClaimedBy", {}).get("S")
-        if sandbox_id in held or (not is_own and claimed_by not in (None, run_id)):
-            continue  # already ours, or handed to another run before: this run will not use it
-        try:
+    for item in items:
+        if item.get("pk", {}).get("S") == own and item.get("sk", {}).get("S") == "META" and "sandboxId" in item:
+            sandbox_id = item["sandboxId"]["S"]
             hold(stack, pixie_home, "folder", sandbox_id, run_id, f"the project folder {sandbox_id}")
-            held.add(sandbox_id)
-        except CannotStart:
-            if is_own:
-                raise
-            meta["sandboxClaimedBy"] = {"S": "a run working in it now"}
-    return items

@@ -10,7 +10,7 @@ from typing import Any
 
 from lambdas.logic.sandboxes.local import TEMPLATE_DIR
 from lambdas.logic.versions import VersionNotFound, VersionStore, diff_versions, read_folder
-from pixie.runs import load_run, project_folder, run_record, save_run, saved_run_ids
+from pixie.runs import load_run, project_folder, run_record, save_run, saved_run_ids, with_live_status
 
 __all__ = ["VersionNotFound", "save_run_version", "run_diff", "check_out_version", "restore_run", "project_tree"]
 
@@ -96,7 +96,9 @@ def restore_run(pixie_home: Path, run_id: str) -> dict[str, Any]:
     from statemachine.engine import hello_world_event, new_run_id
 
     store = VersionStore(pixie_home)
-    source = load_run(pixie_home, run_id)
+    source = with_live_status(load_run(pixie_home, run_id))
+    if source.get("status") == "RUNNING":  # its version is a mid-step snapshot, its conversation cut
+        raise VersionNotFound(f"run {run_id} is still running (process {source.get('pid')}): restore it once it ended")
     manifest = store.manifest(run_id)
     contents = store.contents(manifest)  # every blob there before anything is made
     project_id = project_of(source)

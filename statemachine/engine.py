@@ -48,6 +48,8 @@ from lambdas.logic.events import RUN_CHOICES
 from statemachine.history import jsonable
 
 ASL_PATH = Path(__file__).parent / "agent.asl.json"
+log = logging.getLogger("pixie.engine")
+
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 TABLE_NAME = "pixie-local"
@@ -61,6 +63,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
 }
 CLEANUP_FUNCTION = FUNCTIONS["CleanupSandboxFunctionArn"][0]
+STOP_CLEANUP_WAIT_S = 120  # the longest `wait` waits for a stopped execution's cleanup
 TERMINAL_STATUSES = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
 # Services a step calls for real, past moto (moto's names for them): Bedrock is a model provider.
 PASSTHROUGH_SERVICES = ["bedrockruntime"]
@@ -214,8 +217,14 @@ class LocalEngine:
         self.invocations = 0
         self._lock = threading.Lock()
         self.interrupted: str | None = None
+        self._status_change_cleanups: dict[str, threading.Event] = {}  # stopped executions
+        self._stops: dict[str, dict[str, Any]] = {}  # execution -> its StopExecution (see stop)
+        self._stopped_runs: set[str] = set()  # their run ids, until redriven
         self.current_run_id: str | None = None
         self._retry_clock = _RetryClock(self, retry_delay_scale)
+        # A redrive's execution -> the execution it continues (its history comes first).
+        self._redriven_from: dict[str, str] = {}
+        self._redriven_to: dict[str, str] = {}  # ... and back: an execution -> its redrive
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -244,13 +253,13 @@ class LocalEngine:
         self.dynamodb = boto3.client("dynamodb", region_name=REGION)
         create_table(self.dynamodb, self.env["PIXIE_TABLE"])
         self.sfn = boto3.client("stepfunctions", region_name=REGION)
-        self.state_machine_arn = self.sfn.create_state_machine(
-            name="pixie-agent",
-            definition=load_definition(),
-            roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local",
-            type="STANDARD",
-        )["stateMachineArn"]
+        self.state_machine_arn = self._create_state_machine("pixie-agent", load_definition())
         return self
+
+    def _create_state_machine(self, name: str, definition: str) -> str:
+        return self.sfn.create_state_machine(
+            name=name, definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/pixie-local", type="STANDARD"
+        )["stateMachineArn"]
 
     def __exit__(self, *exc_info: Any) -> None:
         self._stack.close()
@@ -290,6 +299,8 @@ class LocalEngine:
         event = json.loads(params.get("body") or b"{}")
         if self.interrupted and name != CLEANUP_FUNCTION:
             return _invoke_error("Interrupted", self.interrupted)
+        if isinstance(event, dict) and event.get("runId") in self._stopped_runs:  # its steps after the stop
+            return _invoke_error("States.Aborted", f"run {event['runId']} was stopped")
         slot = self._take_slot(name)
         with self._lock:
             self.invocations += 1
@@ -332,6 +343,8 @@ class LocalEngine:
             "Invoke",
         )
 
+    TABLE_READ_TRIES = 5
+
     def table_items(self) -> list[dict]:
         """Every item of the network-state table in DynamoDB JSON, read from moto's in-memory
         backend: far cheaper than a Scan through botocore, so the app can save a run after each
@@ -339,6 +352,11 @@ class LocalEngine:
         from moto.dynamodb.models import dynamodb_backends
 
         table = dynamodb_backends[ACCOUNT][REGION].get_table(self.env["PIXIE_TABLE"])
+        for _ in range(self.TABLE_READ_TRIES - 1):
+            try:
+                return [item.to_json()["Attributes"] for item in table.all_items()]
+            except RuntimeError:  # another run's step wrote the table meanwhile (a shared engine): read again
+                continue
         return [item.to_json()["Attributes"] for item in table.all_items()]
 
     def interrupt(self, reason: str) -> None:
@@ -350,6 +368,56 @@ class LocalEngine:
         cancellation.cancel_all(reason)
         self._retry_clock.wake.set()
 
+    def stop(self, arn: str, cause: str, error: str = "Stopped") -> None:
+        """StopExecution, then what the stack's EventBridge rule does with the "Execution Status
+        Change" event of an ABORTED execution: CleanupSandbox releases the run's sandbox (a local
+        one's running command ends) and records the ending. Step Functions sends that event to
+        EventBridge on every status change (https://docs.aws.amazon.com/step-functions/latest/dg/cw-events.html);
+        a StopExecution ends the execution at once, and a step in flight is not waited for
+        (https://docs.aws.amazon.com/step-functions/latest/apireference/API_StopExecution.html).
+        Returns once the cleanup ran: `wait` on this execution waits for it too."""
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        if self.describe(arn)["status"] != "RUNNING":
+            raise ExecutionNotRunning(f"execution {arn} is {self.describe(arn)['status']}")
+        cleaned = threading.Event()
+        with self._lock:
+            self._status_change_cleanups[arn] = cleaned
+        try:
+            # moto marks the execution ABORTED only once the step in flight returns, and a Map's
+            # stopped iteration fails its Map instead; AWS aborts at once. So the engine keeps the
+            # stop and answers describe/history from it; moto's interpreter is stopped too.
+            length = len(stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"])
+            self._stops[arn] = {"error": error, "cause": cause, "timestamp": datetime.now(timezone.utc), "events": length}
+            self._stopped_runs.add(arn.rsplit(":", 1)[-1])
+            self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            description = self.describe(arn)
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Step Functions Execution Status Change",
+                "source": "aws.states",
+                "account": ACCOUNT,
+                "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [arn],
+                "detail": {
+                    "executionArn": arn, "stateMachineArn": self.state_machine_arn, "name": description["name"],
+                    "status": description["status"], "error": error, "cause": cause,
+                },
+            }
+            name, handler = self._by_name[CLEANUP_FUNCTION]
+
+            def invoke() -> Any:
+                return handler(event, LambdaContext(function_name=name))
+
+            try:
+                self.invoke_wrapper(name, event, invoke) if self.invoke_wrapper else invoke()
+            except Exception:  # noqa: BLE001 - as a failed rule target: the abort stands, logged
+                log.exception("the cleanup of stopped execution %s failed", arn)
+        finally:
+            cleaned.set()
+
     # --- executions -----------------------------------------------------------------------------
     def start(self, event: dict, run_id: str | None = None) -> tuple[str, str]:
         run_id = run_id or new_run_id()
@@ -359,6 +427,38 @@ class LocalEngine:
         )["executionArn"]
         return arn, run_id
 
+    def redrive(self, arn: str) -> str:
+        """RedriveExecution, which moto lacks, as AWS documents it
+        (https://docs.aws.amazon.com/step-functions/latest/dg/redrive-executions.html): an ABORTED,
+        TIMED_OUT or FAILED execution continues from its unsuccessful step, the top-level state
+        entered and never exited, with that state's input; the steps that succeeded are not run
+        again. Locally this is a second execution of the same definition, starting at that state,
+        under the same name (the run id); `history` joins the two as AWS keeps one history. A Map
+        state restarts whole, where AWS reruns only the failed iterations: a RunTool whose result
+        is saved returns it without running again, so the effects are the same. Returns the ARN
+        to `wait` on."""
+        arn = self._latest(arn)  # AWS keeps one execution: a redriven one is as its redrive left it
+        description = self.describe(arn)
+        if description["status"] not in ("FAILED", "ABORTED", "TIMED_OUT"):
+            raise ExecutionNotRedrivable(f"execution {arn} is {description['status']}: only FAILED, ABORTED or TIMED_OUT ones redrive")
+        definition = json.loads(load_definition())
+        state_name, state_input = unsuccessful_state(self.history(arn), set(definition["States"]))
+        definition["StartAt"] = state_name
+        machine_arn = self._create_state_machine(f"pixie-agent-redrive-{uuid.uuid4().hex[:8]}", json.dumps(definition))
+        name = description["name"]
+        self._stopped_runs.discard(name)
+        redriven = self.sfn.start_execution(stateMachineArn=machine_arn, name=name, input=state_input)["executionArn"]
+        self._redriven_from[redriven] = arn
+        self._redriven_to[arn] = redriven
+        return redriven
+
+    def _latest(self, arn: str) -> str:
+        """The newest redrive of an execution (itself if never redriven)."""
+        while arn in self._redriven_to:
+            arn = self._redriven_to[arn]
+        return arn
+
+
     def describe(self, arn: str) -> dict[str, Any]:
         """DescribeExecution's answer (status, name, output, error, cause), read from moto's
         backend in memory, like the history: the loop below asks 20 times a second."""
@@ -366,6 +466,10 @@ class LocalEngine:
 
         description = dict(stepfunctions_parser_backends[ACCOUNT][REGION].describe_execution(arn).to_describe_output())
         description["status"] = getattr(description["status"], "value", description["status"])
+        stopped = self._stops.get(arn)
+        if stopped is not None:  # StopExecution: ABORTED at once, whatever step was in flight
+            description.pop("output", None)
+            description.update(status="ABORTED", stopDate=stopped["timestamp"], error=stopped["error"], cause=stopped["cause"])
         return description
 
     def history(self, arn: str) -> list[dict]:
@@ -374,8 +478,26 @@ class LocalEngine:
         read serialized and parsed the whole history again (about 1 s of a 4-turn `pixie run`)."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-        events = stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]
-        return [_as_client_event(event) for event in events]
+        events = [_as_client_event(e) for e in stepfunctions_parser_backends[ACCOUNT][REGION].get_execution_history(arn)["events"]]
+        stopped = self._stops.get(arn)
+        if stopped is not None:  # what moto's interpreter did after the stop is not the execution's
+            events = events[: stopped["events"]]
+            events.append({"timestamp": stopped["timestamp"], "type": "ExecutionAborted", "id": len(events) + 1,
+                           "previousEventId": len(events),
+                           "executionAbortedEventDetails": {"error": stopped["error"], "cause": stopped["cause"]}})
+        if arn not in self._redriven_from:
+            return events
+        # One history, as AWS keeps it: the first attempt's events, ExecutionRedriven, then the
+        # redrive's own (its ExecutionStarted left out), numbered on.
+        earlier = self.history(self._redriven_from[arn])
+        joined = [*earlier, {"timestamp": events[0]["timestamp"], "type": "ExecutionRedriven", "id": len(earlier) + 1,
+                             "previousEventId": len(earlier), "executionRedrivenEventDetails": {"redriveCount": 1 + sum(
+                                 e["type"] == "ExecutionRedriven" for e in earlier)}}]
+        offset = len(joined) - 1  # the redrive's event 2 follows ExecutionRedriven
+        for event in events[1:]:
+            previous = event.get("previousEventId")
+            joined.append({**event, "id": event["id"] + offset, **({"previousEventId": previous + offset} if previous else {})})
+        return joined
 
     def wait(
         self, arn: str, on_event: Callable[[dict], None] | None = None, poll_s: float = 0.05
@@ -394,6 +516,9 @@ class LocalEngine:
             if done:
                 break
             time.sleep(poll_s)
+        cleanup = self._status_change_cleanups.get(arn)
+        if cleanup is not None:  # stopped: the run's record is final once its cleanup ran
+            cleanup.wait(STOP_CLEANUP_WAIT_S)
         output = description.get("output")
         return Execution(
             arn=arn,
@@ -408,6 +533,32 @@ class LocalEngine:
     def run(self, event: dict, run_id: str | None = None, on_event: Callable[[dict], None] | None = None) -> Execution:
         arn, _ = self.start(event, run_id)
         return self.wait(arn, on_event)
+
+
+class ExecutionNotRunning(Exception):
+    """StopExecution of an execution that already ended."""
+
+
+class ExecutionNotRedrivable(Exception):
+    """As RedriveExecution answers for an execution that is running or succeeded."""
+
+
+def unsuccessful_state(history: list[dict], top_level: set[str]) -> tuple[str, str]:
+    """The top-level state a redrive restarts at, with its input: the last one entered with no
+    matching exit ("a state is unsuccessful if there's no <stateType>Exited event corresponding
+    to the <stateType>Entered event", https://docs.aws.amazon.com/step-functions/latest/dg/redrive-map-run.html).
+    States inside a Map iteration are not top-level: their Map is the one that restarts."""
+    unsuccessful: tuple[str, str] | None = None  # top-level states run one at a time
+    for event in history:
+        kind = event["type"]
+        if kind.endswith("StateEntered") and event["stateEnteredEventDetails"]["name"] in top_level:
+            details = event["stateEnteredEventDetails"]
+            unsuccessful = (details["name"], details.get("input") or "{}")
+        elif kind.endswith("StateExited") and unsuccessful and event["stateExitedEventDetails"]["name"] == unsuccessful[0]:
+            unsuccessful = None
+    if unsuccessful is None:
+        raise ExecutionNotRedrivable("no unsuccessful state in the history: nothing to redrive")
+    return unsuccessful
 
 
 def _as_client_event(event: dict) -> dict:

@@ -70,9 +70,15 @@ def console(browser, tmp_path_factory):  # after `browser`: no server is started
         yield process
 
 
+LOADED_MACHINE_CEILING_MS = 180_000
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    # Every wait is for an event (a URL, a selector); the ceiling only bounds a hang. Playwright's
+    # 30 s default was reached under `stress --cpu 2` when starting a run loads the engine.
+    context.set_default_timeout(LOADED_MACHINE_CEILING_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
@@ -98,10 +104,10 @@ def test_start_a_run_from_the_page_and_watch_it_live(console, page, tmp_path):
 
     # Live: the timeline fills while the run is still going (the terminal call sleeps 2 s).
     running = page.locator("body:not([data-ended]) .step.running", has_text="RunTool · terminal")
-    running.wait_for(timeout=60_000)
+    running.wait_for(timeout=LOADED_MACHINE_CEILING_MS)
     rows_while_running = page.locator("#timeline .step").count()
     assert page.locator('#graph g[data-state="RunTool"].active').count() == 1  # current state lit
-    page.wait_for_selector("body[data-ended='SUCCEEDED']", timeout=60_000)
+    page.wait_for_selector("body[data-ended='SUCCEEDED']", timeout=LOADED_MACHINE_CEILING_MS)
     page.wait_for_selector("#usage tbody tr:nth-child(3)")
     assert page.locator("#timeline .step").count() > rows_while_running
 
@@ -137,9 +143,10 @@ def test_start_a_run_from_the_page_and_watch_it_live(console, page, tmp_path):
     assert "Hello from the browser test" in page.locator("#files").inner_text()
     assert page.locator("#usage tbody tr").count() == 3
     frame = page.locator("#preview")
-    assert frame.get_attribute("sandbox") == "allow-scripts allow-forms allow-modals"
+    # Its own origin (another port): same-origin for its storage, never the console's.
+    assert frame.get_attribute("sandbox") == "allow-scripts allow-forms allow-modals allow-same-origin"
     assert not frame.get_attribute("src").startswith(console.base)
-    assert page.frame_locator("#preview").locator("#hello").inner_text(timeout=15_000) == "Hello from the browser test"
+    assert page.frame_locator("#preview").locator("#hello").inner_text(timeout=LOADED_MACHINE_CEILING_MS) == "Hello from the browser test"
     screenshot(page, "run")
 
     # The runs page lists it, with its title.
@@ -188,7 +195,7 @@ def test_a_run_started_with_the_api_shows_on_its_page_after_a_deep_link_with_the
         assert page.locator("#timeline .step.running").count() == 0
         tools = page.locator("#conversation .tool-name").all_inner_texts()
         assert tools == ["createOrUpdateFiles", "summonDragons", "terminal"]
-        assert page.frame_locator("#preview").locator("#hello").inner_text(timeout=15_000) == "Hello from the browser test"
+        assert page.frame_locator("#preview").locator("#hello").inner_text(timeout=LOADED_MACHINE_CEILING_MS) == "Hello from the browser test"
         # The follow-up box is there exactly when this pixie can continue a run.
         assert page.locator("#follow-up").is_visible() == console.client.get("/api/config").json()["continue"]
     finally:
@@ -263,3 +270,71 @@ def test_a_run_page_shows_its_diff_and_opens_an_older_version(console, page, tmp
     assert page.locator("#preview").get_attribute("src") == url
     with urllib.request.urlopen(url, timeout=30) as response:
         assert "MARKER-A" in response.read().decode()  # the older version, though its child changed the page
+
+
+def test_the_stop_button_stops_a_running_run_and_only_a_run_that_succeeded_offers_a_follow_up(console, page, tmp_path):
+    script = write_script_file(tmp_path / "slow.json", [
+        {"content": "Waiting.", "tool_calls": [{"name": "terminal", "arguments": {"command": "sleep 619"}}]},
+        {"content": "<task_summary>never</task_summary>"},
+    ])
+    run_id = console.start_run("Stop me", model=f"scripted:{script}")
+    page.goto(f"{console.base}/runs/{run_id}?token={console.token}")
+    page.wait_for_selector("#conversation .tool-call")  # its command is running
+    stop = page.locator("#stop")
+    assert stop.is_visible() and not page.locator("#follow-up").is_visible()  # no follow-up on a running run
+
+    stop.click()
+
+    page.wait_for_selector("body[data-ended='ABORTED']")
+    page.wait_for_selector("#stop", state="hidden")
+    assert not page.locator("#follow-up").is_visible()  # nor on a stopped one
+    assert console.client.get(f"/api/runs/{run_id}").json()["status"] == "ABORTED"
+
+
+def _counter_app(console_base: str) -> str:
+    """A page that counts clicks in localStorage, and tries the console's API from inside the frame."""
+    return f"""<!doctype html><title>counter</title>
+<button id="add">add</button> <span id="count"></span> <span id="attack"></span>
+<script>
+const shown = document.getElementById("count");
+shown.textContent = localStorage.getItem("n") || "0";
+document.getElementById("add").onclick = () => {{
+  const next = Number(localStorage.getItem("n") || 0) + 1;
+  localStorage.setItem("n", String(next));
+  shown.textContent = String(next);
+}};
+const api = "{console_base}/api/runs";
+Promise.all([
+  fetch(api, {{method: "POST", credentials: "include", headers: {{"Content-Type": "application/json"}},
+               body: JSON.stringify({{prompt: "started by the preview"}})}}).then(r => "post " + r.status, () => "post blocked"),
+  fetch(api, {{credentials: "include"}}).then(r => r.text()).then(t => "read " + t.length, () => "read blocked"),
+]).then(results => {{ document.getElementById("attack").textContent = results.join(", "); }});
+</script>"""
+
+
+def test_a_localstorage_app_works_in_the_preview_frame_which_cannot_use_the_console(console, page, tmp_path):
+    script = write_script_file(tmp_path / "counter.json", [
+        {"content": None, "tool_calls": [{"name": "createOrUpdateFiles", "arguments": {"files": [
+            {"path": "index.html", "content": _counter_app(console.base)}]}}]},
+        {"content": "<task_summary>A counter</task_summary>"},
+    ])
+    run_id = console.start_run("Build a counter", model=f"scripted:{script}")
+    assert console.wait_for(run_id)["status"] == "SUCCEEDED"
+    page.goto(f"{console.base}/runs/{run_id}?token={console.token}")
+    frame = page.frame_locator("#preview")
+    frame.locator("#count").wait_for()
+    assert frame.locator("#count").inner_text() == "0"
+    frame.locator("#add").click()
+    frame.locator("#add").click()
+    assert frame.locator("#count").inner_text() == "2"
+
+    # Reloaded, the frame still has its count: its storage is its own origin's.
+    page.evaluate("const f = document.getElementById('preview'); f.src = f.src")
+    frame.locator("#count", has_text="2").wait_for()
+
+    # The app's own script could neither start a run nor read the console's API.
+    attack = frame.locator("#attack")
+    frame.locator("#attack:not(:empty)").wait_for()
+    assert attack.inner_text() == "post blocked, read blocked"
+    prompts = [r.get("prompt") for r in console.client.get("/api/runs").json()["runs"]]
+    assert "started by the preview" not in prompts

@@ -411,6 +411,30 @@ def test_cli_continue_and_resume_with_good_and_bad_input(tmp_path, write_script,
     assert code == 2 and "still running" in err
 
 
+def test_a_follow_up_keeps_its_parents_model_unless_told_otherwise(tmp_path, write_script, project_a):
+    """Without --model, `pixie run --continue` uses the parent's model, not the default (which
+    would be the offline demo here, or gpt-4.1 with a key, silently replacing the app)."""
+    parent_model = project_a["model"]
+    # The parent's script answers again: its own turns, which succeed on top of its files.
+    kept = pixie("run", "--continue", project_a["runId"], "--json", "--no-serve", "Again", home=tmp_path)
+    assert kept.returncode == 0, kept.stderr
+    kept_id = json.loads(kept.stdout)["runId"]
+    assert load_run(tmp_path, kept_id)["model"] == parent_model
+    chosen = write_script(RUN_B, "b.json")
+    other = pixie("run", "--continue", project_a["runId"], "--json", "--no-serve", "--model", f"scripted:{chosen}", "More", home=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert load_run(tmp_path, json.loads(other.stdout)["runId"])["model"] == f"scripted:{chosen}"
+
+
+def test_a_follow_up_of_a_run_without_a_kept_version_says_what_it_loses(tmp_path, write_script, project_a):
+    shutil.rmtree(tmp_path / "versions" / "manifests")  # e.g. pruned past PIXIE_MAX_VERSIONS
+    result = pixie("run", "--continue", project_a["runId"], "--json", "--no-serve",
+                   "--model", f"scripted:{write_script(RUN_B, 'b.json')}", "More", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"run {project_a['runId']} has no kept version" in result.stderr
+    assert "what its commands wrote is not carried over" in result.stderr
+
+
 # --- what the model sees of earlier runs, and the sandbox hand-over, on the table alone ------
 def test_earlier_runs_stay_bounded_however_long_the_chain_and_its_outputs(table):
     from lambdas.dal.network_state import (

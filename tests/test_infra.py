@@ -579,6 +579,27 @@ def test_the_bundle_carries_the_versions_the_tests_run():
     assert differ == {}, "regenerate with `python -m infra.lambda_deps` or align pyproject.toml"
 
 
+def test_the_environment_constraints_agree_with_both_pins():
+    """constraints.txt (what `make` installs with) pins every package pyproject.toml pins and every
+    package of the Lambda lock, at the same version: else a fresh clone tests other versions than
+    the bundle ships (CI once failed on a transitive release, bracex 3.2.4, the day after)."""
+    from infra import lambda_deps
+
+    constraints = lambda_deps.locked_pins(lambda_deps.REPO_ROOT / "constraints.txt")
+    constrained = {name: version for name, (version, _) in constraints.items()}
+    project = lambda_deps.pyproject_pins()
+    locked = {name: version for name, (version, _) in lambda_deps.locked_pins().items()}
+    assert {name: constrained.get(name) for name in project} == project
+    assert {name: constrained.get(name) for name in locked} == locked
+
+
+def test_make_installs_with_the_constraints():
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    assert len(installs) == 3
+    assert all("-c constraints.txt" in line for line in installs)
+
+
 def test_the_lock_file_is_what_the_generator_writes():
     """Same header and platforms as infra/lambda_deps.py renders (the resolution itself needs PyPI:
     `python -m infra.lambda_deps --check`)."""

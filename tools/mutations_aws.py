@@ -95,3 +95,21 @@ MUTANTS += [
            edit_json=drop_rules("Lambda.TooManyRequestsException"),
            promise="Durability: throttling queues"),
 ]
+
+REDRIVE = ["tests/test_local_redrive.py"]
+MUTANTS += [
+    # A redrive that starts over runs CreateSandbox again and asks the model for turns it answered.
+    Mutant("local-redrive-starts-over", "statemachine/engine.py", REDRIVE,
+           find='definition["StartAt"] = state_name', replace="pass", count=1,
+           promise="Durability: resume after the cleanup"),
+    # The execution's first input, not the unsuccessful state's own, handed to the restarted state.
+    Mutant("local-redrive-with-the-execution-input", "statemachine/engine.py", REDRIVE,
+           find="name=name, input=state_input)", replace='name=name, input=self.describe(arn)["input"])', count=1,
+           promise="Durability: resume after the cleanup"),
+]
+MUTANTS += [
+    Mutant("local-redrive-of-a-redriven-execution", "statemachine/engine.py",
+           ["tests/test_local_redrive.py::test_an_execution_already_redriven_is_not_redriven_again_by_its_first_arn"],
+           find="        arn = self._latest(arn)  # AWS keeps one execution", replace="        pass  # AWS keeps one execution", count=1,
+           promise="Durability: resume after the cleanup"),
+]

@@ -12,3 +12,46 @@ MUTANTS: list[Mutant] = [
            find="        print(json.dumps(record, ensure_ascii=True, indent=2))", replace="        print(json.dumps(record, ensure_ascii=False, indent=2))",
            count=1, promise="CLI: --json escapes control and bidi characters"),
 ]
+
+CONSOLE_LIFECYCLE = ["tests/test_console_lifecycle.py"]
+MUTANTS += [
+    Mutant("console-run-saved-only-at-its-end", "pixie/console/backends.py",
+           [f"{CONSOLE_LIFECYCLE[0]}::test_a_console_killed_mid_command_leaves_its_run_interrupted_and_resume_finishes_it"],
+           find="        return journal.wrap()(name, event, invoke) if journal is not None else invoke()",
+           replace="        return invoke()", count=1,
+           promise="Console: a console run is saved after every step"),
+    Mutant("console-sigterm-kills-before-saving", "pixie/console/server.py", CONSOLE_LIFECYCLE,
+           find="        super().handle_exit(signal.SIGINT, frame)", replace="        super().handle_exit(sig, frame)", count=1,
+           promise="Console: SIGTERM and SIGHUP stop it as Ctrl-C does"),
+    Mutant("console-skips-the-cli-checks", "pixie/console/backends.py",
+           [f"{CONSOLE_LIFECYCLE[0]}::test_the_api_refuses_what_pixie_run_refuses_and_creates_nothing"],
+           find="            parent_items = check_new_run(prompt, options, continue_from)",
+           replace="            parent_items = []", count=1,
+           promise="Console: refuses what pixie run refuses"),
+]
+
+STOP_TESTS = ["tests/test_cli_stop.py"]
+MUTANTS += [
+    Mutant("stop-waits-for-the-step-in-flight", "statemachine/engine.py", ["tests/test_local_redrive.py"],
+           find="        if stopped is not None:  # StopExecution: ABORTED at once, whatever step was in flight",
+           replace="        if False:", count=1,
+           promise="Durability: a stopped run is ABORTED at once"),
+    Mutant("stop-leaves-the-command-running", "lambdas/logic/sandboxes/local.py", STOP_TESTS,
+           find="        stop_preview(self.id)\n        kill_running_commands(self.id)\n", replace="        stop_preview(self.id)\n",
+           count=1, promise="CLI: pixie stop ends the run's command"),
+    Mutant("pixie-stop-request-ignored", "pixie/local_run.py", STOP_TESTS,
+           find="            if self.path.exists():", replace="            if False:", count=1,
+           promise="CLI: pixie stop stops a run in another process"),
+]
+MUTANTS += [
+    Mutant("follow-up-takes-the-default-model", "pixie/cli.py",
+           ["tests/test_continue_resume.py::test_a_follow_up_keeps_its_parents_model_unless_told_otherwise"],
+           find="        spec = continued_model(pixie_home(), continue_from)", replace="        pass", count=1,
+           promise="CLI: a follow-up keeps its parent's model"),
+]
+MUTANTS += [
+    Mutant("preview-frame-without-its-origin", "pixie/console/static/run.js",
+           ["tests/test_console_browser.py::test_a_localstorage_app_works_in_the_preview_frame_which_cannot_use_the_console"],
+           find='${ownOrigin ? "" : " allow-same-origin"}', replace="", count=1,
+           promise="Console: apps using localStorage work in the preview"),
+]

@@ -46,3 +46,11 @@ MUTANTS: list[Mutant] = [
            find='stamp = datetime.fromisoformat(stamp.replace("Z", "+00:00"))', replace="pass", count=1,
            promise="Performance: history read from the backend, as the API returns it"),
 ]
+
+MUTANTS += [
+    # Powertools' default provider builds the X-Ray recorder and its botocore client even with
+    # tracing off: about 0.4 s of every `pixie run`.
+    Mutant("xray-recorder-built-with-tracing-off", "lambdas/handlers/tracing.py", [STARTUP],
+           find="return NoTracing() if tracing_is_off() else None", replace="return None", count=1,
+           promise="Performance: no X-Ray recorder where tracing is off"),
+]

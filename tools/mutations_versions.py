@@ -60,3 +60,23 @@ MUTANTS += [
            find="        touchedFiles(step),", replace="", count=1,
            promise="Console: the timeline shows per tool call the files it touched"),
 ]
+MUTANTS += [
+    Mutant("diff-header-prints-the-raw-name", "lambdas/logic/versions.py",
+           ["tests/test_versions.py::test_a_file_name_with_a_newline_cannot_forge_lines_of_pixie_diff"],
+           find='                tofile=f"b/{header_path(path)}" if after else "/dev/null",',
+           replace='                tofile=f"b/{path}" if after else "/dev/null",', count=1,
+           promise="Versions: pixie diff shows a file name on one line"),
+]
+MUTANTS += [
+    Mutant("abandoned-partial-versions-never-pruned", "lambdas/logic/versions.py",
+           ["tests/test_versions.py::test_versions_of_interrupted_runs_never_resumed_stay_within_the_projects_bound"],
+           find='(m for m in kept if m["runId"] != keep and m.get("createdAt", 0) < abandoned)',
+           replace="(m for m in kept if False)", count=1, promise="Bounds: version storage per project"),
+    Mutant("hard-linked-pair-dropped", "lambdas/logic/versions.py",
+           ["tests/test_versions.py::test_a_hard_linked_pair_inside_the_project_is_kept_in_its_version"],
+           find="        if len(paths) == names and", replace="        if False and", count=1,
+           promise="Versions: every file of the project is kept"),
+    Mutant("restore-of-a-running-run", "pixie/versions.py", ["tests/test_versions.py::test_a_running_run_is_not_restored"],
+           find='    if source.get("status") == "RUNNING":', replace="    if False:", count=1,
+           promise="Versions: restore"),
+]

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 
 from lambdas.dal.network_state import RUN_TTL_SECONDS, NetworkState
+from lambdas.handlers.tracing import tracer_provider
 from lambdas.logic.config import Settings
 
 class _StderrHandler(logging.StreamHandler):
@@ -36,7 +37,7 @@ class _StderrHandler(logging.StreamHandler):
 # stderr keeps stdout clean for the CLI's --json; Lambda sends both to CloudWatch.
 logger = Logger(service="pixie", logger_handler=_StderrHandler())
 # X-Ray traces and CloudWatch EMF metrics when deployed; the CLI disables both locally.
-tracer = Tracer(service="pixie")
+tracer = Tracer(service="pixie", provider=tracer_provider())
 metrics = Metrics(namespace="Pixie", service="pixie")
 
 

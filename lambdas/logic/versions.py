@@ -9,8 +9,9 @@ Local layout under $PIXIE_HOME/versions/:
 
 A run's version is written on every save of its journal (an interrupted run keeps its partial
 version, `complete` false) and when it ends (`complete` true). The store is bounded per project:
-past `max_versions` versions or `max_bytes` of blobs, the oldest complete versions are pruned
-(never the one just written) and blobs no version names are deleted.
+past `max_versions` versions or `max_bytes` of blobs, the oldest complete versions are pruned,
+then, if still past it, partial versions not rewritten for an hour (abandoned runs'; never the
+one just written), and blobs no version names are deleted.
 
 Files are read beneath the project folder without following links (beneath.py); links, hard
 links, special files, dependency folders and files over the per-file limit are listed as skipped,
@@ -89,6 +90,7 @@ def read_folder(root: Path) -> tuple[dict[str, bytes], dict[str, str], dict[str,
     files: dict[str, bytes] = {}
     skipped: dict[str, str] = {}
     fingerprints: dict[str, tuple] = {}
+    linked: dict[tuple[int, int], tuple[int, bytes, list[str]]] = {}  # inode -> (its names, content, names seen)
     total = 0
     try:
         walker = os.fwalk(str(root), follow_symlinks=False)
@@ -111,6 +113,10 @@ def read_folder(root: Path) -> tuple[dict[str, bytes], dict[str, str], dict[str,
                     skipped[path] = f"over {MAX_FILES_PER_VERSION} files"
                     continue
                 reason, data, fingerprint = _read_entry(dir_fd, name, MAX_VERSION_BYTES - total)
+                if reason == HARD_LINK:
+                    *fingerprint, device, inode, names = fingerprint
+                    linked.setdefault((device, inode), (names, data, []))[2].append(path)
+                    fingerprint = tuple(fingerprint)
                 if fingerprint is not None:
                     fingerprints[path] = fingerprint
                 if reason:
@@ -120,7 +126,21 @@ def read_folder(root: Path) -> tuple[dict[str, bytes], dict[str, str], dict[str,
                     total += len(data)
     except FileNotFoundError:
         pass
+    # A hard-linked file is kept when every one of its names is in the project (`ln a b` in it).
+    for names, data, paths in linked.values():
+        if len(paths) == names and total + len(data) <= MAX_VERSION_BYTES:
+            for path in paths:
+                files[path] = data
+                skipped.pop(path, None)
+            total += len(data)
     return files, skipped, fingerprints
+
+
+HARD_LINK = "hard link"
+# A partial version (a run's journal saves it at every step) not rewritten for this long belongs
+# to a run that was killed and not resumed: pruned like a complete one. Longer than any one step
+# (a command's limit is 720 s, a model turn's 600 s).
+ABANDONED_PARTIAL_S = 3600
 
 
 def _read_entry(dir_fd: int, name: str, room: int) -> tuple[str | None, bytes | None, tuple | None]:
@@ -145,11 +165,11 @@ def _read_entry(dir_fd: int, name: str, room: int) -> tuple[str | None, bytes | 
         opened = os.fstat(handle.fileno())
         if not stat.S_ISREG(opened.st_mode):
             return "not a regular file", None, fingerprint
-        if opened.st_nlink > 1:  # another name for it may be outside the project
-            return "hard link", None, fingerprint
         data = handle.read(min(MAX_FILE_BYTES, room) + 1)
     if len(data) > min(MAX_FILE_BYTES, room):
         return f"over {MAX_FILE_BYTES:,} bytes", None, fingerprint
+    if opened.st_nlink > 1:  # another name for it may be outside the project: kept only if none is
+        return HARD_LINK, data, (*fingerprint, opened.st_dev, opened.st_ino, opened.st_nlink)
     return None, data, fingerprint
 
 
@@ -292,7 +312,13 @@ class VersionStore:
             return sum({e["sha256"]: e["size"] for m in kept for e in m["files"].values()}.values())
 
         def removable(kept: list[dict]) -> dict | None:
-            return next((m for m in kept if m.get("complete") and m["runId"] != keep), None)
+            # Complete versions first. Then partial ones not written for ABANDONED_PARTIAL_S: a run
+            # killed and never resumed would otherwise hold its partial version past the bound for
+            # ever, while a run still going rewrites its own at every step (a resume without it
+            # restores the table's files).
+            abandoned = time.time() - ABANDONED_PARTIAL_S
+            return next((m for m in kept if m.get("complete") and m["runId"] != keep), None) or next(
+                (m for m in kept if m["runId"] != keep and m.get("createdAt", 0) < abandoned), None)
 
         while len(manifests) > self.limits.max_versions or stored_bytes(manifests) > self.limits.max_bytes:
             oldest = removable(manifests)
@@ -389,7 +415,8 @@ def diff_versions(store: VersionStore, old: dict[str, Any] | None, new: dict[str
             new_text = store.read(new, path).decode("utf-8") if after else ""
             lines = list(difflib.unified_diff(
                 old_text.splitlines(keepends=True), new_text.splitlines(keepends=True),
-                fromfile=f"a/{path}" if before else "/dev/null", tofile=f"b/{path}" if after else "/dev/null",
+                fromfile=f"a/{header_path(path)}" if before else "/dev/null",
+                tofile=f"b/{header_path(path)}" if after else "/dev/null",
             ))
             lines = [line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines]
             change["patch"] = "".join(lines)
@@ -397,3 +424,12 @@ def diff_versions(store: VersionStore, old: dict[str, Any] | None, new: dict[str
             change["deletions"] = sum(1 for line in lines if line.startswith("-") and not line.startswith("---"))
         changes.append(change)
     return changes
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_path(path: str) -> str:
+    """A file name as a patch header shows it: one line whatever the name holds (a command can
+    create any name; a newline in one would add lines of its choosing to the diff a user reads)."""
+    return _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", path)

@@ -26,7 +26,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pixie.console.backends import CHOICE_FIELDS, BadRequest, NotReady, Runs
+from pixie.console.backends import CHOICE_FIELDS, BadRequest, Conflict, NotReady, Runs
 from pixie.console.graph import graph_from_file
 from pixie.console.security import ConsoleGuard
 from statemachine.engine import ASL_PATH
@@ -75,6 +75,16 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         except NotReady as exc:
             return _error(503, str(exc))
         return JSONResponse({"runId": run_id}, status_code=201)
+
+    async def stop_run(request: Request) -> Response:
+        run_id = request.path_params["run_id"]
+        if not RUN_ID.fullmatch(run_id):
+            return _error(404, f"no run {run_id!r}")
+        try:
+            record = await run_in_threadpool(runs.stop, run_id)
+        except Conflict as exc:
+            return _error(409, str(exc))
+        return JSONResponse(record)
 
     def list_runs(request: Request) -> JSONResponse:
         return JSONResponse({"runs": runs.list_runs()})
@@ -133,6 +143,7 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         Route("/api/runs/{run_id}/events", run_events),
         Route("/api/runs/{run_id}/diff", run_diff),
         Route("/api/runs/{run_id}/open-version", open_version, methods=["POST"]),
+        Route("/api/runs/{run_id}/stop", stop_run, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

@@ -30,6 +30,10 @@ class BadRequest(Exception):
     """The request cannot be carried out as sent; the message says why (HTTP 400)."""
 
 
+class Conflict(Exception):
+    """The run is not in a state the request needs (e.g. stopping one that is not running): 409."""
+
+
 class NotReady(Exception):
     """The backend cannot start runs (yet); the message says why (HTTP 503)."""
 
@@ -38,10 +42,19 @@ class Runs(Protocol):
     def open(self) -> "Runs": ...
     def capabilities(self) -> dict[str, Any]: ...
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
+    def stop(self, run_id: str) -> dict[str, Any]: ...
     def list_runs(self) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
     def channel(self, run_id: str) -> RunChannel | None: ...
     def close(self) -> None: ...
+
+
+def run_of(event: Any) -> str | None:
+    """The run a step's payload belongs to: its runId, or a status change's execution name."""
+    if not isinstance(event, dict):
+        return None
+    detail = event.get("detail")
+    return event.get("runId") or (detail.get("name") if isinstance(detail, dict) else None)
 
 
 def _newest_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -77,6 +90,8 @@ class LocalRuns:
         self.channels: dict[str, RunChannel] = {}
         self.active: dict[str, str] = {}  # run id -> execution ARN
         self._threads: dict[str, threading.Thread] = {}
+        self.journals: dict[str, Any] = {}  # run id -> its RunJournal, while it runs
+        self._stop_watchers: dict[str, Any] = {}
         self._rows: dict[Path, tuple[float, int, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
@@ -96,7 +111,7 @@ class LocalRuns:
                 model=self.default_model, sandbox="local", max_iterations=self.max_iterations,
                 pixie_home=self.home, template=self.template, log_level=self.log_level,
             )
-            engine = LocalEngine(options.env())
+            engine = LocalEngine(options.env(), invoke_wrapper=self._journal_step)
             engine.__enter__()
             self.engine = engine
             self._unsubscribe = progress.subscribe(self._on_progress)
@@ -125,6 +140,13 @@ class LocalRuns:
         for folder in self._checkouts:  # after their previews stopped
             remove_checkout(folder)
 
+    def _journal_step(self, name: str, event: dict, invoke: Any) -> Any:
+        """The engine's invoke wrapper: each step of a run started here is saved when it ends, by
+        the run's journal, as `pixie run` saves its run (pixie/run_journal.py); so a console
+        killed mid-run leaves its runs INTERRUPTED in `pixie list`, and `pixie resume` finishes them."""
+        journal = self.journals.get(run_of(event))
+        return journal.wrap()(name, event, invoke) if journal is not None else invoke()
+
     def _on_progress(self, run_id: str, kind: str, data: dict[str, Any]) -> None:
         channel = self.channels.get(run_id)
         if channel is not None:
@@ -149,77 +171,98 @@ class LocalRuns:
             "pixieHome": str(self.home),
         }
 
-    def _event(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> dict[str, Any]:
-        """The event this run starts with, checked by the same validation CreateSandbox runs, so a
-        bad request is refused here with the step's own message instead of a failed run."""
+    def _checked_event(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> tuple[dict[str, Any], list[dict]]:
+        """The event this run starts with and its parent's saved items, after the checks
+        `pixie run` makes (pixie/run_checks.py) and the validation CreateSandbox runs: a request
+        the CLI would refuse is refused here with the same one-line message, before anything exists."""
         from lambdas.logic.config import Settings
         from lambdas.logic.errors import InvalidEvent
         from lambdas.logic.events import RUN_CHOICES, parse_prompt, parse_run_choices
+        from pixie.local_run import RunOptions
+        from pixie.run_checks import RunRefused, check_new_run, resolve_model
         from statemachine.engine import hello_world_event
 
         detail = dict(choices)
-        model = detail.get("model")
-        if isinstance(model, str) and model.startswith("scripted:"):
-            path = Path(model.removeprefix("scripted:")).expanduser().resolve()
-            if not path.is_file():
-                raise BadRequest(f"script file {path} does not exist")
-            detail["model"] = f"scripted:{path}"
         if continue_from is not None:
             detail["continueFrom"] = continue_from
         event = hello_world_event(prompt)
         event["detail"].update(detail)
         try:
+            chosen = detail.get("model")
+            model = resolve_model(chosen if isinstance(chosen, str) and chosen else self.default_model).spec
+            if isinstance(chosen, str):
+                event["detail"]["model"] = model  # a scripted model's file, made absolute
             parse_prompt(event, Settings.from_env().max_prompt_chars)
             parse_run_choices(event, RUN_CHOICES)
-        except InvalidEvent as exc:
+            options = RunOptions(
+                model=model, sandbox=detail.get("sandbox") or "local",
+                max_iterations=detail.get("maxIterations") or self.max_iterations, pixie_home=self.home,
+                template=self.template, budget_usd=detail.get("budgetUsd"), max_tokens=detail.get("maxTokens"),
+            )
+            parent_items = check_new_run(prompt, options, continue_from)
+        except (InvalidEvent, RunRefused) as exc:
             raise BadRequest(str(exc)) from None
-        return event
+        return event, parent_items
 
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str:
-        from pixie.local_run import start_run
+        from pixie.local_run import StopRequestWatcher, start_run
 
         if continue_from is not None and not CONTINUE_SUPPORTED:
             raise BadRequest("continuing a run is not available in this version of pixie")
-        event = self._event(prompt, choices, continue_from)
+        event, parent_items = self._checked_event(prompt, choices, continue_from)
         if not self.ready.wait(timeout=120) or self.engine is None:
             raise NotReady(self.startup_error or "the embedded engine is still starting; try again")
         if continue_from is not None:
-            self._load_saved_run(continue_from)
+            self._load_saved_run(continue_from, parent_items)
         run_id = uuid.uuid4().hex[:16]
-        locks = self._hold_locks(run_id, continue_from)
+        locks = self._hold_locks(run_id)
+        journal = self._journal(run_id, event)
         channel = RunChannel(run_id)
         with self._lock:
             self.channels[run_id] = channel  # before the start: the first step may emit at once
             self._forget_old_channels()
         try:
+            journal.attach(self.engine)  # saved as RUNNING before its first step
+            self.journals[run_id] = journal
             arn, _ = start_run(self.engine, event, run_id)
         except Exception:
             self.channels.pop(run_id, None)  # never started: no stream that would never end
+            self.journals.pop(run_id, None)
             locks.close()
             raise
         self.active[run_id] = arn
+        self._stop_watchers[run_id] = StopRequestWatcher(self.engine, arn, run_id, self.home)  # `pixie stop RUN`
         thread = threading.Thread(
-            target=self._follow, args=(run_id, arn, channel, event, locks), name=f"run-{run_id}", daemon=True
+            target=self._follow, args=(run_id, arn, channel, journal, locks), name=f"run-{run_id}", daemon=True
         )
         self._threads[run_id] = thread
         thread.start()
         return run_id
 
-    def _hold_locks(self, run_id: str, continue_from: str | None) -> Any:
-        """The locks `pixie run` holds (pixie/run_locks.py): this run's id and the folder of the run
-        it continues, so a CLI run and a console run never work in one folder at once."""
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """Stops a run running here as StopExecution does: ABORTED at once, then its cleanup
+        (sandbox released, running command ended); saved when it ends, as every run is."""
+        arn = self.active.get(run_id)
+        if arn is None or self.engine is None:
+            raise Conflict(f"run {run_id} is not running in this console")
+        self.engine.stop(arn, cause="stopped from the pixie console")
+        thread = self._threads.get(run_id)
+        if thread is not None:
+            thread.join(STOP_WAIT_S)  # its record saved before the answer
+        return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
+
+    def _hold_locks(self, run_id: str) -> Any:
+        """The lock `pixie run` holds on a new run's id (pixie/run_locks.py). A continuation works
+        in a folder of its own, forked from its parent's version, so the parent's folder is not
+        locked: its parent may be resumed, or continued elsewhere, at the same time."""
         from contextlib import ExitStack
 
-        from lambdas.dal.network_state import NetworkState
         from pixie.run_journal import CannotStart
-        from pixie.run_locks import hold
+        from pixie.run_locks import hold_run
 
         locks = ExitStack()
         try:
-            hold(locks, self.home, "run", run_id, run_id, f"run {run_id}")
-            parent = NetworkState(self.engine.env["PIXIE_TABLE"]).find_run(continue_from) if continue_from else None
-            if parent is not None and parent.sandbox_id:
-                hold(locks, self.home, "folder", parent.sandbox_id, run_id, f"the project folder {parent.sandbox_id}")
+            hold_run(locks, self.home, run_id, [])
         except CannotStart as exc:
             locks.close()
             raise BadRequest(str(exc)) from None
@@ -230,24 +273,18 @@ class LocalRuns:
         for rid in finished[: max(0, len(finished) - KEPT_CHANNELS)]:
             self.channels.pop(rid, None)
 
-    def _load_saved_run(self, run_id: str) -> None:
+    def _load_saved_run(self, run_id: str, items: list[dict]) -> None:
         """A run to continue that this engine has not seen (made by `pixie run`, or by an earlier
         console): its saved table items, as `pixie run --continue` loads them."""
         from lambdas.dal.network_state import NetworkState
-        from pixie.run_journal import CannotStart, parent_items
 
         if NetworkState(self.engine.env["PIXIE_TABLE"]).find_run(run_id) is not None:
             return
-        try:
-            items = parent_items(self.home, run_id)
-        except CannotStart as exc:
-            raise BadRequest(str(exc)) from None
         for item in items:
             self.engine.dynamodb.put_item(TableName=self.engine.env["PIXIE_TABLE"], Item=item)
 
-    def _save_state(self, run_id: str, event: dict[str, Any]) -> None:
-        """The run's table items on disk, as `pixie run` leaves them: so it can be continued after
-        this console stops, and by `pixie run --continue`."""
+    def _journal(self, run_id: str, event: dict[str, Any]) -> Any:
+        """The run's journal, with the options `pixie resume` runs it again with."""
         from pixie.run_journal import RunJournal, continued_run
 
         detail = event.get("detail") or {}
@@ -259,26 +296,24 @@ class LocalRuns:
             "budgetUsd": detail.get("budgetUsd"),
             "maxTokens": detail.get("maxTokens"),
         }
-        journal = RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
-        for _ in range(3):  # other runs may write the table meanwhile: read it again if it moved
-            try:
-                journal.save_state(self.engine.table_items())
-                return
-            except RuntimeError:
-                continue
-        log.warning("could not save the network state of run %s", run_id)
+        return RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
 
-    def _follow(self, run_id: str, arn: str, channel: RunChannel, event: dict[str, Any], locks: Any) -> None:
+    def _follow(self, run_id: str, arn: str, channel: RunChannel, journal: Any, locks: Any) -> None:
         from pixie.local_run import finish_run
 
         try:
             record = finish_run(self.engine, arn, self.home, on_event=lambda e: channel.history(jsonable(e)), poll_s=self.poll_s)
-            self._save_state(run_id, event)
+            journal.close()  # the final record is written: no RUNNING one over it
+            journal.save_state(self.engine.table_items())  # the network state as the run ended
             channel.end(record["status"], record.get("error"))
         except Exception as exc:  # noqa: BLE001 - the page must hear that following failed
             log.exception("following run %s failed", run_id)
             channel.end("UNKNOWN", f"the console lost track of the run: {type(exc).__name__}: {exc}")
         finally:
+            self.journals.pop(run_id, None)
+            watcher = self._stop_watchers.pop(run_id, None)
+            if watcher is not None:
+                watcher.close()
             locks.close()
             self.active.pop(run_id, None)
             self._threads.pop(run_id, None)
@@ -463,6 +498,18 @@ class AwsRuns:
         arn = send(prompt, self.events, self.sfn, self.state_machine_arn, timeout_s=self.start_timeout_s,
                    event_bus_name=self.event_bus, poll_s=min(self.poll_s, 1.0))
         return arn.rsplit(":", 1)[-1]
+
+    def stop(self, run_id: str) -> dict[str, Any]:
+        """StopExecution; the stack's status-change rule then runs CleanupSandbox."""
+        arn = self.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        try:
+            status = self.sfn.describe_execution(executionArn=arn)["status"]
+        except self.sfn.exceptions.ExecutionDoesNotExist:
+            raise Conflict(f"no execution {run_id} in stack {self.stack}") from None
+        if status != "RUNNING":
+            raise Conflict(f"run {run_id} is {status}, not running")
+        self.sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped from the pixie console")
+        return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
 
     def list_runs(self) -> list[dict[str, Any]]:
         page = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, maxResults=self.list_limit)

@@ -4,10 +4,12 @@ going are stopped through their cleanup path and saved)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import sys
+import threading
 import webbrowser
-from typing import TextIO
+from typing import Any, TextIO
 
 import uvicorn
 
@@ -23,6 +25,16 @@ def bind(host: str, port: int) -> socket.socket:
     sock.bind((host.strip("[]"), port))
     sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     return sock
+
+
+class _Server(uvicorn.Server):
+    """SIGTERM (`kill`) and SIGHUP (the terminal closed) stop the console as Ctrl-C does: its runs
+    end through their cleanup and are saved. uvicorn re-raises the signal it shut down for once it
+    has; a re-raised SIGTERM would kill the process before the runs are saved, so each counts as
+    the SIGINT that Python turns into KeyboardInterrupt."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(signal.SIGINT, frame)
 
 
 def serve(runs: Runs, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = True, out: TextIO = sys.stdout) -> None:
@@ -43,8 +55,10 @@ def serve(runs: Runs, host: str = "127.0.0.1", port: int = 8765, open_browser: b
     sys.stderr.write("pixie console: open the URL above; Ctrl-C stops it\n")
     sys.stderr.flush()
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     runs.open()  # a local engine warms up in the background; start requests wait for it
+    if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, server.handle_exit)
     try:
         if open_browser:
             webbrowser.open(url)

@@ -81,7 +81,7 @@ def make_pixie_undumpable() -> bool:
 _previews: dict[str, ThreadingHTTPServer] = {}
 _previews_lock = threading.Lock()
 # Process groups of the commands running now, so an interrupted CLI can end them too.
-_running: set[int] = set()
+_running: dict[int, str] = {}  # process group of a running command -> its sandbox id
 _running_lock = threading.Lock()
 
 
@@ -326,7 +326,7 @@ class LocalSandbox:
             cgroup.remove()
             raise
         with _running_lock:
-            _running.add(proc.pid)
+            _running[proc.pid] = self.id
         disk = _DiskWatch(self._real_root, self.policy.limits.project_bytes)
         try:
             streams, timed_out = _read_until_done(proc, timeout_s, on_output, disk.check)
@@ -334,7 +334,7 @@ class LocalSandbox:
             # Also ends background children: a command's processes do not outlive it here.
             _kill_group(proc.pid)
             with _running_lock:
-                _running.discard(proc.pid)
+                _running.pop(proc.pid, None)
             proc.stdout.close()
             proc.stderr.close()
             try:
@@ -431,8 +431,10 @@ class LocalSandbox:
         return f"http://127.0.0.1:{server.server_address[1]}/"
 
     def kill(self) -> None:
-        """Stops the preview and the egress proxy; the project directory stays for inspection."""
+        """Stops the preview, the egress proxy and any command still running in it (as E2B's kill
+        ends the sandbox's processes); the project directory stays for inspection."""
         stop_preview(self.id)
+        kill_running_commands(self.id)
         egress.stop_proxies(self.id)
 
 
@@ -444,11 +446,12 @@ def stop_preview(sandbox_id: str) -> None:
         server.server_close()
 
 
-def kill_running_commands() -> None:
-    """Ends every command still running (with its process group): used when pixie is interrupted,
-    since a command's own timeout dies with the process."""
+def kill_running_commands(sandbox_id: str | None = None) -> None:
+    """Ends every command still running (with its process group), or only those of one sandbox:
+    used when pixie is interrupted, since a command's own timeout dies with the process, and when
+    one run is stopped."""
     with _running_lock:
-        groups = list(_running)
+        groups = [pgid for pgid, owner in _running.items() if sandbox_id is None or owner == sandbox_id]
     for pgid in groups:
         _kill_group(pgid)
 

@@ -302,6 +302,11 @@
     link.hidden = !safe;
     frame.hidden = !safe;
     if (safe && frame.getAttribute("src") !== url) {
+      // The app keeps its own origin (its own port, or E2B's host), so localStorage, IndexedDB
+      // and cookies work in it; that origin is never the console's, which refuses every request
+      // from another origin. Should a preview ever share the console's origin, it runs opaque.
+      const ownOrigin = new URL(url, window.location.href).origin === window.location.origin;
+      frame.setAttribute("sandbox", `allow-scripts allow-forms allow-modals${ownOrigin ? "" : " allow-same-origin"}`);
       frame.setAttribute("src", url);
       link.href = url;
     }
@@ -324,6 +329,30 @@
     failure.textContent = record.error ? `${record.error}: ${record.cause || ""}` : "";
     const aws = document.getElementById("aws-link");
     if (record.consoleUrl) { aws.href = record.consoleUrl; aws.hidden = false; }
+    document.getElementById("stop").hidden = record.status !== "RUNNING";
+    // A follow-up builds on a run that succeeded, with that run's model (as `pixie run --continue`).
+    parentModel = record.model || null;
+    document.getElementById("follow-up").hidden = !(canContinue && record.status === "SUCCEEDED");
+  }
+
+  let canContinue = false;
+  let parentModel = null;
+
+  function setUpStop() {
+    const button = document.getElementById("stop");
+    button.addEventListener("click", async () => {
+      const error = document.getElementById("stop-error");
+      error.textContent = "";
+      button.disabled = true;
+      try {
+        await api(`/api/runs/${encodeURIComponent(runId)}/stop`, { method: "POST" });
+      } catch (failure) {
+        error.textContent = failure.message;
+      } finally {
+        button.disabled = false;
+        loadRecord();
+      }
+    });
   }
 
   let recordTimer = null;
@@ -396,8 +425,8 @@
 
   function setUpFollowUp(config) {
     const form = document.getElementById("follow-up");
-    if (!config || !config.continue) return;  // shown once this pixie can continue a run
-    form.hidden = false;
+    if (!config || !config.continue) return;  // shown once this pixie can continue a run that succeeded
+    canContinue = true;
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const error = document.getElementById("follow-up-error");
@@ -405,7 +434,8 @@
       try {
         const { runId: next } = await api("/api/runs", {
           method: "POST", headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ prompt: document.getElementById("follow-up-prompt").value, continueFrom: runId }),
+          body: JSON.stringify({ prompt: document.getElementById("follow-up-prompt").value, continueFrom: runId,
+                                 ...(parentModel ? { model: parentModel } : {}) }),
         });
         window.location.assign(`/runs/${encodeURIComponent(next)}`);
       } catch (failure) {
@@ -418,6 +448,7 @@
     const [config, graph] = await Promise.all([pixie.showMode(), api("/api/graph").catch(() => null)]);
     if (graph) drawGraph(graph);
     setUpFollowUp(config);
+    setUpStop();
     setUpOpenVersion();
     await loadRecord();
     follow();
