@@ -42,6 +42,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -65,6 +66,7 @@ IDLE_TIMEOUT_S = 300  # a tunnel with no bytes either way for this long is close
 RELAY_CHUNK = 65536
 MAX_AUDIT_LINES = 10_000  # per sandbox; past it requests are still decided, and counted, not listed
 MAX_AUDIT_HOST_CHARS = 255
+MAX_RUN_ENTRIES = 500  # kept in a run's record: the last ones
 REASON_HEADER = "X-Pixie-Egress"
 ALLOWED, REFUSED = "allowed", "refused"
 
@@ -280,6 +282,23 @@ def read_audit(path: Path, since: float | None = None, until: float | None = Non
     return entries
 
 
+def run_entries(pixie_home: Path, sandbox_id: str | None, since: Any = None) -> list[dict[str, Any]]:
+    """What a run's record keeps as `egress`: the sandbox's requests from `since` (the run's
+    start: an epoch, an ISO time or a datetime; a continued run shares the sandbox), the last
+    MAX_RUN_ENTRIES of them."""
+    if not sandbox_id:
+        return []
+    if isinstance(since, str):
+        with contextlib.suppress(ValueError):
+            since = datetime.fromisoformat(since)
+    if isinstance(since, datetime):
+        since = since.timestamp()
+    if not isinstance(since, (int, float)):
+        since = None
+    entries = read_audit(audit_path(pixie_home, sandbox_id), since=since)
+    return entries[-MAX_RUN_ENTRIES:]
+
+
 def _entry(host: str, port: int | None, method: str, verdict: str, reason: str, sent: int = 0, received: int = 0) -> dict[str, Any]:
     now = time.time()
     return {
@@ -288,6 +307,7 @@ def _entry(host: str, port: int | None, method: str, verdict: str, reason: str, 
         "host": host[:MAX_AUDIT_HOST_CHARS],
         "port": port,
         "method": method[:20],
+        "bytes": sent + received,
         "bytesSent": sent,
         "bytesReceived": received,
         "verdict": verdict,
