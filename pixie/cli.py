@@ -2,7 +2,7 @@
 
     pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
               [--max-iterations N] [--budget-usd USD] [--max-tokens N]
-              [--json] [--no-serve] [--allow-network] [--no-isolation] PROMPT
+              [--json] [--no-serve] [--allow-network] [--allow-host HOST[:PORT]] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
     pixie resume RUN_ID [--budget-usd USD] [--max-tokens N] [--json] [--no-serve]
     pixie list [--limit N] [--json]
@@ -234,6 +234,7 @@ def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str]
     return RunOptions(
         isolation=isolation,
         allow_network=network,
+        allow_hosts=tuple(args.allow_host or ()),
         model=model,
         sandbox=args.sandbox,
         max_iterations=args.max_iterations,
@@ -706,6 +707,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true", help="show the handlers' logs")
     run.add_argument("--allow-network", action="store_true",
                      help="let the local sandbox's commands use the network (off by default; PIXIE_ALLOW_NETWORK=1)")
+    run.add_argument("--allow-host", action="append", metavar="HOST[:PORT]",
+                     help="let the local sandbox's commands reach this host (and port) through pixie's egress proxy; "
+                          "repeatable, or comma-separated (PIXIE_ALLOW_HOSTS)")
     run.add_argument("--no-isolation", action="store_true",
                      help="run the local sandbox's commands unisolated, as you (warned on every run)")
     run.set_defaults(func=cmd_run)

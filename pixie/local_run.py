@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from lambdas.dal.network_state import NetworkState
+from lambdas.logic.sandboxes import egress
 from lambdas.logic.sandboxes.local import kill_running_commands
 from pixie.display import lambda_error_message
 from statemachine.engine import Execution, ExecutionNotRunning, InvokeWrapper, LocalEngine, hello_world_event, new_run_id
@@ -34,6 +35,7 @@ class RunOptions:
     # Local sandbox isolation ("bwrap" or "none") and network; None keeps what the environment says.
     isolation: str | None = None
     allow_network: bool | None = None
+    allow_hosts: tuple[str, ...] = ()  # HOST[:PORT] entries reached through the egress proxy (PIXIE_ALLOW_HOSTS)
     # The run's budget (None: the environment's PIXIE_BUDGET_USD / PIXIE_MAX_TOKENS, else unbounded).
     budget_usd: float | None = None
     max_tokens: int | None = None
@@ -42,6 +44,8 @@ class RunOptions:
         isolation = {} if self.isolation is None else {"PIXIE_ISOLATION": self.isolation}
         if self.allow_network is not None:
             isolation["PIXIE_ALLOW_NETWORK"] = "1" if self.allow_network else "0"
+        if self.allow_hosts:
+            isolation["PIXIE_ALLOW_HOSTS"] = ",".join(self.allow_hosts)
         return {
             **isolation,
             "PIXIE_MODEL": self.model,
@@ -105,6 +109,8 @@ def finish_run(
     in `pixie run` and in the console alike."""
     execution = engine.wait(arn, on_event, poll_s=poll_s)
     record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
+    started = execution.history[0].get("timestamp") if execution.history else None
+    record["egress"] = egress.run_entries(pixie_home, record.get("sandboxId"), since=started)  # what its commands reached
     save_run(pixie_home, record)
     save_run_version(pixie_home, record, complete=True)
     return record

@@ -109,6 +109,17 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
+def _allow_hosts(env: Mapping[str, str]) -> tuple[str, ...]:
+    from lambdas.logic.sandboxes.egress import parse_allow_hosts  # (the sandboxes package imports this module)
+
+    entries = tuple(e.strip() for e in env.get("PIXIE_ALLOW_HOSTS", "").split(",") if e.strip())
+    try:
+        parse_allow_hosts(entries)
+    except ValueError as exc:
+        raise InvalidSetting(f"PIXIE_ALLOW_HOSTS: {exc}") from None
+    return entries
+
+
 @dataclass(frozen=True)
 class Settings:
     table_name: str
@@ -129,6 +140,7 @@ class Settings:
     # "none" runs it as you, unisolated. Network inside is off unless allowed.
     isolation: str = "bwrap"
     allow_network: bool = False
+    allow_hosts: tuple[str, ...] = ()  # HOST[:PORT] entries and @presets, reached through the egress proxy
     bwrap_path: str | None = None  # a bubblewrap to use instead of looking for one
     max_project_bytes: int = 2 * 1024**3
     max_command_memory_mb: int = 4096
@@ -166,6 +178,7 @@ class Settings:
             max_reply_chars=_int(env, "PIXIE_MAX_REPLY_CHARS"),
             isolation=_choice(env, "PIXIE_ISOLATION", ("bwrap", "none")),
             allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK"),
+            allow_hosts=_allow_hosts(env),
             bwrap_path=env.get("PIXIE_BWRAP") or None,
             max_project_bytes=_int(env, "PIXIE_MAX_PROJECT_BYTES"),
             max_command_memory_mb=_int(env, "PIXIE_MAX_COMMAND_MEMORY_MB"),

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lambdas.logic.errors import IsolationUnavailable
+from lambdas.logic.sandboxes import egress
 
 ISOLATION_BWRAP = "bwrap"
 ISOLATION_NONE = "none"
@@ -77,12 +78,19 @@ class Limits:
 class IsolationPolicy:
     mode: str = ISOLATION_BWRAP  # "bwrap": isolated, or refuse to run; "none": unisolated, as you
     allow_network: bool = False
+    # Hosts reachable through the egress proxy (egress.py) when the network is not allowed.
+    allow_hosts: tuple[egress.HostRule, ...] = ()
     bwrap: str | None = None  # a bwrap to use instead of looking for one
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
         if self.mode not in ISOLATION_MODES:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_MODES)}, got {self.mode!r}")
+
+    @property
+    def egress_proxied(self) -> bool:
+        """Whether commands reach the listed hosts through the proxy (no other network)."""
+        return bool(self.allow_hosts) and not self.allow_network and self.mode == ISOLATION_BWRAP
 
 
 @dataclass(frozen=True)
@@ -204,11 +212,13 @@ def _masks(files: tuple[str, ...], folders: tuple[str, ...]) -> list[str]:
 
 
 def bwrap_argv(
-    info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120, also_at: str | None = None
+    info: Bubblewrap, policy: IsolationPolicy, project: str, command: str, timeout_s: int = 120, also_at: str | None = None,
+    egress_socket: str | None = None,
 ) -> list[str]:
     """The whole command line: bwrap, its options, then bash setting the limits and running
     `command` in `project` (its real path, mounted at that same path so absolute paths mean the
-    same inside, and at `also_at` too: the path through symlinks the model was told)."""
+    same inside, and at `also_at` too: the path through symlinks the model was told). With
+    `egress_socket` (the egress proxy's unix socket) the forwarder to it starts first."""
     # --unshare-user even as root (where bwrap would otherwise skip it): root outside keeps every
     # capability inside unless it is mapped to an ordinary uid, capabilities dropped, and no
     # nested user namespace (in which the command could get them back) allowed.
@@ -240,11 +250,20 @@ def bwrap_argv(
     argv += [*size, "--tmpfs", "/tmp", "--bind", project, project]
     if also_at and os.path.normpath(also_at) != project:
         argv += ["--bind", project, os.path.normpath(also_at)]
+    script = limits_script(policy.limits, timeout_s)
+    environment = {"PATH": SANDBOX_PATH, "HOME": project, "LANG": SANDBOX_LANG, "TERM": SANDBOX_TERM, "TMPDIR": "/tmp"}
+    if egress_socket:
+        # The proxy's socket, and the forwarder that listens on the sandbox's loopback for it.
+        argv += ["--ro-bind", egress_socket, egress.SOCKET_IN_SANDBOX,
+                 "--ro-bind", str(egress.FORWARDER_SOURCE), egress.FORWARDER_IN_SANDBOX]
+        forwarder = f"{egress.SANDBOX_PYTHON} -I -S {egress.FORWARDER_IN_SANDBOX} {egress.SOCKET_IN_SANDBOX} {egress.PROXY_PORT}"
+        script = script.replace(' && exec /bin/bash -c "$1"', f' && {forwarder} && exec /bin/bash -c "$1"')
+        environment.update(egress.proxy_environment())
     argv += ["--remount-ro", "/"]
     argv += ["--chdir", project, "--clearenv"]
-    for name, value in (("PATH", SANDBOX_PATH), ("HOME", project), ("LANG", SANDBOX_LANG), ("TERM", SANDBOX_TERM), ("TMPDIR", "/tmp")):
+    for name, value in environment.items():
         argv += ["--setenv", name, value]
-    argv += ["--", "/bin/bash", "-c", limits_script(policy.limits, timeout_s), "/bin/bash", command]
+    argv += ["--", "/bin/bash", "-c", script, "/bin/bash", command]
     return argv
 
 
@@ -371,4 +390,5 @@ class CommandCgroup:
 def policy_from_settings(settings) -> IsolationPolicy:
     """The policy a lambdas.logic.config.Settings describes (default limits)."""
     limits = Limits(total_memory_mb=settings.max_command_memory_mb, project_bytes=settings.max_project_bytes)
-    return IsolationPolicy(mode=settings.isolation, allow_network=settings.allow_network, bwrap=settings.bwrap_path, limits=limits)
+    return IsolationPolicy(mode=settings.isolation, allow_network=settings.allow_network,
+                           allow_hosts=egress.parse_allow_hosts(settings.allow_hosts), bwrap=settings.bwrap_path, limits=limits)

@@ -31,6 +31,7 @@ from typing import Callable
 
 from lambdas.logic.errors import SandboxNotFound, ToolError
 from lambdas.logic.sandboxes.base import PREVIEW_PORT, CommandResult, OutputCallback, normalize_project_path
+from lambdas.logic.sandboxes import egress
 from lambdas.logic.sandboxes.beneath import open_beneath, open_root, replace_beneath
 from lambdas.logic.sandboxes.isolation import (
     ISOLATION_BWRAP,
@@ -289,12 +290,15 @@ class _PreviewServer(ThreadingHTTPServer):
 
 
 class LocalSandbox:
-    def __init__(self, sandbox_id: str, root: Path, policy: IsolationPolicy | None = None) -> None:
+    def __init__(self, sandbox_id: str, root: Path, policy: IsolationPolicy | None = None, egress_audit: Path | None = None) -> None:
         self.id = sandbox_id
         self.root = root
         self.project_root = str(root)
         self._real_root = os.path.realpath(root)
         self.policy = policy if policy is not None else _policy_from_env()
+        # Where the egress proxy writes down this sandbox's requests: outside the project, under
+        # $PIXIE_HOME/egress/ (root is $PIXIE_HOME/sandboxes/<id>).
+        self.egress_audit = egress_audit or egress.audit_path(Path(root).parent.parent, sandbox_id)
 
     # --- paths --------------------------------------------------------------------------------
     def relative(self, path: object) -> str:
@@ -359,9 +363,12 @@ class LocalSandbox:
         policy = self.policy
         if policy.mode == ISOLATION_BWRAP:
             bwrap = find_bubblewrap(policy.bwrap)  # IsolationUnavailable: the run fails, nothing runs unisolated
+            proxy = egress.proxy_for(self.id, policy.allow_hosts, self.egress_audit) if policy.egress_proxied else None
             cgroup = CommandCgroup(policy.limits)
+            argv = bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root),
+                              egress_socket=proxy.socket_path if proxy else None)
             # bwrap starts with an empty environment: inside, its /proc/1/environ is readable.
-            return cgroup.wrap(bwrap_argv(bwrap, policy, self._real_root, command, timeout_s, also_at=os.path.abspath(self.root))), {}, cgroup
+            return cgroup.wrap(argv), {}, cgroup
         make_pixie_undumpable()
         env = unisolated_environment(dict(os.environ))
         # Unisolated, a process limit would count all of your processes: only the others apply.
@@ -424,10 +431,11 @@ class LocalSandbox:
         return f"http://127.0.0.1:{server.server_address[1]}/"
 
     def kill(self) -> None:
-        """Stops the preview and any command still running in it (as E2B's kill ends the
-        sandbox's processes); the project directory stays for inspection."""
+        """Stops the preview, the egress proxy and any command still running in it (as E2B's kill
+        ends the sandbox's processes); the project directory stays for inspection."""
         stop_preview(self.id)
         kill_running_commands(self.id)
+        egress.stop_proxies(self.id)
 
 
 def stop_preview(sandbox_id: str) -> None:

@@ -1,0 +1,261 @@
+"""The egress allow-list (lambdas/logic/sandboxes/egress.py): a local sandbox's commands reach the
+listed hosts and ports through pixie's proxy, and nothing else; every request is in the run's
+record under `egress`.
+
+The servers stand in for a registry on this machine's own non-loopback address (the proxy refuses
+loopback unless an entry names it), started and stopped by each test; no other network."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from lambdas.logic.sandboxes import egress
+from lambdas.logic.sandboxes.egress import AllowList, parse_allow_hosts
+from lambdas.logic.sandboxes.isolation import IsolationPolicy
+from lambdas.logic.sandboxes.local import LocalSandboxProvider, stop_all_previews
+from pixie.local_run import RunOptions, run_locally
+from conftest import require_isolation, write_script_file
+
+PIXIE = Path(sys.executable).parent / "pixie"
+FILE_BODY = "registry-file-5b1e\n"
+
+
+def own_address() -> str | None:
+    """This machine's own non-loopback IPv4 address, if it has one (no packet is sent)."""
+    candidates = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP "connect" only picks the route's source address
+            candidates.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    try:
+        shown = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        shown = ""
+    candidates += [part.split("/")[0] for line in shown.splitlines() for part in line.split()[3:4]]
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if not address.is_loopback and not address.is_link_local and not address.is_unspecified:
+            return candidate
+    return None
+
+
+class Server:
+    """An HTTP server the test starts (and stops) on `host`: serves FILE_BODY at /f, records
+    every request it gets."""
+
+    def __init__(self, host: str) -> None:
+        requests: list[str] = []
+        self.requests = requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                requests.append(self.path)
+                body = FILE_BODY.encode() if self.path == "/f" else b"other\n"
+                self.send_response(200 if self.path == "/f" else 404)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture(autouse=True)
+def _isolation_required():
+    require_isolation()
+    yield
+    stop_all_previews()
+    egress.stop_proxies()
+
+
+@pytest.fixture
+def address() -> str:
+    found = own_address()
+    if found is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to serve the stand-in registry on")
+    return found
+
+
+@pytest.fixture
+def servers(address):
+    """Two servers on this machine's own address: the listed one and another port."""
+    listed, other = Server(address), Server(address)
+    yield listed, other
+    listed.stop()
+    other.stop()
+
+
+def commands(address: str, port: int, other_port: int) -> list[str]:
+    return [
+        f"curl -s http://{address}:{port}/f",
+        f"curl -s -i http://{address}:{other_port}/f",
+        "python3 -c 'import socket; socket.create_connection((\"%s\", %d), timeout=5); print(\"connected\")'" % (address, port),
+    ]
+
+
+def script_for(path: Path, runs: list[str]) -> Path:
+    calls = [{"name": "terminal", "arguments": {"command": command}} for command in runs]
+    return write_script_file(path, [{"content": None, "tool_calls": calls}, {"content": "<task_summary>Fetched.</task_summary>"}])
+
+
+def tool_outputs(record: dict) -> list[str]:
+    return [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+
+
+def pixie(*args: str, home: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    environment.update({"PIXIE_HOME": str(home), **(env or {})})
+    return subprocess.run([str(PIXIE), *args], capture_output=True, text=True, env=environment, timeout=300,
+                          stdin=subprocess.DEVNULL)
+
+
+# --- whole runs: the issue's "done when" -------------------------------------------------------------
+def test_allow_host_reaches_the_listed_port_only_and_the_run_records_every_request(tmp_path, address, servers):
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", commands(address, listed.port, other.port))
+
+    ran = pixie("run", "--json", "--no-serve", "--allow-host", f"{address}:{listed.port}", "--model", f"scripted:{script}",
+                "Fetch", home=tmp_path / "home")
+
+    assert ran.returncode == 0, ran.stderr
+    run_id = json.loads(ran.stdout)["runId"]
+    shown = pixie("show", run_id, "--json", home=tmp_path / "home")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    fetched, other_port, direct = tool_outputs(record)
+    assert FILE_BODY.strip() in fetched and "exit code 0" in fetched
+    assert "403 Forbidden" in other_port and "not on the allow-list" in other_port and FILE_BODY.strip() not in other_port
+    assert "unreachable" in direct and "exit code 0" not in direct
+    assert listed.requests == ["/f"]  # the curl, through the proxy; the direct socket never arrived
+    assert other.requests == []
+    audit = record["egress"]
+    assert [(e["host"], e["port"], e["method"], e["verdict"]) for e in audit] == [
+        (address, listed.port, "GET", "allowed"),
+        (address, other.port, "GET", "refused"),
+    ]
+    assert audit[0]["bytes"] > len(FILE_BODY) and "not on the allow-list" in audit[1]["reason"]
+    assert all(set(e) >= {"time", "host", "port", "method", "bytes", "verdict", "reason"} for e in audit)
+
+
+def test_without_the_allow_list_the_same_commands_reach_nothing(tmp_path, address, servers):
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", commands(address, listed.port, other.port))
+
+    record = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home"))
+
+    assert record["status"] == "SUCCEEDED", record
+    for output in tool_outputs(record):
+        assert FILE_BODY.strip() not in output and "403" not in output and "exit code 0" not in output
+    assert listed.requests == [] and other.requests == []
+    assert record["egress"] == []
+
+
+# --- one sandbox, the rules one by one -----------------------------------------------------------------
+def sandbox_with(home: Path, *entries: str):
+    policy = IsolationPolicy(allow_hosts=parse_allow_hosts(entries))
+    return LocalSandboxProvider(home / ".pixie", policy).create("pixie", 60)
+
+
+def through_proxy(url: str) -> str:
+    # --noproxy '': even loopback goes through the proxy (NO_PROXY keeps it direct otherwise).
+    return f"curl -s -i --noproxy '' -x http://127.0.0.1:{egress.PROXY_PORT} {url}"
+
+
+def test_a_listed_name_resolving_to_loopback_is_refused_but_loopback_named_explicitly_is_allowed(tmp_path):
+    server = Server("127.0.0.1")
+    try:
+        by_name = sandbox_with(tmp_path, f"localhost:{server.port}").run_command(through_proxy(f"http://localhost:{server.port}/f"), 30)
+        assert "403 Forbidden" in by_name.stdout and "loopback" in by_name.stdout
+        assert server.requests == []
+
+        named = sandbox_with(tmp_path, f"127.0.0.1:{server.port}").run_command(through_proxy(f"http://127.0.0.1:{server.port}/f"), 30)
+        assert FILE_BODY.strip() in named.stdout
+        assert server.requests == ["/f"]
+    finally:
+        server.stop()
+
+
+def test_a_host_not_on_the_list_is_refused_before_anything_is_sent(tmp_path, address, servers):
+    listed, _ = servers
+    sandbox = sandbox_with(tmp_path, f"registry.invalid:{listed.port}")
+    refused = sandbox.run_command(through_proxy(f"http://{address}:{listed.port}/f"), 30)
+    assert "403 Forbidden" in refused.stdout and f"{address} is not on the allow-list" in refused.stdout
+    assert listed.requests == []
+    audit = egress.read_audit(sandbox.egress_audit)
+    assert [(e["host"], e["verdict"]) for e in audit] == [(address, "refused")]
+
+
+def fixed(addresses: dict[str, list[str]]):
+    return lambda host, port: addresses[host]
+
+
+@pytest.mark.parametrize("resolved, kind", [
+    ("127.0.0.1", "loopback"), ("169.254.169.254", "link-local"), ("10.1.2.3", "private"),
+    ("192.168.0.9", "private"), ("::1", "loopback"), ("fe80::1", "link-local"), ("224.0.0.1", "multicast"),
+    ("::ffff:169.254.169.254", "link-local"),
+])
+def test_the_decision_is_on_the_resolved_address(resolved, kind):
+    rules = AllowList(parse_allow_hosts(["registry.example:443"]))
+    decision = rules.decide("registry.example", 443, fixed({"registry.example": [resolved]}))
+    assert not decision.allowed and kind in decision.reason
+    public = rules.decide("registry.example", 443, fixed({"registry.example": ["93.184.216.34"]}))
+    assert public.allowed and public.addresses == ("93.184.216.34",)
+    # Only the public one of several is used.
+    mixed = rules.decide("registry.example", 443, fixed({"registry.example": [resolved, "93.184.216.34"]}))
+    assert mixed.allowed and mixed.addresses == ("93.184.216.34",)
+
+
+def test_host_and_port_rules():
+    rules = AllowList(parse_allow_hosts(["pkg.example:443", "*.cdn.example", "10.0.0.5:8080"]))
+    public = fixed({"pkg.example": ["93.184.216.34"], "a.cdn.example": ["93.184.216.35"], "cdn.example": ["93.184.216.36"],
+                    "evilpkg.example": ["93.184.216.37"], "x.evilcdn.example": ["93.184.216.38"], "10.0.0.5": ["10.0.0.5"]})
+    assert rules.decide("pkg.example", 443, public).allowed
+    assert rules.decide("PKG.example.", 443, public).allowed
+    assert "port 80 of pkg.example" in rules.decide("pkg.example", 80, public).reason
+    assert not rules.decide("evilpkg.example", 443, public).allowed
+    assert rules.decide("a.cdn.example", 8443, public).allowed  # no port given: any
+    assert not rules.decide("cdn.example", 443, public).allowed  # *.suffix is names under it only
+    assert not rules.decide("x.evilcdn.example", 443, public).allowed
+    assert rules.decide("10.0.0.5", 8080, public).allowed  # private, but named
+    assert not rules.decide("10.0.0.5", 8081, public).allowed
+
+
+@pytest.mark.parametrize("entry", ["", "a b", "host:0", "host:99999", "*", "a.*.b", "x" * 400, "@nope"])
+def test_bad_entries_are_refused_with_the_entry_named(entry):
+    with pytest.raises(ValueError):
+        parse_allow_hosts([entry or ":80"])
+
+
+def test_the_audit_is_bounded(tmp_path, monkeypatch):
+    monkeypatch.setattr(egress, "MAX_AUDIT_LINES", 3)
+    audit = egress.Audit(tmp_path / "egress" / "s.jsonl")
+    for n in range(5):
+        audit.write(egress._entry("h", n, "GET", egress.ALLOWED, "ok"))
+    assert [e["port"] for e in egress.read_audit(tmp_path / "egress" / "s.jsonl")] == [0, 1, 2]
+    monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 2)
+    assert [e["port"] for e in egress.run_entries(tmp_path, "s")] == [1, 2]
