@@ -53,6 +53,23 @@ def test_a_token_budget_stops_the_run_the_same_way(tmp_path, stub):
     assert "500 tokens" in record["cause"] and len(stub.requests) == 1
 
 
+def test_cached_prompt_tokens_count_at_the_cached_price(tmp_path, stub):
+    """gpt-4.1 bills cached input at $0.50 per million, not $2: 1,000,000 prompt tokens of which
+    900,000 cached cost $0.65, not $2. A $1 budget is not reached, though the full price would be."""
+    stub.reply(200, chat_completion(None, [("call_1", "terminal", json.dumps({"command": "true"}))],
+                                    usage=(1_000_000, 0), cached_tokens=900_000))
+    stub.reply(200, chat_completion("<task_summary>ok</task_summary>", usage=(10, 5)))
+    record = run_locally("Build", RunOptions(model="openai:gpt-4.1", pixie_home=tmp_path, budget_usd=1))
+    assert record["status"] == "SUCCEEDED", record["cause"]
+    assert len(stub.requests) == 2
+
+    # ... and past the budget the cause states the cached price's spend.
+    stub.reply(200, chat_completion(None, [("call_1", "terminal", json.dumps({"command": "true"}))],
+                                    usage=(1_000_000, 0), cached_tokens=900_000))
+    stopped = run_locally("Build", RunOptions(model="openai:gpt-4.1", pixie_home=tmp_path, budget_usd=0.5))
+    assert stopped["error"] == "BudgetExceeded" and "$0.650000" in stopped["cause"], stopped["cause"]
+
+
 def test_within_its_budget_a_run_is_not_stopped(tmp_path, stub):
     stub.reply(200, chat_completion(None, [("call_1", "terminal", json.dumps({"command": "true"}))], usage=(10, 5)))
     stub.reply(200, chat_completion("<task_summary>ok</task_summary>", usage=(10, 5)))

@@ -47,3 +47,9 @@ MUTANTS: list[Mutant] = [
     Mutant("asl-router-ignores-stuck-loop", ASL, STUCK, edit_json=_router_ignores("StuckLoop"),
            promise="Durability: StuckLoop after identical failing calls"),
 ]
+MUTANTS += [
+    Mutant("budget-charges-cached-tokens-in-full", "lambdas/logic/budget.py",
+           ["tests/test_budget.py::test_cached_prompt_tokens_count_at_the_cached_price"],
+           find="run.output_tokens, run.cached_input_tokens, run.cache_write_tokens)", replace="run.output_tokens)", count=1,
+           promise="CLI: budgets priced as billed"),
+]

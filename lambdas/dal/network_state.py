@@ -103,6 +103,9 @@ class RunRecord:
     max_tokens: int | None = None  # ... or used this many tokens (input + output)
     input_tokens: int = 0  # every model call's usage, added as it is paid for
     output_tokens: int = 0
+    # Parts of input_tokens billed at their own rates: read from and written to the prompt cache.
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -126,6 +129,8 @@ class RunRecord:
             max_tokens=int(item["maxTokens"]) if item.get("maxTokens") is not None else None,
             input_tokens=int(item.get("inputTokens", 0)),
             output_tokens=int(item.get("outputTokens", 0)),
+            cached_input_tokens=int(item.get("cachedInputTokens", 0)),
+            cache_write_tokens=int(item.get("cacheWriteTokens", 0)),
         )
 
 
@@ -201,13 +206,18 @@ class NetworkState:
             ConditionExpression="attribute_exists(pk)",
         )
 
-    def add_usage(self, run_id: str, input_tokens: int, output_tokens: int) -> None:
+    def add_usage(
+        self, run_id: str, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0, cache_write_tokens: int = 0
+    ) -> None:
         """Adds one model call's tokens to the run's totals (an atomic ADD: a retried call that was
         paid for again is counted again, as it was billed)."""
         self.table.update_item(
             Key={"pk": _pk(run_id), "sk": "META"},
-            UpdateExpression="ADD inputTokens :i, outputTokens :o",
-            ExpressionAttributeValues={":i": int(input_tokens), ":o": int(output_tokens)},
+            UpdateExpression="ADD inputTokens :i, outputTokens :o, cachedInputTokens :c, cacheWriteTokens :w",
+            ExpressionAttributeValues={
+                ":i": int(input_tokens), ":o": int(output_tokens),
+                ":c": int(cached_input_tokens), ":w": int(cache_write_tokens),
+            },
             ConditionExpression="attribute_exists(pk)",
         )
 

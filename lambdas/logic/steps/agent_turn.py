@@ -48,7 +48,8 @@ def _call_model(
         progress.emit(run_id, f"model.{kind}", **data)
 
     reply: ModelReply = model_from_spec(model_spec).complete(prompt, tools, turn=turn, on_delta=on_delta)
-    state.add_usage(run_id, reply.usage.input_tokens, reply.usage.output_tokens)  # paid: counted before it is saved
+    usage = reply.usage  # paid: counted before it is saved
+    state.add_usage(run_id, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cache_write_tokens)
     usage = {
         "inputTokens": reply.usage.input_tokens,
         "outputTokens": reply.usage.output_tokens,
