@@ -82,10 +82,15 @@ def pixie_home() -> Path:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535 (0: any free port), not {text!r}")
+    return int(text)
 
 
 def _max_iterations(text: str) -> int:
@@ -599,6 +604,38 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rm(args: argparse.Namespace) -> int:
+    """Deletes saved local runs and what they left (record, state, version, folder)."""
+    from pixie.run_removal import CannotRemove, remove_runs
+
+    run_ids = [_saved_run_id(prefix) for prefix in args.run_ids]
+    try:
+        removed = remove_runs(pixie_home(), list(dict.fromkeys(run_ids)))
+    except CannotRemove as exc:
+        raise UsageError(str(exc)) from None
+    for run_id in removed:
+        print(f"removed {run_id}")
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Deletes the saved local runs older than --older-than (not running ones)."""
+    from pixie.run_removal import parse_age, remove_runs, runs_older_than
+
+    try:
+        age = parse_age(args.older_than)
+    except ValueError as exc:
+        raise UsageError(f"--older-than {exc}") from None
+    old = runs_older_than(pixie_home(), age)
+    if args.dry_run:
+        for run_id in old:
+            print(f"would remove {run_id}")
+        return 0
+    removed = remove_runs(pixie_home(), old) if old else []
+    print(f"removed {len(removed)} run(s) older than {args.older_than}")
+    return 0
+
+
 STOP_WAIT_S = 120  # how long `pixie stop` waits for the run to end before saying it was asked
 
 
@@ -788,6 +825,15 @@ def build_parser() -> argparse.ArgumentParser:
     _aws_options(stop)
     stop.set_defaults(func=cmd_stop)
 
+    rm = commands.add_parser("rm", help="delete saved local runs: record, saved state, version and project folder")
+    rm.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="run ids, or unique prefixes of them")
+    rm.set_defaults(func=cmd_rm)
+
+    prune = commands.add_parser("prune", help="delete the saved local runs older than a given age")
+    prune.add_argument("--older-than", required=True, metavar="AGE", help="7d, 12h or 30m")
+    prune.add_argument("--dry-run", action="store_true", help="list what would be deleted, delete nothing")
+    prune.set_defaults(func=cmd_prune)
+
     watch = commands.add_parser("watch", help="follow an execution on AWS and print its result")
     watch.add_argument("execution_arn")
     watch.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
@@ -795,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     watch.set_defaults(func=cmd_watch)
 
     ui = commands.add_parser("ui", help="a local web console: start, watch and inspect runs")
-    ui.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
+    ui.add_argument("--port", type=_port, default=8765, help="port to listen on (default 8765; 0 picks a free one)")
     ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     ui.add_argument("--no-open", action="store_true", help="do not open a browser")
     ui.add_argument("--model", help="default model of runs started here (as for pixie run)")
@@ -804,7 +850,37 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--stack", default="PixieStack", help="with --aws: the stack (default PixieStack)")
     _aws_options(ui)
     ui.set_defaults(func=cmd_ui)
+    _describe(commands)
     return parser
+
+
+# One example per command, shown under its --help.
+EXAMPLES = {
+    "run": 'pixie run "Build a todo app"\n  echo "Build a counter" | pixie run -\n  pixie run --continue 3f2a "Add dark mode"',
+    "doctor": "pixie doctor",
+    "show": "pixie show 3f2a --json",
+    "list": "pixie list --limit 10",
+    "open": "pixie open 3f2a",
+    "diff": "pixie diff 3f2a --stat\n  pixie diff 3f2a --against 9c1e",
+    "restore": "pixie restore 3f2a",
+    "send": 'pixie send "Build a todo app" --stack PixieStack',
+    "resume": "pixie resume 3f2a\n  pixie resume 3f2a --budget-usd 2\n  pixie resume RUN_ID --aws",
+    "stop": "pixie stop 3f2a",
+    "rm": "pixie rm 3f2a 9c1e",
+    "prune": "pixie prune --older-than 7d --dry-run",
+    "watch": "pixie watch arn:aws:states:us-east-1:123456789012:execution:PixieAgent:RUN_ID",
+    "ui": "pixie ui\n  pixie ui --no-open --port 0\n  pixie ui --aws --stack PixieStack",
+}
+
+
+def _describe(commands: Any) -> None:
+    """Every subcommand's --help starts with what it does and ends with an example."""
+    helps = {action.dest: action.help for action in commands._choices_actions}
+    for name, command in commands.choices.items():
+        command.description = command.description or (helps.get(name) or "").capitalize() + "."
+        if not command.epilog:
+            command.epilog = f"example:\n  {EXAMPLES[name]}"
+            command.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _budget_options(command: argparse.ArgumentParser, what: str) -> None:

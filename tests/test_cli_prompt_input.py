@@ -61,3 +61,37 @@ def test_json_output_escapes_control_and_bidi_characters(tmp_path):
     assert shown.returncode == 0
     shown.stdout.decode("ascii")  # raises if a raw control or bidi character was printed
     assert "\\u202e" in shown.stdout.decode()
+
+
+def test_bad_numbers_and_ports_are_one_line_with_exit_2(tmp_path):
+    import socket
+
+    for args, said in (
+        (["ui", "--no-open", "--port", "99999"], "must be a port number from 0 to 65535"),
+        (["ui", "--no-open", "--port", "http"], "must be a port number"),
+        (["list", "--limit", "abc"], "must be a whole number of at least 1, not 'abc'"),
+        (["list", "--limit", "0"], "must be a whole number of at least 1"),
+    ):
+        result = pixie(*args, home=tmp_path)
+        errors = result.stderr.decode().strip().splitlines()
+        assert result.returncode == 2 and said in errors[-1] and "Traceback" not in result.stderr.decode(), (args, errors)
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        result = pixie("ui", "--no-open", "--port", str(busy.getsockname()[1]), home=tmp_path)
+    finally:
+        busy.close()
+    assert result.returncode == 2 and "cannot listen on" in result.stderr.decode() and "Traceback" not in result.stderr.decode()
+
+
+def test_every_subcommand_help_says_what_it_does_and_shows_an_example():
+    from pixie.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command")
+    for name, command in commands.choices.items():
+        text = command.format_help()
+        assert command.description and len(command.description) > 10, name
+        assert "example:" in text and f"pixie {name}" in text.split("example:", 1)[1], name

@@ -78,3 +78,16 @@ MUTANTS += [
            replace="        except OSError as exc:", count=1,
            promise="CLI: a corrupt run file is skipped, never a crash"),
 ]
+REMOVAL = "tests/test_run_removal.py"
+MUTANTS += [
+    Mutant("rm-leaves-the-version", "pixie/run_removal.py",
+           [f"{REMOVAL}::test_rm_deletes_a_run_and_what_it_left_but_not_what_its_follow_up_needs"],
+           find="        store.forget(run_id, record.get(\"projectId\") or run_id)\n", replace="", count=1,
+           promise="CLI: pixie rm deletes what a run left"),
+    Mutant("rm-of-a-running-run", "pixie/run_removal.py", [f"{REMOVAL}::test_a_running_run_is_not_removed"],
+           find="    if running:", replace="    if False:", count=1, promise="CLI: a running run is never removed"),
+    Mutant("cli-port-unchecked", "pixie/cli.py",
+           ["tests/test_cli_prompt_input.py::test_bad_numbers_and_ports_are_one_line_with_exit_2"],
+           find='    ui.add_argument("--port", type=_port,', replace='    ui.add_argument("--port", type=int,', count=1,
+           promise="CLI: invalid numbers and ports are one line, exit 2"),
+]

@@ -302,6 +302,18 @@ class VersionStore:
         temporary.write_bytes(data)
         os.replace(temporary, path)
 
+    def forget(self, run_id: str, project_id: str) -> None:
+        """Deletes a run's version and the contents no other version of its project names."""
+        with self._locked(project_id):
+            self._manifest_path(run_id).unlink(missing_ok=True)
+            self._delete_unnamed_blobs(project_id, self.project_versions(project_id))
+
+    def _delete_unnamed_blobs(self, project_id: str, kept: list[dict]) -> None:
+        named = {e["sha256"] for m in kept for e in m["files"].values()}
+        for blob in (self._project(project_id) / "blobs").glob("*/*"):
+            if blob.name not in named and not blob.name.startswith("."):
+                blob.unlink(missing_ok=True)
+
     def _prune(self, project_id: str, keep: str) -> list[str]:
         """Drops the project's oldest complete versions past the count or size bound, then the
         blobs no version names. Called with the project's lock held."""
@@ -328,10 +340,7 @@ class VersionStore:
             self._manifest_path(oldest["runId"]).unlink(missing_ok=True)
             pruned.append(oldest["runId"])
         if pruned:
-            named = {e["sha256"] for m in manifests for e in m["files"].values()}
-            for blob in (self._project(project_id) / "blobs").glob("*/*"):
-                if blob.name not in named and not blob.name.startswith("."):
-                    blob.unlink(missing_ok=True)
+            self._delete_unnamed_blobs(project_id, manifests)
         return pruned
 
     # --- reading ----------------------------------------------------------------------------

@@ -41,7 +41,8 @@ def serve(runs: Runs, host: str = "127.0.0.1", port: int = 8765, open_browser: b
     try:
         sock = bind(host, port)
     except OSError as exc:
-        raise SystemExit(f"pixie: cannot listen on {host}:{port} ({exc.strerror}); pass --port N (0 picks a free port)") from None
+        sys.stderr.write(f"pixie: cannot listen on {host}:{port} ({exc.strerror}); pass --port N (0 picks a free port)\n")
+        raise SystemExit(2) from None  # a usage error, as the CLI's are
     port = sock.getsockname()[1]
     token = new_token()
     shown_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
