@@ -290,6 +290,14 @@ def test_the_stop_button_stops_a_running_run_and_only_a_run_that_succeeded_offer
     assert not page.locator("#follow-up").is_visible()  # nor on a stopped one
     assert console.client.get(f"/api/runs/{run_id}").json()["status"] == "ABORTED"
 
+    # Rerun: a new run with the same prompt and model, on its own page.
+    page.click("#rerun")
+    page.wait_for_url(lambda url: "/runs/" in url and not url.endswith(run_id))
+    rerun_id = page.url.rsplit("/", 1)[-1]
+    rerun = console.client.get(f"/api/runs/{rerun_id}").json()
+    assert rerun["prompt"] == "Stop me" and rerun["model"] == f"scripted:{script}"
+    assert console.client.post(f"/api/runs/{rerun_id}/stop", timeout=120).status_code in (200, 409)
+
 
 def _counter_app(console_base: str) -> str:
     """A page that counts clicks in localStorage, and tries the console's API from inside the frame."""

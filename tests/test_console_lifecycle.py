@@ -274,3 +274,26 @@ def test_a_file_that_is_not_a_run_record_is_skipped_with_one_warning_never_a_cra
         assert rows.status_code == 200 and [r["runId"] for r in rows.json()["runs"]] == [good_id]
         one = console.client.get(f"/api/runs/{bad_id}")
         assert one.status_code == 422 and "is not a run record" in one.json()["error"]
+
+
+def test_rerun_starts_a_new_run_with_the_same_prompt_model_and_settings(tmp_path):
+    home = tmp_path / "home"
+    script = write_script_file(tmp_path / "page.json", [WRITE_PAGE, SUMMARY])
+    with ConsoleProcess(home) as console:
+        first = console.start_run("Build it again and again", model=f"scripted:{script}", maxIterations=4)
+        assert console.wait_for(first, WAIT_S)["status"] == "SUCCEEDED"
+
+        again = console.client.post("/api/runs", json={"rerunOf": first})
+        assert again.status_code == 201, again.text
+        second = again.json()["runId"]
+        record = console.wait_for(second, WAIT_S)
+        original = console.client.get(f"/api/runs/{first}").json()
+        assert second != first and record["status"] == "SUCCEEDED"
+        assert (record["prompt"], record["model"]) == (original["prompt"], original["model"])
+        assert record["sandboxId"] != original["sandboxId"]  # a new run, not the old one again
+        saved = json.loads((home / "network-state" / f"{second}.json").read_text())
+        assert saved["options"]["maxIterations"] == 4
+
+        assert console.client.post("/api/runs", json={"rerunOf": "0123456789abcdef"}).status_code == 400
+        mixed = console.client.post("/api/runs", json={"rerunOf": first, "prompt": "other"})
+        assert mixed.status_code == 400 and "alone" in mixed.json()["error"]

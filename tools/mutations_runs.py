@@ -91,3 +91,10 @@ MUTANTS += [
            find='    ui.add_argument("--port", type=_port,', replace='    ui.add_argument("--port", type=int,', count=1,
            promise="CLI: invalid numbers and ports are one line, exit 2"),
 ]
+MUTANTS += [
+    Mutant("console-rerun-drops-the-settings", "pixie/console/backends.py",
+           ["tests/test_console_lifecycle.py::test_rerun_starts_a_new_run_with_the_same_prompt_model_and_settings"],
+           find='        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(saved["event"])',
+           replace='        return detail.get("value"), {}, continued_run(saved["event"])', count=1,
+           promise="Console: Rerun keeps the prompt, model and settings"),
+]

@@ -34,7 +34,7 @@ from statemachine.engine import ASL_PATH
 STATIC = Path(__file__).parent / "static"
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 MAX_BODY_BYTES = 256 * 1024
-START_FIELDS = {"prompt", "continueFrom", *CHOICE_FIELDS}
+START_FIELDS = {"prompt", "continueFrom", "rerunOf", *CHOICE_FIELDS}
 
 
 async def bounded_body(request: Request) -> bytes | None:
@@ -83,8 +83,19 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         continue_from = payload.get("continueFrom") or None
         if continue_from is not None and not (isinstance(continue_from, str) and RUN_ID.fullmatch(continue_from)):
             return _error(400, "continueFrom must be a run id")
+        prompt = payload.get("prompt")
+        rerun_of = payload.get("rerunOf")
+        if rerun_of is not None:  # the same prompt, model and settings as that run, as a new run
+            if not (isinstance(rerun_of, str) and RUN_ID.fullmatch(rerun_of)):
+                return _error(400, "rerunOf must be a run id")
+            if set(payload) - {"rerunOf"}:
+                return _error(400, "rerunOf takes the run's own prompt and settings: send it alone")
+            try:
+                prompt, choices, continue_from = await run_in_threadpool(runs.rerun_request, rerun_of)
+            except BadRequest as exc:
+                return _error(400, str(exc))
         try:
-            run_id = await run_in_threadpool(runs.start, payload.get("prompt"), choices, continue_from)
+            run_id = await run_in_threadpool(runs.start, prompt, choices, continue_from)
         except BadRequest as exc:
             return _error(400, str(exc))
         except NotReady as exc:

@@ -62,6 +62,7 @@ class Runs(Protocol):
     def capabilities(self) -> dict[str, Any]: ...
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
     def stop(self, run_id: str) -> dict[str, Any]: ...
+    def rerun_request(self, run_id: str) -> tuple[Any, dict[str, Any], str | None]: ...
     def list_runs(self) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
     def channel(self, run_id: str) -> RunChannel | None: ...
@@ -270,6 +271,20 @@ class LocalRuns:
         self._threads[run_id] = thread
         thread.start()
         return run_id
+
+    def rerun_request(self, run_id: str) -> tuple[Any, dict[str, Any], str | None]:
+        """(prompt, choices, continueFrom) of a saved run, to start it again as a new run."""
+        from pixie.run_journal import CannotStart, continued_run, load_state
+
+        try:
+            saved = load_state(self.home, run_id)
+        except CannotStart as exc:
+            raise BadRequest(str(exc)) from None
+        detail = saved["event"].get("detail") or {}
+        options = saved.get("options") or {}
+        chosen = {"model": options.get("model"), "sandbox": options.get("sandbox"), "maxIterations": options.get("maxIterations"),
+                  "budgetUsd": options.get("budgetUsd"), "maxTokens": options.get("maxTokens")}
+        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(saved["event"])
 
     def stop(self, run_id: str) -> dict[str, Any]:
         """Stops a run running here as StopExecution does: ABORTED at once, then its cleanup
@@ -536,6 +551,9 @@ class AwsRuns:
         arn = send(prompt, self.events, self.sfn, self.state_machine_arn, timeout_s=self.start_timeout_s,
                    event_bus_name=self.event_bus, poll_s=min(self.poll_s, 1.0))
         return arn.rsplit(":", 1)[-1]
+
+    def rerun_request(self, run_id: str) -> tuple[Any, dict[str, Any], str | None]:
+        raise BadRequest("rerun is for local runs; send the prompt again with pixie send")
 
     def stop(self, run_id: str) -> dict[str, Any]:
         """StopExecution; the stack's status-change rule then runs CleanupSandbox."""

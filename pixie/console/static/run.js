@@ -330,13 +330,32 @@
     const aws = document.getElementById("aws-link");
     if (record.consoleUrl) { aws.href = record.consoleUrl; aws.hidden = false; }
     document.getElementById("stop").hidden = record.status !== "RUNNING";
+    document.getElementById("rerun").hidden = record.status === "RUNNING" || !canRerun;
     // A follow-up builds on a run that succeeded, with that run's model (as `pixie run --continue`).
     parentModel = record.model || null;
     document.getElementById("follow-up").hidden = !(canContinue && record.status === "SUCCEEDED");
   }
 
   let canContinue = false;
+  let canRerun = false;
   let parentModel = null;
+
+  function setUpRerun(config) {
+    canRerun = Boolean(config && config.mode === "local");
+    const button = document.getElementById("rerun");
+    button.addEventListener("click", async () => {
+      const error = document.getElementById("stop-error");
+      error.textContent = "";
+      try {
+        const { runId: next } = await api("/api/runs", {
+          method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ rerunOf: runId }),
+        });
+        window.location.assign(`/runs/${encodeURIComponent(next)}`);
+      } catch (failure) {
+        error.textContent = failure.message;
+      }
+    });
+  }
 
   function setUpStop() {
     const button = document.getElementById("stop");
@@ -449,6 +468,7 @@
     if (graph) drawGraph(graph);
     setUpFollowUp(config);
     setUpStop();
+    setUpRerun(config);
     setUpOpenVersion();
     await loadRecord();
     follow();
