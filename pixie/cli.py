@@ -427,7 +427,7 @@ def _print_header(summary: dict[str, Any]) -> None:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from pixie.runs import RunNotFound, load_run_by_prefix, run_summary
+    from pixie.runs import CorruptRun, RunNotFound, load_run_by_prefix, run_summary
 
     if args.aws:
         record = _aws_call(args, lambda: _show_aws_record(args))
@@ -436,7 +436,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     else:
         try:
             record = load_run_by_prefix(pixie_home(), args.run_id)
-        except (RunNotFound, FileNotFoundError) as exc:
+        except (RunNotFound, FileNotFoundError, CorruptRun) as exc:
             raise UsageError(_message(exc)) from None
     if args.json:
         print(json.dumps(record, ensure_ascii=True, indent=2))
@@ -460,7 +460,11 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from pixie.runs import list_runs
 
-    runs = list_runs(pixie_home(), args.limit)
+    skipped: list[str] = []
+    runs = list_runs(pixie_home(), args.limit, skipped)
+    if skipped:  # one line, whatever the number
+        more = f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        sys.stderr.write(f"pixie: skipped {skipped[0]}{more}\n")
     if args.json:
         print(json.dumps(runs, ensure_ascii=True, indent=2))
         return 0

@@ -73,7 +73,36 @@ def load_run(pixie_home: Path, run_id: str) -> dict[str, Any]:
     path = runs_dir(pixie_home) / f"{run_id}.json"
     if not path.exists():
         raise FileNotFoundError(f"no saved run {run_id} in {runs_dir(pixie_home)}")
-    return with_live_status(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptRun(f"{path} is not a run record: {exc}") from None
+    problem = _shape_problem(record, run_id)
+    if problem:
+        raise CorruptRun(f"{path} is not a run record: {problem}")
+    return with_live_status(record)
+
+
+class CorruptRun(ValueError):
+    """A run file that is not what pixie saves (edited, truncated by a full disk, another tool's):
+    skipped with a warning, never a crash."""
+
+
+# Fields a run record always has, and the type each must be when present.
+_RECORD_TYPES = {"runId": str, "status": str, "conversation": list, "history": list, "files": dict}
+
+
+def _shape_problem(record: Any, run_id: str) -> str | None:
+    if not isinstance(record, dict):
+        return f"JSON {json.dumps(record)[:20] if record is None or isinstance(record, (bool, int, float)) else type(record).__name__}, not an object"
+    if record.get("runId") != run_id:
+        return f"its runId is {record.get('runId')!r}, not {run_id!r}"
+    for field, kind in _RECORD_TYPES.items():
+        if field in record and not isinstance(record[field], kind):
+            return f"its {field} is a {type(record[field]).__name__}, not a {kind.__name__}"
+    if "status" not in record:
+        return "it has no status"
+    return None
 
 
 def with_live_status(record: dict[str, Any]) -> dict[str, Any]:
@@ -206,14 +235,16 @@ def run_summary(record: dict[str, Any], pixie_home: Path | None = None) -> dict[
     }
 
 
-def list_runs(pixie_home: Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Summaries of the saved local runs, newest first; unreadable files are skipped."""
+def list_runs(pixie_home: Path, limit: int | None = None, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Summaries of the saved local runs, newest first; a file that is not a run record is
+    skipped, and why is added to `skipped`."""
     summaries = []
     for run_id in saved_run_ids(pixie_home):
         if limit is not None and len(summaries) >= limit:
             break
         try:
             summaries.append(run_summary(load_run(pixie_home, run_id), pixie_home))
-        except (OSError, ValueError):
-            continue
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:
+            if skipped is not None:
+                skipped.append(str(exc) if isinstance(exc, CorruptRun) else f"run {run_id}: {type(exc).__name__}: {exc}")
     return summaries

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conftest import write_script_file
@@ -193,3 +194,83 @@ def test_stop_ends_a_running_run_aborted_with_its_command_ended_and_saves_it(tmp
     assert shown.returncode == 0 and json.loads(shown.stdout)["status"] == "ABORTED"
     # Stopped, not interrupted: resume may carry it on (as a redrive does on AWS).
     assert "RunTool" in states_entered(saved["history"])
+
+
+# --- robustness: bodies, a cap on runs, other apps' cookies, files that are not run records ----
+def peak_memory_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read_whole(tmp_path):
+    from pixie.console.app import MAX_BODY_BYTES
+
+    with ConsoleProcess(tmp_path / "home") as console:
+        declared = console.client.post("/api/runs", content=b"x" * (MAX_BODY_BYTES + 1))
+        assert declared.status_code == 413
+        before = peak_memory_kb(console.proc.pid)
+
+        def chunks():  # 640 MB without a Content-Length: refused while it streams
+            for _ in range(10_000):
+                yield b"x" * 65536
+
+        try:
+            streamed = console.client.post("/api/runs", content=chunks(), headers={"Content-Type": "application/json"})
+            assert streamed.status_code == 413
+        except httpx.TransportError:
+            pass  # the console answered and closed while the client still sent: refused all the same
+        # The console never held the body: its peak memory grew by far less than 640 MB.
+        assert peak_memory_kb(console.proc.pid) - before < 100 * 1024
+
+
+def test_past_the_cap_on_running_runs_a_start_is_refused_with_429(tmp_path):
+    home = tmp_path / "home"
+    script = write_script_file(tmp_path / "slow.json", [SLOW_COMMAND, SUMMARY])
+    with ConsoleProcess(home, env={"PIXIE_CONSOLE_MAX_RUNS": "1"}) as console:
+        first = console.start_run("Sleep a while", model=f"scripted:{script}")
+        refused = console.client.post("/api/runs", json={"prompt": "One more", "model": f"scripted:{script}"})
+        assert refused.status_code == 429 and "PIXIE_CONSOLE_MAX_RUNS" in refused.json()["error"]
+        assert console.client.post(f"/api/runs/{first}/stop", timeout=WAIT_S).status_code == 200
+        quick = write_script_file(tmp_path / "quick.json", [SUMMARY])
+        again = console.start_run("Now there is room", model=f"scripted:{quick}")  # the stopped run freed its slot
+        assert console.wait_for(again, WAIT_S)["status"] == "SUCCEEDED"
+
+
+def test_another_apps_cookie_on_the_same_host_does_not_lock_the_console_out(tmp_path):
+    with ConsoleProcess(tmp_path / "home") as console:
+        plain = httpx.Client(base_url=console.base, timeout=30)
+        try:
+            plain.get(f"/?token={console.token}")  # the token becomes the console's cookie
+            name = next(iter(plain.cookies.keys()))
+            cookie = f'prefs={{"theme":"dark"}}; {name}={plain.cookies[name]}; other=1'
+            answer = plain.get("/api/runs", headers={"Cookie": cookie})
+            assert answer.status_code == 200, answer.text
+            wrong = plain.get("/api/runs", headers={"Cookie": f'prefs={{"theme":"dark"}}; {name}=not-the-token'})
+            assert wrong.status_code == 401
+        finally:
+            plain.close()
+
+
+@pytest.mark.parametrize("content", ["null", '{"runId": 5}', "{not json", '{"runId": "%s", "status": "SUCCEEDED", "conversation": 5}'])
+def test_a_file_that_is_not_a_run_record_is_skipped_with_one_warning_never_a_crash(tmp_path, content):
+    home = tmp_path / "home"
+    bad_id = "0123456789abcdef"
+    (home / "runs").mkdir(parents=True)
+    (home / "runs" / f"{bad_id}.json").write_text(content.replace("%s", bad_id))
+    quick = write_script_file(tmp_path / "quick.json", [SUMMARY])
+    good = pixie(home, "run", "--no-serve", "--json", "--model", f"scripted:{quick}", "A good run")
+    assert good.returncode == 0, good.stderr
+    good_id = json.loads(good.stdout)["runId"]
+
+    listed = pixie(home, "list")
+    assert listed.returncode == 0 and good_id[:8] in listed.stdout
+    warnings = [line for line in listed.stderr.splitlines() if line]
+    assert len(warnings) == 1 and f"{bad_id}.json" in warnings[0] and "Traceback" not in listed.stderr
+    shown = pixie(home, "show", bad_id)
+    assert shown.returncode == 2 and f"{bad_id}.json is not a run record" in shown.stderr and "Traceback" not in shown.stderr
+
+    with ConsoleProcess(home) as console:
+        rows = console.client.get("/api/runs")
+        assert rows.status_code == 200 and [r["runId"] for r in rows.json()["runs"]] == [good_id]
+        one = console.client.get(f"/api/runs/{bad_id}")
+        assert one.status_code == 422 and "is not a run record" in one.json()["error"]

@@ -55,3 +55,26 @@ MUTANTS += [
            find='${ownOrigin ? "" : " allow-same-origin"}', replace="", count=1,
            promise="Console: apps using localStorage work in the preview"),
 ]
+ROBUST = "tests/test_console_lifecycle.py"
+MUTANTS += [
+    Mutant("console-body-read-whole", "pixie/console/app.py",
+           [f"{ROBUST}::test_a_body_over_the_limit_is_refused_before_it_is_read_whole"],
+           find="        body = await bounded_body(request)",
+           replace="        body = await request.body()\n        body = None if len(body) > MAX_BODY_BYTES else body", count=1,
+           promise="Console: bodies over the limit refused, never read whole"),
+    Mutant("console-runs-uncapped", "pixie/console/backends.py",
+           [f"{ROBUST}::test_past_the_cap_on_running_runs_a_start_is_refused_with_429"],
+           find="        if not self._run_slots.acquire(blocking=False):",
+           replace="        if not self._run_slots.acquire(blocking=False) and False:", count=1,
+           promise="Console: a cap on active runs"),
+    Mutant("console-cookie-parser-drops-all", "pixie/console/security.py",
+           [f"{ROBUST}::test_another_apps_cookie_on_the_same_host_does_not_lock_the_console_out"],
+           find='        from_cookies = cookie_values(headers.get("cookie", ""), self.cookie_name)',
+           replace='        from_cookies = [] if "{" in headers.get("cookie", "") else cookie_values(headers.get("cookie", ""), self.cookie_name)',
+           count=1, promise="Console: other apps' cookies are ignored"),
+    Mutant("corrupt-run-file-crashes-list", "pixie/runs.py",
+           [f"{ROBUST}::test_a_file_that_is_not_a_run_record_is_skipped_with_one_warning_never_a_crash"],
+           find="        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:",
+           replace="        except OSError as exc:", count=1,
+           promise="CLI: a corrupt run file is skipped, never a crash"),
+]

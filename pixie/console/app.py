@@ -26,7 +26,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pixie.console.backends import CHOICE_FIELDS, BadRequest, Conflict, NotReady, Runs
+from pixie.console.backends import CHOICE_FIELDS, BadRequest, Conflict, NotReady, Runs, TooManyRuns
 from pixie.console.graph import graph_from_file
 from pixie.console.security import ConsoleGuard
 from statemachine.engine import ASL_PATH
@@ -35,6 +35,21 @@ STATIC = Path(__file__).parent / "static"
 RUN_ID = re.compile(r"[A-Za-z0-9_.-]{1,80}")
 MAX_BODY_BYTES = 256 * 1024
 START_FIELDS = {"prompt", "continueFrom", *CHOICE_FIELDS}
+
+
+async def bounded_body(request: Request) -> bytes | None:
+    """The body, or None once it is over MAX_BODY_BYTES: refused from its Content-Length, else
+    while it streams in; never read whole first (a 800 MB body was, before the 413)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -52,8 +67,8 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         return JSONResponse(graph)
 
     async def start_run(request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        body = await bounded_body(request)
+        if body is None:
             return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
         try:
             payload = json.loads(body or b"null")
@@ -74,6 +89,8 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
             return _error(400, str(exc))
         except NotReady as exc:
             return _error(503, str(exc))
+        except TooManyRuns as exc:
+            return _error(429, str(exc))
         return JSONResponse({"runId": run_id}, status_code=201)
 
     async def stop_run(request: Request) -> Response:
@@ -91,7 +108,10 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
 
     def get_run(request: Request) -> JSONResponse:
         run_id = request.path_params["run_id"]
-        record = runs.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
+        try:
+            record = runs.get_run(run_id) if RUN_ID.fullmatch(run_id) else None
+        except BadRequest as exc:
+            return _error(422, str(exc))
         if record is None:
             return _error(404, f"no run {run_id!r}")
         return JSONResponse(record)

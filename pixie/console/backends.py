@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
 from pathlib import Path
@@ -32,6 +33,24 @@ class BadRequest(Exception):
 
 class Conflict(Exception):
     """The run is not in a state the request needs (e.g. stopping one that is not running): 409."""
+
+
+class TooManyRuns(Exception):
+    """As many runs as the console allows are running (HTTP 429)."""
+
+
+DEFAULT_MAX_ACTIVE_RUNS = 8
+
+
+def max_active_runs() -> int:
+    """PIXIE_CONSOLE_MAX_RUNS (1-100), else 8: each run holds a sandbox and a thread, and 30 at
+    once on a laptop is a mistake, not a workload."""
+    value = os.environ.get("PIXIE_CONSOLE_MAX_RUNS", "").strip()
+    if not value:
+        return DEFAULT_MAX_ACTIVE_RUNS
+    if not value.isdigit() or not 1 <= int(value) <= 100:
+        raise SystemExit(f"pixie: PIXIE_CONSOLE_MAX_RUNS must be a whole number from 1 to 100, not {value!r}")
+    return int(value)
 
 
 class NotReady(Exception):
@@ -93,6 +112,9 @@ class LocalRuns:
         self.journals: dict[str, Any] = {}  # run id -> its RunJournal, while it runs
         self._stop_watchers: dict[str, Any] = {}
         self._rows: dict[Path, tuple[float, int, dict[str, Any]]] = {}
+        self._warned: set[Path] = set()
+        self.max_active_runs = max_active_runs()
+        self._run_slots = threading.BoundedSemaphore(self.max_active_runs)
         self._lock = threading.Lock()
         self._unsubscribe: Any = None
 
@@ -212,10 +234,19 @@ class LocalRuns:
         event, parent_items = self._checked_event(prompt, choices, continue_from)
         if not self.ready.wait(timeout=120) or self.engine is None:
             raise NotReady(self.startup_error or "the embedded engine is still starting; try again")
-        if continue_from is not None:
-            self._load_saved_run(continue_from, parent_items)
-        run_id = uuid.uuid4().hex[:16]
-        locks = self._hold_locks(run_id)
+        if not self._run_slots.acquire(blocking=False):
+            raise TooManyRuns(
+                f"{self.max_active_runs} runs are already running here (PIXIE_CONSOLE_MAX_RUNS); "
+                "wait for one to end, or stop one"
+            )
+        try:
+            if continue_from is not None:
+                self._load_saved_run(continue_from, parent_items)
+            run_id = uuid.uuid4().hex[:16]
+            locks = self._hold_locks(run_id)
+        except BaseException:
+            self._run_slots.release()
+            raise
         journal = self._journal(run_id, event)
         channel = RunChannel(run_id)
         with self._lock:
@@ -229,6 +260,7 @@ class LocalRuns:
             self.channels.pop(run_id, None)  # never started: no stream that would never end
             self.journals.pop(run_id, None)
             locks.close()
+            self._run_slots.release()
             raise
         self.active[run_id] = arn
         self._stop_watchers[run_id] = StopRequestWatcher(self.engine, arn, run_id, self.home)  # `pixie stop RUN`
@@ -310,6 +342,7 @@ class LocalRuns:
             log.exception("following run %s failed", run_id)
             channel.end("UNKNOWN", f"the console lost track of the run: {type(exc).__name__}: {exc}")
         finally:
+            self._run_slots.release()
             self.journals.pop(run_id, None)
             watcher = self._stop_watchers.pop(run_id, None)
             if watcher is not None:
@@ -328,7 +361,7 @@ class LocalRuns:
         )
 
     def _saved_rows(self) -> list[dict[str, Any]]:
-        from pixie.runs import runs_dir
+        from pixie.runs import load_run, runs_dir
 
         rows = []
         seen: set[Path] = set()
@@ -340,9 +373,12 @@ class LocalRuns:
                 if cached and cached[:2] == (stat.st_mtime, stat.st_size):
                     rows.append(cached[2])
                     continue
-                row = run_row(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue  # a file that is not a run record
+                row = run_row(load_run(self.home, path.stem))
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                if path not in self._warned:  # a file that is not a run record: said once
+                    self._warned.add(path)
+                    log.warning("skipped %s: %s", path, exc)
+                continue
             self._rows[path] = (stat.st_mtime, stat.st_size, row)
             rows.append(row)
         for gone in set(self._rows) - seen:
@@ -381,7 +417,7 @@ class LocalRuns:
         return LocalSandbox(f"version-{run_id}-{folder.name[-8:]}", folder).get_url()
 
     def get_run(self, run_id: str) -> dict[str, Any] | None:
-        from pixie.runs import load_run
+        from pixie.runs import CorruptRun, load_run
 
         arn = self.active.get(run_id)
         record = None
@@ -395,6 +431,8 @@ class LocalRuns:
                 record = load_run(self.home, run_id)
             except FileNotFoundError:
                 return None
+            except CorruptRun as exc:
+                raise BadRequest(str(exc)) from None  # the page says which file, no crash
         view = run_view(record)
         view["previewUrl"] = self._preview_url(record)
         view["live"] = run_id in self.active

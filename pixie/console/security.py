@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from http.cookies import SimpleCookie
 from typing import Any, Awaitable, Callable, Iterable
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,6 +23,18 @@ CONTENT_SECURITY_POLICY = (
     "frame-src http://127.0.0.1:* http://localhost:* https:; "
     "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
+
+
+def cookie_values(header: str, name: str) -> list[str]:
+    """Every value of cookie `name` in a Cookie header. Split by hand: other apps on 127.0.0.1
+    share the host's cookies, and one the standard library's parser rejects (say
+    `prefs={"theme":"dark"}`) made it drop every cookie, the console's too."""
+    values = []
+    for pair in header.split(";"):
+        key, equals, value = pair.strip().partition("=")
+        if equals and key.strip() == name:
+            values.append(value.strip().strip('"'))
+    return values
 
 
 def new_token() -> str:
@@ -73,12 +84,7 @@ class ConsoleGuard:
 
         query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
         from_query = next((value for key, value in query if key == "token"), None)
-        cookie = SimpleCookie()
-        try:
-            cookie.load(headers.get("cookie", ""))
-        except Exception:  # noqa: BLE001 - a malformed cookie header is just no cookie
-            pass
-        from_cookie = cookie[self.cookie_name].value if self.cookie_name in cookie else None
+        from_cookies = cookie_values(headers.get("cookie", ""), self.cookie_name)
         bearer = headers.get("authorization", "")
         from_header = bearer[7:] if bearer.lower().startswith("bearer ") else None
 
@@ -93,7 +99,7 @@ class ConsoleGuard:
                 return
             await self.app(scope, receive, _adding_headers(send, [(b"set-cookie", set_cookie)]))
             return
-        if not (self._matches(from_cookie) or self._matches(from_header)):
+        if not (any(self._matches(value) for value in from_cookies) or self._matches(from_header)):
             await _plain(send, 401, "pixie console: open the URL that `pixie ui` printed (it carries the access token)")
             return
         await self.app(scope, receive, _adding_headers(send, []))
