@@ -1,0 +1,34 @@
+"""Mutants for the egress allow-list of the local sandbox (issue 23)."""
+
+from tools.mutations import Mutant
+
+EGRESS = "lambdas/logic/sandboxes/egress.py"
+EGRESS_TESTS = ["tests/test_egress.py"]
+
+MUTANTS: list[Mutant] = [
+    Mutant("egress-any-host-matches", EGRESS, EGRESS_TESTS,
+           find="        return host == self.host\n", replace="        return True\n", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-wildcard-without-its-dot", EGRESS, EGRESS_TESTS,
+           find="return host.endswith(self.host[1:])", replace="return host.endswith(self.host[2:])", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-port-ignored", EGRESS, EGRESS_TESTS,
+           find="return self.matches_host(host) and (self.port is None or self.port == port)",
+           replace="return self.matches_host(host)", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-private-address-after-dns-allowed", EGRESS, EGRESS_TESTS,
+           find="if kind is None or self._names_address(address, port):", replace="if True:", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-ipv4-mapped-address-not-unwrapped", EGRESS, EGRESS_TESTS,
+           find="    if mapped is not None:\n        address = mapped\n", replace="", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-audit-not-written", EGRESS, EGRESS_TESTS,
+           find='out.write(json.dumps(entry) + "\\n")', replace="pass", count=1,
+           promise="Security model: allowed hosts"),
+    Mutant("egress-refusals-not-audited", EGRESS, EGRESS_TESTS,
+           find="            self.server.audit.write(_entry(refused.host, refused.port, refused.method, REFUSED, refused.reason))\n",
+           replace="", count=1, promise="Security model: allowed hosts"),
+    Mutant("egress-audit-not-in-the-run-record", "pixie/local_run.py", EGRESS_TESTS,
+           find='record["egress"] = egress.run_entries(pixie_home, record.get("sandboxId"), since=started)',
+           replace='record["egress"] = []', count=1, promise="Security model: allowed hosts"),
+]
