@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from lambdas.logic.versions import VersionStore
+from lambdas.logic.versions import VersionNotFound, VersionStore
 from pixie.run_journal import state_path
-from pixie.runs import CorruptRun, load_run, run_summary, runs_dir, saved_run_ids
+from pixie.runs import CorruptRun, load_run, project_folder, run_summary, runs_dir, saved_run_ids
 
 _AGE = re.compile(r"(\d+)([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -33,22 +33,32 @@ def parse_age(text: str) -> timedelta:
 
 def remove_runs(pixie_home: Path, run_ids: list[str]) -> list[str]:
     """Deletes the runs (all of them, or none if one is running); returns what was deleted."""
-    records = {run_id: load_run(pixie_home, run_id) for run_id in run_ids}
+    records = {run_id: _record_or_stub(pixie_home, run_id) for run_id in run_ids}
     running = [run_id for run_id, record in records.items() if record.get("status") == "RUNNING"]
     if running:
         raise CannotRemove(f"run {running[0]} is still running (process {records[running[0]].get('pid')}): stop it first")
     kept_folders = _folders_of_other_runs(pixie_home, set(run_ids))
     store = VersionStore(pixie_home)
     for run_id, record in records.items():
-        store.forget(run_id, record.get("projectId") or run_id)
+        try:
+            store.forget(run_id, record.get("projectId") or run_id)
+        except VersionNotFound:  # a project id that is not one (an edited record): no version to find
+            pass
         state_path(pixie_home, run_id).unlink(missing_ok=True)
-        sandbox_id = record.get("sandboxId")
-        if isinstance(sandbox_id, str) and sandbox_id.startswith("local-") and sandbox_id not in kept_folders:
-            folder = Path(pixie_home) / "sandboxes" / sandbox_id
-            if folder.is_dir() and not folder.is_symlink():
-                shutil.rmtree(folder, ignore_errors=True)
+        folder = project_folder(pixie_home, record)  # None unless the id is a plain local-<hex> name
+        if folder is not None and record["sandboxId"] not in kept_folders and folder.is_dir() and not folder.is_symlink():
+            shutil.rmtree(folder, ignore_errors=True)
         (runs_dir(pixie_home) / f"{run_id}.json").unlink(missing_ok=True)  # last: the rest is found from it
     return list(records)
+
+
+def _record_or_stub(pixie_home: Path, run_id: str) -> dict[str, Any]:
+    """The run's record; for a file that is not a run record, just its id: deleting it is how
+    it is cleaned up (there is no folder or version it could name safely)."""
+    try:
+        return load_run(pixie_home, run_id)
+    except CorruptRun:
+        return {"runId": run_id, "status": "CORRUPT"}
 
 
 def runs_older_than(pixie_home: Path, age: timedelta, now: datetime | None = None) -> list[str]:
@@ -81,7 +91,9 @@ def _folders_of_other_runs(pixie_home: Path, leaving: set[str]) -> set[Any]:
         if run_id in leaving:
             continue
         try:
-            folders.add(load_run(pixie_home, run_id).get("sandboxId"))
+            sandbox_id = load_run(pixie_home, run_id).get("sandboxId")
         except (OSError, CorruptRun):
             continue
+        if isinstance(sandbox_id, str):
+            folders.add(sandbox_id)
     return folders

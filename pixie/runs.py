@@ -197,7 +197,7 @@ def token_usage(history: list[dict]) -> dict[str, int]:
 def project_folder(pixie_home: Path, record: dict[str, Any]) -> Path | None:
     """Where a local run's files are (None for E2B runs and runs that never got a sandbox)."""
     sandbox_id = record.get("sandboxId") or ""
-    if not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id):
+    if not isinstance(sandbox_id, str) or not re.fullmatch(r"local-[0-9a-f]{12}", sandbox_id):
         return None
     return Path(pixie_home) / "sandboxes" / sandbox_id
 

@@ -378,10 +378,11 @@ class LocalEngine:
         Returns once the cleanup ran: `wait` on this execution waits for it too."""
         from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-        if self.describe(arn)["status"] != "RUNNING":
-            raise ExecutionNotRunning(f"execution {arn} is {self.describe(arn)['status']}")
         cleaned = threading.Event()
-        with self._lock:
+        with self._lock:  # one stop per execution, however many ask at once
+            status = self.describe(arn)["status"]
+            if status != "RUNNING" or arn in self._status_change_cleanups:
+                raise ExecutionNotRunning(f"execution {arn} is {'ABORTED' if status == 'RUNNING' else status}")
             self._status_change_cleanups[arn] = cleaned
         try:
             # moto marks the execution ABORTED only once the step in flight returns, and a Map's

@@ -20,7 +20,7 @@ MUTANTS: list[Mutant] = [
            replace="    if False:",
            promise="Durability: BudgetExceeded before the next model call"),
     Mutant("control-usage-not-counted", "lambdas/logic/steps/agent_turn.py", BUDGET,
-           find="    state.add_usage(run_id, reply.usage.input_tokens, reply.usage.output_tokens)",
+           find="    state.add_usage(run_id, usage.input_tokens, usage.output_tokens, usage.cached_input_tokens, usage.cache_write_tokens)",
            replace="    pass",
            promise="Durability: BudgetExceeded before the next model call"),
     Mutant("control-resume-keeps-old-budget", "lambdas/logic/steps/create_sandbox.py", BUDGET,

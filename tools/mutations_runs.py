@@ -98,3 +98,27 @@ MUTANTS += [
            replace='        return detail.get("value"), {}, continued_run(saved["event"])', count=1,
            promise="Console: Rerun keeps the prompt, model and settings"),
 ]
+ATTACKS = "tests/test_console_attacks.py"
+MUTANTS += [
+    Mutant("rm-trusts-the-sandbox-id", "pixie/run_removal.py", [f"{ATTACKS}::test_rm_never_deletes_outside_pixie_home"],
+           find="        folder = project_folder(pixie_home, record)", replace='        folder = Path(pixie_home) / "sandboxes" / str(record.get("sandboxId"))',
+           count=1, promise="CLI: pixie rm deletes only under PIXIE_HOME"),
+    Mutant("console-stop-race-answers-500", "pixie/console/backends.py",
+           [f"{ATTACKS}::test_stopping_a_console_run_twice_at_once_never_answers_500"],
+           find="        except ExecutionNotRunning:\n            raise Conflict(", replace="        except ZeroDivisionError:\n            raise Conflict(",
+           count=1, promise="Console: a run stopped twice at once"),
+    Mutant("console-header-limit-default", "pixie/console/server.py",
+           [f"{ATTACKS}::test_a_preview_cannot_lock_the_user_out_of_the_console"],
+           find="        h11_max_incomplete_event_size=MAX_HEADER_BYTES,\n", replace="", count=1,
+           promise="Console: a preview cannot lock the user out"),
+]
+MUTANTS += [
+    Mutant("console-follow-up-takes-the-default-model", "pixie/console/backends.py",
+           [f"{ATTACKS}::test_a_console_follow_up_without_a_model_keeps_its_parents_model"],
+           find="                chosen = continued_model(self.home, continue_from)", replace="                chosen = None", count=1,
+           promise="Console: a follow-up keeps its parent's model"),
+    Mutant("rm-crashes-on-a-corrupt-record", "pixie/run_removal.py",
+           [f"{ATTACKS}::test_corrupt_run_files_give_one_line_never_a_traceback"],
+           find="    records = {run_id: _record_or_stub(pixie_home, run_id)", replace="    records = {run_id: load_run(pixie_home, run_id)",
+           count=1, promise="CLI: a corrupt run file is skipped, never a crash"),
+]

@@ -202,7 +202,7 @@ class LocalRuns:
         from lambdas.logic.errors import InvalidEvent
         from lambdas.logic.events import RUN_CHOICES, parse_prompt, parse_run_choices
         from pixie.local_run import RunOptions
-        from pixie.run_checks import RunRefused, check_new_run, resolve_model
+        from pixie.run_checks import RunRefused, check_new_run, continued_model, resolve_model
         from statemachine.engine import hello_world_event
 
         detail = dict(choices)
@@ -212,6 +212,10 @@ class LocalRuns:
         event["detail"].update(detail)
         try:
             chosen = detail.get("model")
+            if not chosen and continue_from is not None:  # a follow-up keeps its parent's model, as in the CLI
+                chosen = continued_model(self.home, continue_from)
+                if chosen:
+                    detail["model"] = chosen
             model = resolve_model(chosen if isinstance(chosen, str) and chosen else self.default_model).spec
             if isinstance(chosen, str):
                 event["detail"]["model"] = model  # a scripted model's file, made absolute
@@ -278,21 +282,28 @@ class LocalRuns:
 
         try:
             saved = load_state(self.home, run_id)
-        except CannotStart as exc:
-            raise BadRequest(str(exc)) from None
-        detail = saved["event"].get("detail") or {}
-        options = saved.get("options") or {}
+        except (CannotStart, ValueError, AttributeError) as exc:  # missing, not JSON, not an object
+            raise BadRequest(f"run {run_id} cannot be rerun: {exc}") from None
+        event, options = saved.get("event"), saved.get("options")
+        if not isinstance(event, dict) or not isinstance(event.get("detail"), dict) or not isinstance(options, dict):
+            raise BadRequest(f"run {run_id} cannot be rerun: its saved state is not what pixie saves")
+        detail = event["detail"]
         chosen = {"model": options.get("model"), "sandbox": options.get("sandbox"), "maxIterations": options.get("maxIterations"),
                   "budgetUsd": options.get("budgetUsd"), "maxTokens": options.get("maxTokens")}
-        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(saved["event"])
+        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(event)
 
     def stop(self, run_id: str) -> dict[str, Any]:
         """Stops a run running here as StopExecution does: ABORTED at once, then its cleanup
         (sandbox released, running command ended); saved when it ends, as every run is."""
+        from statemachine.engine import ExecutionNotRunning
+
         arn = self.active.get(run_id)
         if arn is None or self.engine is None:
             raise Conflict(f"run {run_id} is not running in this console")
-        self.engine.stop(arn, cause="stopped from the pixie console")
+        try:
+            self.engine.stop(arn, cause="stopped from the pixie console")
+        except ExecutionNotRunning:
+            raise Conflict(f"run {run_id} is not running (stopped already, or it ended)") from None
         thread = self._threads.get(run_id)
         if thread is not None:
             thread.join(STOP_WAIT_S)  # its record saved before the answer
@@ -420,7 +431,7 @@ class LocalRuns:
 
     def open_version(self, run_id: str) -> str | None:
         """A preview of exactly the run's version, on its own 127.0.0.1 port (another origin than
-        the console's: the page a model wrote never runs with the console's cookie)."""
+        the console's: the page a model wrote never runs with the console's origin)."""
         from lambdas.logic.sandboxes.local import LocalSandbox
         from pixie.versions import VersionNotFound, check_out_version
 
@@ -448,7 +459,10 @@ class LocalRuns:
                 return None
             except CorruptRun as exc:
                 raise BadRequest(str(exc)) from None  # the page says which file, no crash
-        view = run_view(record)
+        try:
+            view = run_view(record)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a field of the wrong shape
+            raise BadRequest(f"run {run_id}'s saved record cannot be shown: {type(exc).__name__}: {exc}") from None
         view["previewUrl"] = self._preview_url(record)
         view["live"] = run_id in self.active
         return view

@@ -27,6 +27,9 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+MAX_HEADER_BYTES = 1024 * 1024
+
+
 class _Server(uvicorn.Server):
     """SIGTERM (`kill`) and SIGHUP (the terminal closed) stop the console as Ctrl-C does: its runs
     end through their cleanup and are saved. uvicorn re-raises the signal it shut down for once it
@@ -55,7 +58,13 @@ def serve(runs: Runs, host: str = "127.0.0.1", port: int = 8765, open_browser: b
         sys.stderr.write(f"pixie: listening on {host}, beyond this machine: anyone with the URL can start runs\n")
     sys.stderr.write("pixie console: open the URL above; Ctrl-C stops it\n")
     sys.stderr.flush()
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off", access_log=False)
+    config = uvicorn.Config(
+        app, log_level="warning", timeout_graceful_shutdown=2, lifespan="off", access_log=False,
+        # Headers up to 1 MB: the browser sends the console every cookie of its host, whatever
+        # the port, and a page served from 127.0.0.1 (a preview in its own tab) can set some
+        # 700 KB of them; past h11's 16 KB default every request got 400, locking the user out.
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+    )
     server = _Server(config)
     runs.open()  # a local engine warms up in the background; start requests wait for it
     if hasattr(signal, "SIGHUP") and threading.current_thread() is threading.main_thread():

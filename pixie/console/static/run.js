@@ -303,8 +303,9 @@
     frame.hidden = !safe;
     if (safe && frame.getAttribute("src") !== url) {
       // The app keeps its own origin (its own port, or E2B's host), so localStorage, IndexedDB
-      // and cookies work in it; that origin is never the console's, which refuses every request
-      // from another origin. Should a preview ever share the console's origin, it runs opaque.
+      // and cookies work in it (a cross-site frame would get no storage in Chromium); that origin
+      // is never the console's, which refuses every request from another origin. Should a
+      // preview ever share the console's origin, it runs opaque.
       const ownOrigin = new URL(url, window.location.href).origin === window.location.origin;
       frame.setAttribute("sandbox", `allow-scripts allow-forms allow-modals${ownOrigin ? "" : " allow-same-origin"}`);
       frame.setAttribute("src", url);
