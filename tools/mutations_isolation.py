@@ -36,8 +36,8 @@ MUTANTS += [
 LOCKS = ["tests/test_run_locks.py"]
 MUTANTS += [
     Mutant("run-lock-not-taken", "pixie/run_locks.py", LOCKS,
-           find='    hold(stack, pixie_home, "run", run_id, run_id, f"run {run_id}")\n    items =',
-           replace="    items =", count=1, promise="Durability: one resumer per run"),
+           find='    hold(stack, pixie_home, "run", run_id, run_id, f"run {run_id}")\n    own =',
+           replace="    own =", count=1, promise="Durability: one resumer per run"),
     Mutant("local-continuation-takes-the-parents-folder", "lambdas/logic/continuation.py", LOCKS,
            find='    if sandbox_kind == "local":\n        return None\n', replace="", count=1,
            promise="Security model: one run per project folder"),

@@ -82,7 +82,7 @@ REMOVAL = "tests/test_run_removal.py"
 MUTANTS += [
     Mutant("rm-leaves-the-version", "pixie/run_removal.py",
            [f"{REMOVAL}::test_rm_deletes_a_run_and_what_it_left_but_not_what_its_follow_up_needs"],
-           find="        store.forget(run_id, record.get(\"projectId\") or run_id)\n", replace="", count=1,
+           find='            store.forget(run_id, record.get("projectId") or run_id)', replace="            pass", count=1,
            promise="CLI: pixie rm deletes what a run left"),
     Mutant("rm-of-a-running-run", "pixie/run_removal.py", [f"{REMOVAL}::test_a_running_run_is_not_removed"],
            find="    if running:", replace="    if False:", count=1, promise="CLI: a running run is never removed"),
@@ -94,8 +94,8 @@ MUTANTS += [
 MUTANTS += [
     Mutant("console-rerun-drops-the-settings", "pixie/console/backends.py",
            ["tests/test_console_lifecycle.py::test_rerun_starts_a_new_run_with_the_same_prompt_model_and_settings"],
-           find='        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(saved["event"])',
-           replace='        return detail.get("value"), {}, continued_run(saved["event"])', count=1,
+           find='        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(event)',
+           replace='        return detail.get("value"), {}, continued_run(event)', count=1,
            promise="Console: Rerun keeps the prompt, model and settings"),
 ]
 ATTACKS = "tests/test_console_attacks.py"

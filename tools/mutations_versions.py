@@ -22,7 +22,7 @@ MUTANTS: list[Mutant] = [
            promise="Projects across runs: binary files listed, not diffed"),
     Mutant("versions-hard-link-read", "lambdas/logic/versions.py",
            [f"{V}::test_links_and_special_files_are_listed_never_read"],
-           find="        if opened.st_nlink > 1:", replace="        if False:", count=1,
+           find="    if opened.st_nlink > 1:", replace="    if False:", count=1,
            promise="Projects across runs: versions never read through links"),
     Mutant("versions-no-partial-version", "pixie/run_journal.py",
            [f"{V}::test_a_run_has_its_partial_version_while_it_goes"],
