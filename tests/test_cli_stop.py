@@ -13,6 +13,7 @@ from pathlib import Path
 
 from conftest import write_script_file
 from console_server import PIXIE, ConsoleProcess
+from process_probes import sleeping
 
 WAIT_S = 120  # the longest a test waits for an event (a loaded machine is slow)
 SUMMARY = {"content": "<task_summary>Slept, then finished</task_summary>"}
@@ -33,17 +34,6 @@ def sleep_script(tmp_path: Path, marker: str) -> Path:
     command = f"if [ -e again ]; then echo again; else sleep {marker}; fi"
     return write_script_file(tmp_path / f"sleep-{marker}.json", [
         {"content": "Waiting.", "tool_calls": [{"name": "terminal", "arguments": {"command": command}}]}, SUMMARY])
-
-
-def sleeping(marker: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    return True
-            except OSError:
-                continue
-    return False
 
 
 def running_record(home: Path, marker: str, alive) -> dict:

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from console_server import PIXIE
+from process_probes import sleeping
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -35,17 +36,6 @@ def test_rm_never_deletes_outside_pixie_home(tmp_path):
     assert (victim / "precious.txt").read_text() == "keep me"
 
 
-def _sleeping(marker: str) -> bool:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    return True
-            except OSError:
-                continue
-    return False
-
-
 def test_stopping_a_console_run_twice_at_once_never_answers_500(tmp_path):
     """A double click on Stop (or a script and the page at once): each answer is the stopped
     record or a 409, never an internal error."""
@@ -63,7 +53,7 @@ def test_stopping_a_console_run_twice_at_once_never_answers_500(tmp_path):
     with ConsoleProcess(tmp_path / "home") as console:
         run_id = console.start_run("Sleep", model=f"scripted:{script}")
         deadline = time.monotonic() + 120
-        while not _sleeping(marker):
+        while not sleeping(marker):
             assert time.monotonic() < deadline, "the run's command never started"
             time.sleep(0.05)
         barrier, answers = threading.Barrier(3), []

@@ -17,6 +17,7 @@ import pytest
 
 from conftest import write_script_file
 from console_server import PIXIE, ConsoleProcess
+from process_probes import processes_in, sleeping
 
 WAIT_S = 120  # the longest a test waits for an event (a loaded machine is slow)
 WRITE_PAGE = {"content": None, "tool_calls": [
@@ -27,19 +28,6 @@ SUMMARY = {"content": "<task_summary>Built it, slowly</task_summary>"}
 
 def states_entered(history: list[dict]) -> list[str]:
     return [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
-
-
-def processes_in(directory: Path) -> list[int]:
-    """Processes whose working directory is `directory` (the orphaned command of a killed console)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "cwd") == str(directory):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def saved_while_running(home: Path, run_id: str, console: ConsoleProcess) -> dict:
@@ -148,19 +136,6 @@ def test_the_api_refuses_what_pixie_run_refuses_and_creates_nothing(tmp_path):
     assert "unknown --model 'gpt4'" in refusals[0]
     assert "needs OPENAI_API_KEY" in refusals[1]
     assert "FAILED" in refusals[2] and "only a run that succeeded" in refusals[2]
-
-
-def sleeping(marker: str) -> list[int]:
-    """Processes running `sleep <marker>` (a run's command, in or out of bubblewrap)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_stop_ends_a_running_run_aborted_with_its_command_ended_and_saves_it(tmp_path):

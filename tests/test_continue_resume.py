@@ -21,6 +21,7 @@ from pixie.local_run import RunOptions, continue_locally, resume_locally, run_lo
 from pixie.run_journal import CannotStart, state_path
 from pixie.runs import load_run
 from statemachine.engine import hello_world_event
+from process_probes import processes_in
 
 PIXIE = Path(sys.executable).parent / "pixie"
 
@@ -296,19 +297,6 @@ def _environment(home: Path, extra: dict | None = None) -> dict:
     return {**environment, "PIXIE_HOME": str(home), **(extra or {})}
 
 
-def _processes_in(directory: Path) -> list[int]:
-    """Processes whose working directory is `directory` (the orphaned command of a killed run)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.readlink(entry / "cwd") == str(directory):
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
 def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tmp_path, write_script, monkeypatch, capsys):
     script = write_script(
         [
@@ -330,7 +318,7 @@ def test_a_run_killed_during_its_second_turn_is_listed_and_resume_finishes_it(tm
         process.wait()
     run_id = record["runId"]
     sandbox = tmp_path / "sandboxes" / record["sandboxId"]
-    for orphan in _processes_in(sandbox):  # the killed run's `sleep 30` (in its own process group)
+    for orphan in processes_in(sandbox):  # the killed run's `sleep 30` (in its own process group)
         try:
             os.killpg(os.getpgid(orphan), signal.SIGKILL)
         except ProcessLookupError:
@@ -365,7 +353,7 @@ def _wait_for_second_turn_command(runs: Path, process: subprocess.Popen) -> dict
             record = json.loads(path.read_text())
             sandbox = runs.parent / "sandboxes" / str(record.get("sandboxId"))
             waiting = any(m.get("content") == "Waiting." for m in record["conversation"])
-            if waiting and _processes_in(sandbox):
+            if waiting and processes_in(sandbox):
                 assert record["status"] == "RUNNING" and record["pid"] == process.pid
                 return record
         time.sleep(0.1)

@@ -21,6 +21,7 @@ from lambdas.logic.models import scripted
 from lambdas.logic.sandboxes.local import stop_all_previews
 from pixie.local_run import RunOptions
 from statemachine.engine import ExecutionNotRedrivable, ExecutionNotRunning, LocalEngine, hello_world_event
+from process_probes import sleeping
 
 
 @pytest.fixture(autouse=True)
@@ -122,19 +123,6 @@ def test_a_succeeded_or_caught_failure_is_not_redriven_past_its_ending(tmp_path)
         assert failed.status == "FAILED"
         again = engine.wait(engine.redrive(failed.arn))
     assert again.status == "FAILED" and again.error == failed.error
-
-
-def sleeping(marker: str) -> list[int]:
-    """Processes running `sleep <marker>` (the test's command, in or out of bubblewrap)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "cmdline").read_bytes().split(b"\0")[:2] == [b"sleep", marker.encode()]:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def wait_until(condition, what: str, timeout_s: float = 120) -> None:
