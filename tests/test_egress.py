@@ -236,3 +236,35 @@ def test_the_audit_is_bounded(tmp_path, monkeypatch):
     assert [e["port"] for e in egress.read_audit(tmp_path / "egress" / "s.jsonl")] == [0, 1, 2]
     monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 2)
     assert [e["port"] for e in egress.run_entries(tmp_path, "s")] == [1, 2]
+
+
+# --- presets ---------------------------------------------------------------------------------------
+def test_presets_expand_to_their_registry_hosts_on_https_only():
+    hosts = lambda *values: [str(rule) for rule in parse_allow_hosts(values)]  # noqa: E731
+    assert hosts("@npm") == ["registry.npmjs.org:443", "registry.yarnpkg.com:443"]
+    assert hosts("@PyPI") == ["pypi.org:443", "files.pythonhosted.org:443"]
+    assert hosts("@github") == ["github.com:443", "*.github.com:443", "*.githubusercontent.com:443"]
+    # Mixed with plain entries and each other, comma-separated or repeated; duplicates once.
+    assert hosts("@pypi,example.org:8080", "@pypi") == ["pypi.org:443", "files.pythonhosted.org:443", "example.org:8080"]
+    public = fixed({"raw.githubusercontent.com": ["185.199.108.133"], "files.pythonhosted.org": ["151.101.0.223"]})
+    rules = AllowList(parse_allow_hosts(["@github", "@pypi"]))
+    assert rules.decide("raw.githubusercontent.com", 443, public).allowed
+    assert not rules.decide("raw.githubusercontent.com", 80, public).allowed  # HTTPS only
+    assert rules.decide("files.pythonhosted.org", 443, public).allowed
+
+
+def test_an_unknown_preset_is_one_clear_line_naming_it_and_the_known_ones(tmp_path):
+    script = script_for(tmp_path / "s.json", ["true"])
+    with pytest.raises(ValueError, match=r"unknown allow-host preset '@npmjs': use @npm, @pypi, @github"):
+        parse_allow_hosts(["example.org", "@npmjs"])
+
+    refused = pixie("run", "--no-serve", "--allow-host", "@npmjs", "--model", f"scripted:{script}", "Fetch",
+                    home=tmp_path / "home")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "pixie: --allow-host: unknown allow-host preset '@npmjs': use @npm, @pypi, @github"
+    assert not (tmp_path / "home" / "runs").exists()  # nothing started
+
+    from_env = pixie("run", "--no-serve", "--model", f"scripted:{script}", "Fetch", home=tmp_path / "home",
+                     env={"PIXIE_ALLOW_HOSTS": "@github,@bogus"})
+    assert from_env.returncode == 2 and "PIXIE_ALLOW_HOSTS: unknown allow-host preset '@bogus'" in from_env.stderr
+    assert "Traceback" not in from_env.stderr
