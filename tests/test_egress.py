@@ -7,10 +7,8 @@ loopback unless an entry names it), started and stopped by each test; no other n
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,28 +28,7 @@ PIXIE = Path(sys.executable).parent / "pixie"
 FILE_BODY = "registry-file-5b1e\n"
 
 
-def own_address() -> str | None:
-    """This machine's own non-loopback IPv4 address, if it has one (no packet is sent)."""
-    candidates = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # a UDP "connect" only picks the route's source address
-            candidates.append(probe.getsockname()[0])
-        except OSError:
-            pass
-    try:
-        shown = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        shown = ""
-    candidates += [part.split("/")[0] for line in shown.splitlines() for part in line.split()[3:4]]
-    for candidate in candidates:
-        try:
-            address = ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        if not address.is_loopback and not address.is_link_local and not address.is_unspecified:
-            return candidate
-    return None
+own_address = egress.own_address
 
 
 class Server:
