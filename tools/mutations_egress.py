@@ -36,4 +36,8 @@ MUTANTS: list[Mutant] = [
            count=1, promise="Configuration: allow-host presets"),
     Mutant("egress-unknown-preset-accepted", EGRESS, EGRESS_TESTS,
            find="if entry.lower() not in PRESETS:", replace="if False:", count=1, promise="Configuration: allow-host presets"),
+    Mutant("egress-connect-not-decided", EGRESS, EGRESS_TESTS,
+           find="        decision = self.server.allow_list.decide(host, port)\n",
+           replace="        decision = self.server.allow_list.decide(host, port) if method.upper() != \"CONNECT\" else Decision(True, \"any\", tuple(resolve(host, port)))\n",
+           count=1, promise="Security model: allowed hosts"),
 ]
