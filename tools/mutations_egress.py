@@ -31,4 +31,13 @@ MUTANTS: list[Mutant] = [
     Mutant("egress-audit-not-in-the-run-record", "pixie/local_run.py", EGRESS_TESTS,
            find='record["egress"] = egress.run_entries(pixie_home, record.get("sandboxId"), since=started)',
            replace='record["egress"] = []', count=1, promise="Security model: allowed hosts"),
+    Mutant("egress-preset-not-expanded", EGRESS, EGRESS_TESTS,
+           find="rules += [_parse_entry(e) for e in PRESETS[entry.lower()]]", replace="rules.append(_parse_entry(entry[1:]))",
+           count=1, promise="Configuration: allow-host presets"),
+    Mutant("egress-unknown-preset-accepted", EGRESS, EGRESS_TESTS,
+           find="if entry.lower() not in PRESETS:", replace="if False:", count=1, promise="Configuration: allow-host presets"),
+    Mutant("egress-connect-not-decided", EGRESS, EGRESS_TESTS,
+           find="        decision = self.server.allow_list.decide(host, port)\n",
+           replace="        decision = self.server.allow_list.decide(host, port) if method.upper() != \"CONNECT\" else Decision(True, \"any\", tuple(resolve(host, port)))\n",
+           count=1, promise="Security model: allowed hosts"),
 ]

@@ -233,6 +233,28 @@ class AllowList:
         return any(r.address == address and (r.port is None or r.port == port) for r in self.rules)
 
 
+def own_address() -> str | None:
+    """This machine's own non-loopback IPv4 address, if it has one (no packet is sent): where a
+    stand-in registry listens for `pixie doctor`, the bench and the tests."""
+    candidates = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP "connect" only picks the route's source address
+            candidates.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        candidates += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if not address.is_loopback and not address.is_link_local and not address.is_unspecified:
+            return candidate
+    return None
+
+
 # --- the audit -------------------------------------------------------------------------------------
 class Audit:
     """Appends one JSON line per request to a file outside the sandbox, at most MAX_AUDIT_LINES."""
