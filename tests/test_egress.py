@@ -422,3 +422,36 @@ def test_pip_downloads_from_a_listed_index_through_the_proxy_in_a_run(tmp_path, 
     assert "exit code 0" in output and f"{PROBE}-1.0-py3-none-any.whl" in output, output
     assert index.requests[0] == "/simple/pixie-egress-probe/" and f"/{PROBE}-1.0-py3-none-any.whl" in index.requests
     assert [e["verdict"] for e in record["egress"]] == ["allowed"] * len(index.requests)
+
+
+# --- resume ------------------------------------------------------------------------------------------
+def test_resume_carries_the_runs_allow_list_over_whatever_the_environment_says_now(tmp_path, address, servers, monkeypatch):
+    from pixie.local_run import resume_locally
+
+    listed, other = servers
+    fetch = f"curl -s http://{address}:{listed.port}/f"
+    first_turn = {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": fetch}}]}
+    # Turn 2 is missing from the script: the run fails (ScriptExhausted) after turn 1's fetch.
+    script = write_script_file(tmp_path / "s.json", [first_turn])
+    first = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                            allow_hosts=(f"{address}:{listed.port}",)))
+    assert first["status"] == "FAILED" and first["error"] == "ScriptExhausted", first
+    assert FILE_BODY.strip() in tool_outputs(first)[0]
+
+    write_script_file(tmp_path / "s.json", [first_turn, first_turn, {"content": "<task_summary>Fetched.</task_summary>"}])  # turn 2 fetches again
+    # The shell that resumes it lists another host: the run keeps its own list.
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", f"{address}:{other.port}")
+    resumed = resume_locally(first["runId"], tmp_path / "home")
+
+    assert resumed["status"] == "SUCCEEDED", resumed
+    assert FILE_BODY.strip() in tool_outputs(resumed)[-1] and "exit code 0" in tool_outputs(resumed)[-1]
+    assert listed.requests == ["/f", "/f"] and other.requests == []
+    assert [(e["port"], e["verdict"]) for e in resumed["egress"]][-1] == (listed.port, "allowed")
+
+
+def test_the_saved_options_hold_the_effective_allow_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", "from-env.example:443, @pypi")
+    assert RunOptions(model="m", allow_hosts=("flag.example",)).saved()["allowHosts"] == ["flag.example"]
+    assert RunOptions(model="m").saved()["allowHosts"] == ["from-env.example:443", "@pypi"]
+    monkeypatch.delenv("PIXIE_ALLOW_HOSTS")
+    assert RunOptions(model="m").saved()["allowHosts"] == []

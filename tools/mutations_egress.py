@@ -40,4 +40,6 @@ MUTANTS: list[Mutant] = [
            find="        decision = self.server.allow_list.decide(host, port)\n",
            replace="        decision = self.server.allow_list.decide(host, port) if method.upper() != \"CONNECT\" else Decision(True, \"any\", tuple(resolve(host, port)))\n",
            count=1, promise="Security model: allowed hosts"),
+    Mutant("egress-resume-forgets-the-allow-list", "pixie/local_run.py", EGRESS_TESTS,
+           find="        **_saved_allow_hosts(settings),\n", replace="", count=1, promise="CLI: resume"),
 ]
