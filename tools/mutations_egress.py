@@ -42,4 +42,12 @@ MUTANTS: list[Mutant] = [
            count=1, promise="Security model: allowed hosts"),
     Mutant("egress-resume-forgets-the-allow-list", "pixie/local_run.py", EGRESS_TESTS,
            find="        **_saved_allow_hosts(settings),\n", replace="", count=1, promise="CLI: resume"),
+    Mutant("egress-show-prints-hosts-raw", "pixie/egress_view.py", EGRESS_TESTS,
+           find="    text = visible(value, one_line=True)\n", replace="    text = str(value)\n", count=1,
+           promise="CLI: pixie show"),
+    Mutant("egress-show-lists-every-request", "pixie/egress_view.py", EGRESS_TESTS,
+           find="    shown = entries[-SHOWN:]\n", replace="    shown = entries\n", count=1, promise="CLI: pixie show"),
+    Mutant("egress-console-says-e2b-audit-is-recorded", "pixie/console/views.py", EGRESS_TESTS,
+           find='        return {"recorded": False, "note": LOCAL_ONLY, "allowed": 0, "refused": 0}\n', replace="", count=1,
+           promise="Console: egress panel"),
 ]
