@@ -214,6 +214,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "from the files its file tool wrote; what its commands wrote is not carried over"
             )
 
+    check_allow_hosts(args.allow_host)
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
@@ -231,6 +232,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     intro = [*notices, f"{visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns"]
     return _run_live(start, intro, args, serve=args.sandbox == "local" and not args.no_serve)
+
+
+def check_allow_hosts(entries: list[str] | None) -> None:
+    """`--allow-host` mistakes (an unknown @preset, a bad port) in one line, before anything starts."""
+    if entries:
+        from lambdas.logic.sandboxes.egress import parse_allow_hosts
+
+        try:
+            parse_allow_hosts(entries)
+        except ValueError as exc:
+            raise UsageError(f"--allow-host: {exc}") from None
 
 
 def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str], isolation: Any, network: bool) -> Any:
