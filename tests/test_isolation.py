@@ -160,6 +160,15 @@ def test_the_pid_namespace_hides_pixie_and_other_processes(fake_home):
     assert str(os.getpid()) not in result.stdout.split()
 
 
+def test_the_command_runs_in_a_session_of_its_own(fake_home):
+    """bubblewrap's --new-session: with pixie's session the command could push keystrokes into the
+    terminal pixie runs in (TIOCSTI). Inside, the session leader is in the sandbox's PID namespace,
+    so its id is a real pid; pixie's session leader is outside it and reads as 0."""
+    result = sandbox_in(fake_home).run_command("python3 -c 'import os; print(os.getsid(0))'", 10)
+    assert result.exit_code == 0, result.stderr
+    assert int(result.stdout) > 0, "the command shares the session of the process that started pixie"
+
+
 # --- what a command reaches and leaves behind --------------------------------------------------------
 def test_no_network_by_default_and_allow_network_gives_it_back(fake_home, listener):
     closed = sandbox_in(fake_home).run_command(connect_command(listener.port), 10)
