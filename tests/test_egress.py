@@ -510,3 +510,29 @@ def test_the_console_run_page_has_an_egress_panel_fed_by_the_record(tmp_path, ad
     assert "renderEgress(record)" in script_js.text and "innerHTML" not in script_js.text  # text only, never markup
     deployed = run_view({"runId": "r", "sandboxId": "e2b-sandbox-id", "history": []})["egressAudit"]
     assert not deployed["recorded"] and "local-only" in deployed["note"]
+
+
+# --- pixie doctor ----------------------------------------------------------------------------------
+def test_doctor_checks_the_proxy_path_end_to_end():
+    import io
+
+    from pixie.doctor import doctor
+
+    out = io.StringIO()
+    assert doctor(out=out) == 0, out.getvalue()
+    checks = out.getvalue().split("egress allow-list (--allow-host, through pixie's proxy; no other network):\n")[1].splitlines()
+    assert [line[:6] for line in checks[:4]] == ["  ok  "] * 4 and checks[4] == "isolation works"
+    assert ": a command reaches it through the egress proxy" in checks[0] and "refused by the proxy with 403" in checks[1]
+    assert egress._proxies == {}  # its proxy stopped with it
+
+
+def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypatch):
+    import io
+
+    from pixie.doctor import _egress_checks
+
+    anything = lambda self, host, port, resolver=egress.resolve: egress.Decision(True, "any", (host,))  # noqa: E731
+    monkeypatch.setattr(egress.AllowList, "decide", anything)
+    out = io.StringIO()
+    assert _egress_checks(None, out) is False
+    assert "FAIL another port" in out.getvalue() and "FAIL both requests are in the audit" in out.getvalue()

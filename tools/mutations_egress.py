@@ -50,4 +50,7 @@ MUTANTS: list[Mutant] = [
     Mutant("egress-console-says-e2b-audit-is-recorded", "pixie/console/views.py", EGRESS_TESTS,
            find='        return {"recorded": False, "note": LOCAL_ONLY, "allowed": 0, "refused": 0}\n', replace="", count=1,
            promise="Console: egress panel"),
+    Mutant("egress-doctor-skips-the-proxy-path", "pixie/doctor.py", EGRESS_TESTS,
+           find="    works &= _egress_checks(os.environ.get(\"PIXIE_BWRAP\") or None, out)\n", replace="", count=1,
+           promise="CLI: pixie doctor"),
 ]
