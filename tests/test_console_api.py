@@ -110,6 +110,16 @@ def test_no_cors_headers(console):
     assert "access-control-allow-origin" not in listed.headers
 
 
+def test_pages_cannot_be_framed_by_other_sites_and_run_no_inline_script(console):
+    """Clickjacking: no other site may frame the console; model output shown as text cannot run
+    even if it reached the page as HTML: scripts only from the console's own files."""
+    for path in ("/", "/runs/some-run", "/api/runs"):
+        policy = console.client.get(path).headers["content-security-policy"]
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+        assert directives["frame-ancestors"] == ["'none'"], policy
+        assert directives["script-src"] == ["'self'"], policy
+
+
 # --- runs ----------------------------------------------------------------------------------
 def test_a_scripted_run_started_through_the_api_succeeds_with_its_choices(console, script):
     run_id = console.start_run("Make a console test page", model=f"scripted:{script}", maxIterations=5)
