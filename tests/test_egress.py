@@ -149,6 +149,13 @@ def test_allow_host_reaches_the_listed_port_only_and_the_run_records_every_reque
     assert audit[0]["bytes"] > len(FILE_BODY) and "not on the allow-list" in audit[1]["reason"]
     assert all(set(e) >= {"time", "host", "port", "method", "bytes", "verdict", "reason"} for e in audit)
 
+    plain = pixie("show", run_id, home=tmp_path / "home")
+    assert plain.returncode == 0, plain.stderr
+    listing = plain.stdout.split("\nEgress ", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert listing[0] == "(2 requests through the allow-list proxy: 1 allowed, 1 refused):"
+    assert "allowed" in listing[1] and f"GET  {address}:{listed.port}" in listing[1] and f"matches {address}:{listed.port}" in listing[1]
+    assert "refused" in listing[2] and f"{address}:{other.port}  0 B  port {other.port} of {address} is not on the allow-list" in listing[2]
+
 
 def test_without_the_allow_list_the_same_commands_reach_nothing(tmp_path, address, servers):
     listed, other = servers
@@ -422,3 +429,110 @@ def test_pip_downloads_from_a_listed_index_through_the_proxy_in_a_run(tmp_path, 
     assert "exit code 0" in output and f"{PROBE}-1.0-py3-none-any.whl" in output, output
     assert index.requests[0] == "/simple/pixie-egress-probe/" and f"/{PROBE}-1.0-py3-none-any.whl" in index.requests
     assert [e["verdict"] for e in record["egress"]] == ["allowed"] * len(index.requests)
+
+
+# --- resume ------------------------------------------------------------------------------------------
+def test_resume_carries_the_runs_allow_list_over_whatever_the_environment_says_now(tmp_path, address, servers, monkeypatch):
+    from pixie.local_run import resume_locally
+
+    listed, other = servers
+    fetch = f"curl -s http://{address}:{listed.port}/f"
+    first_turn = {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": fetch}}]}
+    # Turn 2 is missing from the script: the run fails (ScriptExhausted) after turn 1's fetch.
+    script = write_script_file(tmp_path / "s.json", [first_turn])
+    first = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                            allow_hosts=(f"{address}:{listed.port}",)))
+    assert first["status"] == "FAILED" and first["error"] == "ScriptExhausted", first
+    assert FILE_BODY.strip() in tool_outputs(first)[0]
+
+    write_script_file(tmp_path / "s.json", [first_turn, first_turn, {"content": "<task_summary>Fetched.</task_summary>"}])  # turn 2 fetches again
+    # The shell that resumes it lists another host: the run keeps its own list.
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", f"{address}:{other.port}")
+    resumed = resume_locally(first["runId"], tmp_path / "home")
+
+    assert resumed["status"] == "SUCCEEDED", resumed
+    assert FILE_BODY.strip() in tool_outputs(resumed)[-1] and "exit code 0" in tool_outputs(resumed)[-1]
+    assert listed.requests == ["/f", "/f"] and other.requests == []
+    assert [(e["port"], e["verdict"]) for e in resumed["egress"]][-1] == (listed.port, "allowed")
+
+
+def test_the_saved_options_hold_the_effective_allow_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", "from-env.example:443, @pypi")
+    assert RunOptions(model="m", allow_hosts=("flag.example",)).saved()["allowHosts"] == ["flag.example"]
+    assert RunOptions(model="m").saved()["allowHosts"] == ["from-env.example:443", "@pypi"]
+    monkeypatch.delenv("PIXIE_ALLOW_HOSTS")
+    assert RunOptions(model="m").saved()["allowHosts"] == []
+
+
+# --- where people read the audit: pixie show, the console -------------------------------------------
+def test_the_plain_listing_is_bounded_and_escaped_and_deployed_runs_say_the_audit_is_local_only():
+    from pixie.egress_view import SHOWN, egress_lines
+
+    hostile = egress._entry("\x1b]52;c;cGl4aWU=\x07evil.example\u202e" + "x" * 500, 443, "CONNECT", egress.REFUSED,
+                            "\x1b[2Jnot on the allow-list " + "y" * 1000)
+    entries = [egress._entry("pkg.example", 443, "CONNECT", egress.ALLOWED, "matches pkg.example:443", 10, 20)] * (SHOWN + 5)
+    lines = egress_lines({"sandboxId": "local-0123456789ab", "egress": [*entries, hostile, "not a dict"]})
+    assert lines[0] == f"Egress ({SHOWN + 7} requests through the allow-list proxy: {SHOWN + 5} allowed, 1 refused; the last {SHOWN} here, all in --json):"
+    assert len(lines) == SHOWN + 1
+    shown = "\n".join(lines)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown and "\\x1b]52" in shown
+    assert all(len(line) < 300 for line in lines)
+    assert "30 B  matches pkg.example:443" in lines[-3] and lines[-1] == "  (not an egress entry)"
+
+    assert egress_lines({"sandboxId": "local-0123456789ab", "egress": []}) == []
+    for record, deployed in (({"sandboxId": "i3x9e2bsandbox"}, False), ({"sandboxId": None}, True)):
+        (line,) = egress_lines(record, deployed=deployed)
+        assert line.startswith("Egress: not recorded (the egress audit is local-only")
+
+
+def test_an_e2b_run_is_refused_an_allow_list_it_would_not_get(tmp_path):
+    script = script_for(tmp_path / "s.json", ["true"])
+    refused = pixie("run", "--no-serve", "--sandbox", "e2b", "--allow-host", "@npm", "--model", f"scripted:{script}", "x",
+                    home=tmp_path / "home", env={"E2B_API_KEY": "e2b_" + "0" * 40})
+    assert refused.returncode == 2 and "--allow-host applies to the local sandbox" in refused.stderr, refused.stderr
+
+
+def test_the_console_run_page_has_an_egress_panel_fed_by_the_record(tmp_path, address, servers):
+    from console_server import ConsoleProcess
+    from pixie.console.views import run_view
+
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", commands(address, listed.port, other.port))
+    with ConsoleProcess(tmp_path / "home", env={"PIXIE_ALLOW_HOSTS": f"{address}:{listed.port}"}) as console:
+        run_id = console.start_run("Fetch", model=f"scripted:{script}")
+        record = console.wait_for(run_id)
+        page = console.client.get(f"/runs/{run_id}")
+        script_js = console.client.get("/static/run.js")
+    assert record["status"] == "SUCCEEDED", record
+    assert [(e["port"], e["verdict"]) for e in record["egress"]] == [(listed.port, "allowed"), (other.port, "refused")]
+    assert record["egressAudit"] == {"recorded": True, "note": None, "allowed": 1, "refused": 1}
+    assert page.status_code == 200 and 'id="egress-title">Egress</h2>' in page.text and '<table id="egress"' in page.text
+    assert "renderEgress(record)" in script_js.text and "innerHTML" not in script_js.text  # text only, never markup
+    deployed = run_view({"runId": "r", "sandboxId": "e2b-sandbox-id", "history": []})["egressAudit"]
+    assert not deployed["recorded"] and "local-only" in deployed["note"]
+
+
+# --- pixie doctor ----------------------------------------------------------------------------------
+def test_doctor_checks_the_proxy_path_end_to_end():
+    import io
+
+    from pixie.doctor import doctor
+
+    out = io.StringIO()
+    assert doctor(out=out) == 0, out.getvalue()
+    checks = out.getvalue().split("egress allow-list (--allow-host, through pixie's proxy; no other network):\n")[1].splitlines()
+    assert [line[:6] for line in checks[:4]] == ["  ok  "] * 4 and checks[4] == "isolation works"
+    assert ": a command reaches it through the egress proxy" in checks[0] and "refused by the proxy with 403" in checks[1]
+    assert egress._proxies == {}  # its proxy stopped with it
+
+
+def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypatch):
+    import io
+
+    from pixie.doctor import _egress_checks
+
+    anything = lambda self, host, port, resolver=egress.resolve: egress.Decision(True, "any", (host,))  # noqa: E731
+    monkeypatch.setattr(egress.AllowList, "decide", anything)
+    out = io.StringIO()
+    assert _egress_checks(None, out) is False
+    assert "FAIL another port" in out.getvalue() and "FAIL both requests are in the audit" in out.getvalue()

@@ -75,8 +75,8 @@ MUTANTS += [
     Mutant("hard-linked-pair-dropped", "lambdas/logic/versions.py",
            ["tests/test_versions.py::test_a_hard_linked_pair_inside_the_project_is_kept_in_its_version"],
            find="        if len(paths) == names and", replace="        if False and", count=1,
-           promise="Versions: every file of the project is kept"),
+           promise="Projects across runs: every file of the project is kept in its version"),
     Mutant("restore-of-a-running-run", "pixie/versions.py", ["tests/test_versions.py::test_a_running_run_is_not_restored"],
            find='    if source.get("status") == "RUNNING":', replace="    if False:", count=1,
-           promise="Versions: restore"),
+           promise="CLI: pixie restore — a running run is not restored"),
 ]
