@@ -468,10 +468,11 @@ def _relay(client: socket.socket, upstream: socket.socket, first: bytes) -> tupl
                 target = open_ends[source]
                 if not data:
                     selector.unregister(source)
+                    if source is upstream:  # the answer is complete: nothing more to carry. The client
+                        # sees its end once the request is in the audit (the handler closes it then).
+                        return counts[client], counts[upstream]
                     with contextlib.suppress(OSError):
                         target.shutdown(socket.SHUT_WR)
-                    if source is upstream:  # the answer is complete: nothing more to carry
-                        return counts[client], counts[upstream]
                     continue
                 counts[source] += len(data)
                 try:
