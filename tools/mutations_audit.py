@@ -38,3 +38,29 @@ MUTANTS: list[Mutant] = [
            find='argv += [*size, "--tmpfs", "/tmp", ', replace='argv += ["--tmpfs", "/tmp", ', count=1,
            promise="Security model: Files — a private /tmp of 512 MB"),
 ]
+
+JOURNAL = "tests/test_journal_writes.py"
+MUTANTS += [
+    Mutant("run-record-written-in-place", "pixie/runs.py",
+           [f"{JOURNAL}::test_a_run_record_write_cut_short_leaves_the_previous_record_whole"],
+           find='    temporary = path.with_suffix(".json.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie show — a run's record is replaced whole, never half-written"),
+    Mutant("state-file-written-in-place", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_a_state_write_cut_short_leaves_the_previous_state_whole"],
+           find='    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie resume — from a state file replaced whole, never half-written"),
+    Mutant("resume-loses-idempotency-records", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_the_saved_state_keeps_the_idempotency_records_and_only_this_runs_items"],
+           find=' or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]', replace="]", count=1,
+           promise="CLI: pixie resume — completed steps not redone (their idempotency records kept)"),
+]
+
+TTL_TESTS = ["tests/test_promises_durability.py::test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothing_happens_twice"]
+MUTANTS += [
+    Mutant("idempotency-records-without-ttl", "lambdas/handlers/shared.py", TTL_TESTS,
+           find='        expiry_attr="expiresAt",', replace='        expiry_attr="expiration",', count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records too"),
+    Mutant("idempotency-records-expire-in-an-hour", "lambdas/handlers/shared.py", TTL_TESTS,
+           find="        expires_after_seconds=RUN_TTL_SECONDS,", replace="        expires_after_seconds=3600,", count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records live as long as the run"),
+]
