@@ -161,6 +161,16 @@ def test_results_json_has_every_figure_the_issue_asks_for():
     assert set(results["cold_import_ms"]) == set(imports.HANDLERS)
 
 
+def test_the_table_fails_a_function_sized_below_twice_its_measured_peak():
+    def judged(configured):
+        memory = {"pixie-agent-turn": {"importMb": 71.0, "invocationMb": 4.0, "peakMb": 75.0,
+                                       "suggestedMb": 192, "configuredMb": configured}}
+        return [ok for metric, _, _, ok in rows({"lambda_memory_mb": memory}) if metric.startswith("memory[")]
+
+    assert judged(512) == ["pass"]
+    assert judged(128) == ["FAIL"]
+
+
 def test_the_table_holds_the_console_against_pixie_run():
     figures = {"console_run_ms": 900, "cli_run_ms": 8000, "console_vs_cli_ratio": 0.11,
                "console_engine_start_s": 5.1, "console_first_run_ms": 2100}
@@ -210,8 +220,14 @@ def test_the_quick_bench_runs_every_section_that_needs_no_download(tmp_path):
     assert "target(s) missed" in done.stdout, done.stdout[-3000:]
     results = json.loads(out.read_text())
     for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration", "throttle",
-                "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn", "model_cost_15_iterations", "cli_demo_wall_ms", "moto_parser_import_ms"):
+                "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn", "model_cost_15_iterations", "cli_demo_wall_ms", "moto_parser_import_ms",
+                "lambda_memory_mb", "cost_usd_15_iterations_realistic"):
         assert key in results, key
+    agent_turn = results["lambda_memory_mb"]["pixie-agent-turn"]
+    assert agent_turn["importMb"] > 10 and agent_turn["invocationMb"] > 0  # both parts were measured
+    # Waiting 20 s a turn at AgentTurn's old 1,024 MB costs more than at its measured size.
+    assert results["cost_usd_15_iterations_realistic_agent_turn_1024_mb"] > results["cost_usd_15_iterations_realistic"]
+    assert "egress_proxy_added_ms" in results or "egress_proxy_error" in results
     assert results["passed"], "the table judged no figure against its target"
 
 
@@ -223,3 +239,23 @@ def test_a_burst_past_reserved_concurrency_queues_and_every_run_succeeds(tmp_pat
     result = bench_throttle(tmp_path, runs=5, limit=1)["throttle"]
     assert result["throttledInvocations"] > 0  # the limit really bit
     assert result["succeeded"] == 5, result["failures"]
+
+
+# --- egress ----------------------------------------------------------------------------------------
+def test_the_egress_section_times_the_same_requests_three_ways_and_checks_the_target(tmp_path):
+    from lambdas.logic.sandboxes.egress import stop_proxies
+    from bench import egress
+
+    try:
+        measured = egress.measure(tmp_path, requests=6, rounds=2)
+    finally:
+        stop_proxies()
+    if "egress_proxy_error" in measured:
+        pytest.skip(measured["egress_proxy_error"])
+    assert measured["egress_requests_per_path"] == 6
+    paths = {"direct", "proxy"} | ({"sandbox"} if "egress_sandbox_path_added_ms" in measured else set())
+    assert set(measured["egress_request_ms"]) == paths
+    assert set(measured["egress_proxy_added_ms"]) == {"median", "p95"}
+    table = {metric: ok for metric, _, _, ok in rows({"egress_proxy_added_ms": {"median": 0.5, "p95": 51.0}})}
+    assert table["egress_proxy_added_ms[median] (egress proxy (unix socket))"] == "pass"
+    assert table["egress_proxy_added_ms[p95] (egress proxy (unix socket))"] == "FAIL"
