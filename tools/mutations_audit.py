@@ -38,3 +38,44 @@ MUTANTS: list[Mutant] = [
            find='argv += [*size, "--tmpfs", "/tmp", ', replace='argv += ["--tmpfs", "/tmp", ', count=1,
            promise="Security model: Files — a private /tmp of 512 MB"),
 ]
+
+JOURNAL = "tests/test_journal_writes.py"
+MUTANTS += [
+    Mutant("run-record-written-in-place", "pixie/runs.py",
+           [f"{JOURNAL}::test_a_run_record_write_cut_short_leaves_the_previous_record_whole"],
+           find='    temporary = path.with_suffix(".json.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie show — a run's record is replaced whole, never half-written"),
+    Mutant("state-file-written-in-place", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_a_state_write_cut_short_leaves_the_previous_state_whole"],
+           find='    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie resume — from a state file replaced whole, never half-written"),
+    Mutant("resume-loses-idempotency-records", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_the_saved_state_keeps_the_idempotency_records_and_only_this_runs_items"],
+           find=' or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]', replace="]", count=1,
+           promise="CLI: pixie resume — completed steps not redone (their idempotency records kept)"),
+]
+
+TTL_TESTS = ["tests/test_promises_durability.py::test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothing_happens_twice"]
+MUTANTS += [
+    Mutant("idempotency-records-without-ttl", "lambdas/handlers/shared.py", TTL_TESTS,
+           find='        expiry_attr="expiresAt",', replace='        expiry_attr="expiration",', count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records too"),
+    Mutant("idempotency-records-expire-in-an-hour", "lambdas/handlers/shared.py", TTL_TESTS,
+           find="        expires_after_seconds=RUN_TTL_SECONDS,", replace="        expires_after_seconds=3600,", count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records live as long as the run"),
+]
+
+MUTANTS += [
+    Mutant("isolation-pids-limit-tenfold", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation.py::test_a_fork_bomb_stops_at_the_process_limit"],
+           find='[("pids.max", str(limits.processes))]', replace='[("pids.max", str(limits.processes * 10))]', count=1,
+           promise="Security model: Limits — 1024 processes per command"),
+]
+
+MUTANTS += [
+    Mutant("bedrock-broken-stream-rejected", "lambdas/logic/models/bedrock_model.py",
+           ["tests/test_bedrock_model.py::test_a_corrupt_stream_is_unavailable_and_retried_not_a_rejected_request"],
+           find='raise ModelUnavailable(f"{self.name}: the reply stream broke off',
+           replace='raise ModelRequestRejected(f"{self.name}: the reply stream broke off', count=1,
+           promise="Durability: ModelThrottled — a broken Bedrock stream is ModelUnavailable"),
+]
