@@ -39,6 +39,10 @@ class RunOptions:
     # The run's budget (None: the environment's PIXIE_BUDGET_USD / PIXIE_MAX_TOKENS, else unbounded).
     budget_usd: float | None = None
     max_tokens: int | None = None
+    # The done-check (None: the environment's PIXIE_CHECK, on by default; False: --no-check), and
+    # a command of the user's it runs instead of the project's npm scripts (--check-command).
+    check: bool | None = None
+    check_command: str | None = None
 
     def env(self) -> dict[str, str]:
         isolation = {} if self.isolation is None else {"PIXIE_ISOLATION": self.isolation}
@@ -68,11 +72,14 @@ class RunOptions:
             "template": self.template,
             "budgetUsd": self.budget_usd,
             "maxTokens": self.max_tokens,
+            "check": self.check,
+            "checkCommand": self.check_command,
         }
 
     def event_choices(self) -> dict[str, Any]:
         """The per-run choices these options put in the event's detail (several runs may share an engine)."""
-        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens}
+        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens, "check": self.check,
+                   "checkCommand": self.check_command}
         return {name: value for name, value in choices.items() if value is not None}
 
 
@@ -344,5 +351,7 @@ def resume_locally(
         log_level=log_level,
         budget_usd=budget_usd if budget_usd is not None else settings.get("budgetUsd"),
         max_tokens=max_tokens if max_tokens is not None else settings.get("maxTokens"),
+        check=settings.get("check"),
+        check_command=settings.get("checkCommand"),
     )
     return run_locally(saved["event"], options, run_id=run_id, saved_items=saved["items"], **run_kwargs)

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
-from lambdas.logic.limits import MAX_BUDGET_USD, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP
+from lambdas.logic.limits import MAX_BUDGET_USD, MAX_CHECK_COMMAND_CHARS, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP
 
 
 class HelloWorldDetail(BaseModel):
@@ -22,6 +22,10 @@ class HelloWorldDetail(BaseModel):
     # The run's budget: model spend in US dollars (priced from models/prices.py), and tokens.
     budgetUsd: Annotated[StrictFloat | StrictInt, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
     maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_CAP)] | None = None
+    # The done-check before a summary is accepted: false turns it off (--no-check); checkCommand
+    # runs in the sandbox instead of the project's npm scripts (--check-command).
+    check: StrictBool | None = None
+    checkCommand: Annotated[StrictStr, Field(min_length=1, max_length=MAX_CHECK_COMMAND_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$")] | None = None
     # A run id is an execution name: letters, digits, `-`, `_` and `.`, at most 80.
     continueFrom: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")] | None = None
 

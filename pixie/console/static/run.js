@@ -66,7 +66,7 @@
         model.open.delete(info.name);
       }
       if (type === "MapStateExited") model.depth = Math.max(0, model.depth - 1);
-      if (["AgentTurn", "RunTool", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox"].includes(info.name)) scheduleRecord();
+      if (["AgentTurn", "RunTool", "CheckResult", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox"].includes(info.name)) scheduleRecord();
     } else if (type === "TaskScheduled" && lastTaskStep) {
       lastTaskStep.scheduled += 1;
     } else if ((type === "TaskFailed" || type === "TaskTimedOut" || type === "LambdaFunctionFailed") && lastTaskStep) {

@@ -65,6 +65,7 @@
         if (turns) body.maxIterations = Number(turns);
         const budget = document.getElementById("budget-usd").value;
         if (budget) body.budgetUsd = Number(budget);
+        if (document.getElementById("no-check").checked) body.check = false;
       }
       button.disabled = true;
       try {
