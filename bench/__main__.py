@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, bytecode, cli_start, imports
+from bench import asset, bytecode, cli_start, egress, imports
 from bench.console import bench_console
 from bench.throttle import bench_throttle
 from bench.metrics import (
@@ -56,6 +56,7 @@ TARGETS = {
     "prompt_growth_overhead_bytes": 2048,  # per turn, beyond the tool-output bound
     "console_vs_cli_ratio": 0.5,  # a scripted run through the warm console vs through `pixie run`
     "model_cost_cached_compacted_vs_plain": 0.6,
+    "egress_added_ms": 50.0,  # median and p95 a request gains through the egress proxy (issue 23: "tens of ms at most")
     "cli_demo_vs_moto_parser_import": 1.2,  # the whole demo run vs the bare import it cannot do without  # at list prices, the 15-iteration cost run
 }
 
@@ -110,7 +111,7 @@ def machine() -> dict[str, Any]:
 
 # --- benchmarks ------------------------------------------------------------------------------------
 LOOP_EXCLUDES = ("CreateSandbox",)
-SECTIONS = ("imports", "asset", "bytecode", "runs", "throttle")  # runs: payload, cost, engine vs plain, prompt growth
+SECTIONS = ("imports", "asset", "bytecode", "runs", "throttle", "egress")  # runs: payload, cost, engine vs plain, prompt growth
 # One handler per SDK (the three other sandbox steps import what create_sandbox does).
 BYTECODE_HANDLERS = {name: imports.HANDLERS[name] for name in ("agent_turn", "create_sandbox")}
 
@@ -378,6 +379,18 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row(f"throttle: runs succeeded ({t['runs']} at once, {t['limit']} per function)", t["succeeded"],
             f"= {t['runs']}", t["succeeded"] == t["runs"])
         row("  invocations throttled, then retried", t["throttledInvocations"])
+    for key, label in (("egress_proxy_added_ms", "egress proxy (unix socket)"),
+                       ("egress_sandbox_path_added_ms", "egress from a sandbox (forwarder + proxy)")):
+        if key in r:
+            limit = TARGETS["egress_added_ms"]
+            for stat in ("median", "p95"):
+                row(f"{key}[{stat}] ({label})", r[key][stat], f"<= {limit:.0f}", r[key][stat] <= limit)
+    for key in ("egress_proxy_error", "egress_sandbox_path_error"):
+        if r.get(key):
+            row(key.removesuffix("_error"), f"n/a: {r[key]}")
+    if "egress_request_ms" in r:
+        row(f"  per request, median ms ({r['egress_requests_per_path']} each)",
+            ", ".join(f"{path} {v['median']}" for path, v in r["egress_request_ms"].items()))
     if "prompt_bytes_per_turn" in r:
         prompt = r["prompt_bytes_per_turn"]
         limit = r.get("prompt_tool_output_bound_chars", 10_000) + TARGETS["prompt_growth_overhead_bytes"]
@@ -460,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
         if wanted("throttle"):
             log("throttle: a burst of runs against reserved concurrency")
             results.update(bench_throttle(Path(scratch), *((6, 2) if q else ())))
+        if wanted("egress"):
+            log("egress: requests to a local server direct, through the proxy, and from inside a sandbox")
+            results.update(egress.measure(Path(scratch) / "egress", requests=30 if q else 600))
         if not wanted("runs"):
             return _finish(results, started, out)
         home = Path(scratch)

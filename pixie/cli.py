@@ -223,6 +223,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 "from the files its file tool wrote; what its commands wrote is not carried over"
             )
 
+    check_allow_hosts(args.allow_host, args.sandbox)
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
@@ -240,6 +241,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     intro = [*notices, f"{visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns"]
     return _run_live(start, intro, args, serve=args.sandbox == "local" and not args.no_serve)
+
+
+def check_allow_hosts(entries: list[str] | None, sandbox: str) -> None:
+    """`--allow-host` mistakes (an unknown @preset, a bad port, an E2B sandbox, which pixie's
+    proxy does not stand in front of) in one line, before anything starts."""
+    if entries:
+        from lambdas.logic.sandboxes.egress import parse_allow_hosts
+
+        if sandbox != "local":
+            raise UsageError("--allow-host applies to the local sandbox: an E2B sandbox's network is E2B's, "
+                             "neither filtered nor recorded by pixie")
+
+        try:
+            parse_allow_hosts(entries)
+        except ValueError as exc:
+            raise UsageError(f"--allow-host: {exc}") from None
 
 
 def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str], isolation: Any, network: bool) -> Any:
@@ -461,6 +478,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     _print_human(record, " --aws" if args.aws else "")
     if record.get("parentRunId"):  # a run in a chain: where it came from
         print(f"\nContinues run {record['parentRunId']} (project {record.get('projectId')})")
+    from pixie.egress_view import egress_lines
+
+    for line in egress_lines(record, deployed=args.aws):
+        print(("\n" if line.startswith("Egress") else "") + line)
     print(f"\nConversation ({len(record['conversation'])} messages):\n")
     for message in record["conversation"]:
         print(_format_message(message) + "\n")

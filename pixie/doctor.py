@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import platform
+import secrets
 import socket
 import sys
 import tempfile
@@ -77,6 +78,84 @@ def _live_checks(policy: IsolationPolicy, out: TextIO) -> bool:
     return ok
 
 
+# Run inside the sandbox: GET URL through the proxy HTTP_PROXY names; prints the status and the
+# proxy's reason header, or the body's first line.
+EGRESS_PROBE = """
+import os, sys, urllib.error, urllib.request
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": os.environ["HTTP_PROXY"]}))
+try:
+    with opener.open(sys.argv[1], timeout=15) as answer:
+        print(answer.status, answer.read(200).decode("ascii", "replace").strip())
+except urllib.error.HTTPError as refused:
+    print(refused.code, refused.headers.get("X-Pixie-Egress"))
+"""
+EGRESS_BODY = "pixie-doctor-egress-ok"
+
+
+def _egress_checks(bwrap_path: str | None, out: TextIO) -> bool:
+    """The allow-list path end to end (--allow-host): a server here, named by address and port in
+    the list, reached from a sandbox through the forwarder and pixie's proxy; another port
+    refused with 403; a direct socket unreachable; both requests in the audit."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from lambdas.logic.sandboxes import egress
+    from lambdas.logic.sandboxes.local import LocalSandbox
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            body = EGRESS_BODY.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    address = egress.own_address() or "127.0.0.1"  # loopback is allowed too when an entry names it
+    servers = [ThreadingHTTPServer((address, 0), Answer) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    listed, unlisted = (server.server_address[1] for server in servers)
+    where = f"[{address}]" if ":" in address else address
+    ok = True
+    sandbox_id = f"local-{secrets.token_hex(6)}"  # its own proxy: another doctor's or run's is left alone
+    try:
+        with tempfile.TemporaryDirectory(prefix="pixie-doctor-egress-") as scratch:
+            project = Path(scratch, "project")
+            project.mkdir()
+            audit = Path(scratch, "egress.jsonl")
+            policy = IsolationPolicy(allow_hosts=egress.parse_allow_hosts([f"{where}:{listed}"]), bwrap=bwrap_path)
+            sandbox = LocalSandbox(sandbox_id, project, policy, egress_audit=audit)
+            sandbox.write_files({"egress_probe.py": EGRESS_PROBE})
+            probe = f"python3 egress_probe.py http://{where}:{{}}/f"
+            checks = [
+                (f"--allow-host {where}:{listed}: a command reaches it through the egress proxy",
+                 probe.format(listed), lambda code, text: code == 0 and text == f"200 {EGRESS_BODY}"),
+                (f"another port ({unlisted}) is refused by the proxy with 403",
+                 probe.format(unlisted), lambda code, text: code == 0 and text.startswith("403 refused; port")),
+                (f"a direct socket to {where}:{listed} is unreachable",
+                 f"python3 -c 'import socket; socket.create_connection((\"{address}\", {listed}), timeout=3)'",
+                 lambda code, text: code != 0),
+            ]
+            for label, command, passed in checks:
+                exit_code, text = _check(sandbox, command)
+                good = passed(exit_code, text)
+                ok &= good
+                out.write(f"  {'ok  ' if good else 'FAIL'} {label}\n")
+            verdicts = [(e.get("port"), e.get("verdict")) for e in egress.read_audit(audit)]
+            good = verdicts == [(listed, egress.ALLOWED), (unlisted, egress.REFUSED)]
+            ok &= good
+            out.write(f"  {'ok  ' if good else 'FAIL'} both requests are in the audit (allowed, refused)\n")
+    finally:
+        egress.stop_proxies(sandbox_id)
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+    return ok
+
+
 def doctor(allow_network: bool = False, out: TextIO = sys.stdout) -> int:
     """Prints which isolation local commands get here and whether it works; 0 when it does."""
     allowed = network_allowed(allow_network)
@@ -121,5 +200,7 @@ def doctor(allow_network: bool = False, out: TextIO = sys.stdout) -> int:
     )
     out.write("checks (commands run as in a run):\n")
     works = _live_checks(IsolationPolicy(allow_network=allowed, bwrap=os.environ.get("PIXIE_BWRAP") or None), out)
+    out.write("egress allow-list (--allow-host, through pixie's proxy; no other network):\n")
+    works &= _egress_checks(os.environ.get("PIXIE_BWRAP") or None, out)
     out.write(f"isolation {'works' if works else 'is NOT working as expected'}\n")
     return 0 if works else 1

@@ -3,6 +3,7 @@ and the benchmarks."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import ExitStack
@@ -74,7 +75,15 @@ class RunOptions:
             "maxTokens": self.max_tokens,
             "check": self.check,
             "checkCommand": self.check_command,
+            "allowHosts": list(self.effective_allow_hosts()),
         }
+
+    def effective_allow_hosts(self) -> tuple[str, ...]:
+        """The allow-list the run's sandbox gets: --allow-host's, else PIXIE_ALLOW_HOSTS's."""
+        if self.allow_hosts:
+            return self.allow_hosts
+        listed = {**os.environ, **dict(self.extra_env)}.get("PIXIE_ALLOW_HOSTS", "")
+        return tuple(entry.strip() for entry in listed.split(",") if entry.strip())
 
     def event_choices(self) -> dict[str, Any]:
         """The per-run choices these options put in the event's detail (several runs may share an engine)."""
@@ -329,6 +338,15 @@ def continue_locally(parent_id: str, prompt: str, options: RunOptions, **run_kwa
     return run_locally(hello_world_event(prompt, continue_from=parent_id), options, saved_items=items, **run_kwargs)
 
 
+def _saved_allow_hosts(settings: dict[str, Any]) -> dict[str, Any]:
+    """The run's own allow-list for its resumption, whatever PIXIE_ALLOW_HOSTS says now (a run
+    saved before it was kept: the environment's, as before)."""
+    hosts = settings.get("allowHosts")
+    if not isinstance(hosts, list) or not all(isinstance(h, str) for h in hosts):
+        return {}
+    return {"allow_hosts": tuple(hosts), "extra_env": (("PIXIE_ALLOW_HOSTS", ",".join(hosts)),)}
+
+
 def resume_locally(
     run_id: str,
     pixie_home: Path,
@@ -353,5 +371,6 @@ def resume_locally(
         max_tokens=max_tokens if max_tokens is not None else settings.get("maxTokens"),
         check=settings.get("check"),
         check_command=settings.get("checkCommand"),
+        **_saved_allow_hosts(settings),
     )
     return run_locally(saved["event"], options, run_id=run_id, saved_items=saved["items"], **run_kwargs)

@@ -228,6 +228,7 @@ def test_access_denied_is_model_auth_failed_with_a_model_access_hint_and_no_retr
         (404, "ResourceNotFoundException", ModelRequestRejected),
         (503, "ServiceUnavailableException", ModelUnavailable),
         (500, "InternalServerException", ModelUnavailable),
+        (502, "SomeFutureGatewayException", ModelUnavailable),  # any 5xx, even a code pixie never heard of
         (429, "ModelNotReadyException", ModelUnavailable),
         (400, "ServiceQuotaExceededException", ModelThrottled),
     ],

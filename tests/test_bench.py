@@ -212,6 +212,7 @@ def test_the_quick_bench_runs_every_section_that_needs_no_download(tmp_path):
     for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration", "throttle",
                 "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn", "model_cost_15_iterations", "cli_demo_wall_ms", "moto_parser_import_ms"):
         assert key in results, key
+    assert "egress_proxy_added_ms" in results or "egress_proxy_error" in results
     assert results["passed"], "the table judged no figure against its target"
 
 
@@ -223,3 +224,23 @@ def test_a_burst_past_reserved_concurrency_queues_and_every_run_succeeds(tmp_pat
     result = bench_throttle(tmp_path, runs=5, limit=1)["throttle"]
     assert result["throttledInvocations"] > 0  # the limit really bit
     assert result["succeeded"] == 5, result["failures"]
+
+
+# --- egress ----------------------------------------------------------------------------------------
+def test_the_egress_section_times_the_same_requests_three_ways_and_checks_the_target(tmp_path):
+    from lambdas.logic.sandboxes.egress import stop_proxies
+    from bench import egress
+
+    try:
+        measured = egress.measure(tmp_path, requests=6, rounds=2)
+    finally:
+        stop_proxies()
+    if "egress_proxy_error" in measured:
+        pytest.skip(measured["egress_proxy_error"])
+    assert measured["egress_requests_per_path"] == 6
+    paths = {"direct", "proxy"} | ({"sandbox"} if "egress_sandbox_path_added_ms" in measured else set())
+    assert set(measured["egress_request_ms"]) == paths
+    assert set(measured["egress_proxy_added_ms"]) == {"median", "p95"}
+    table = {metric: ok for metric, _, _, ok in rows({"egress_proxy_added_ms": {"median": 0.5, "p95": 51.0}})}
+    assert table["egress_proxy_added_ms[median] (egress proxy (unix socket))"] == "pass"
+    assert table["egress_proxy_added_ms[p95] (egress proxy (unix socket))"] == "FAIL"

@@ -49,8 +49,8 @@ def pixie(home: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([str(PIXIE), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
-# SIGHUP takes the same handler as SIGTERM (pixie.local_run.StopSignals); two real runs suffice.
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+# SIGHUP (the terminal closed) must stop a run as SIGTERM does: each signal gets a real run.
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_one_signal_stops_a_run_blocked_on_the_model_within_seconds_and_saves_it(tmp_path, hanging_server, signum):
     process = start_run(tmp_path, hanging_server.base_url)
     wait_for_request(hanging_server, process)

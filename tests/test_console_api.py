@@ -110,6 +110,16 @@ def test_no_cors_headers(console):
     assert "access-control-allow-origin" not in listed.headers
 
 
+def test_pages_cannot_be_framed_by_other_sites_and_run_no_inline_script(console):
+    """Clickjacking: no other site may frame the console; model output shown as text cannot run
+    even if it reached the page as HTML: scripts only from the console's own files."""
+    for path in ("/", "/runs/some-run", "/api/runs"):
+        policy = console.client.get(path).headers["content-security-policy"]
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+        assert directives["frame-ancestors"] == ["'none'"], policy
+        assert directives["script-src"] == ["'self'"], policy
+
+
 # --- runs ----------------------------------------------------------------------------------
 def test_a_scripted_run_started_through_the_api_succeeds_with_its_choices(console, script):
     run_id = console.start_run("Make a console test page", model=f"scripted:{script}", maxIterations=5)
@@ -203,12 +213,15 @@ def test_three_runs_at_once_all_succeed(console, tmp_path):
 
 
 def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
-    made = subprocess.run(
-        [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", "Made on the command line"],
-        capture_output=True, text=True, env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=120,
-    )
-    assert made.returncode == 0, made.stderr
-    run_id = json.loads(made.stdout)["runId"]
+    made_ids = []
+    for prompt in ("Made on the command line first", "Made on the command line"):
+        made = subprocess.run(
+            [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", prompt],
+            capture_output=True, text=True, env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=120,
+        )
+        assert made.returncode == 0, made.stderr
+        made_ids.append(json.loads(made.stdout)["runId"])
+    run_id = made_ids[-1]
 
     runs = console.client.get("/api/runs").json()["runs"]
     [row] = [r for r in runs if r["runId"] == run_id]
@@ -216,6 +229,13 @@ def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
     assert row["title"] == "A console test page" and row["turns"] == 3 and row["tokens"]["input"] > 0
     started = [r["startedAt"] for r in runs]
     assert started == sorted(started, reverse=True)  # newest first
+    listed = [r["runId"] for r in runs]
+    assert listed.index(made_ids[1]) < listed.index(made_ids[0])
+
+    # What the run changed, as `pixie diff RUN --json`; no kept version: 404.
+    diff = console.client.get(f"/api/runs/{run_id}/diff")
+    assert diff.status_code == 200 and diff.json()["runId"] == run_id and diff.json()["files"], diff.text
+    assert console.client.get("/api/runs/local-0000000000000000/diff").status_code == 404
 
     record = console.client.get(f"/api/runs/{run_id}").json()
     # That process has ended, so the console serves the preview again from the saved sandbox.

@@ -50,6 +50,15 @@ def without_escapes(text: str) -> str:
 
 
 # --- terminal_text.visible --------------------------------------------------------------------------
+@pytest.mark.parametrize("mark", ["\u2066", "\u2067", "\u2068", "\u2069", "\u202a", "\u202e", "\u200e", "\u200f", "\u061c"])
+def test_every_bidi_override_isolate_and_mark_is_written_out(mark):
+    """Trojan Source: an isolate (U+2066..2069) reorders what the terminal shows as much as an
+    override does."""
+    escaped = f"\\u{ord(mark):04x}"
+    assert visible(f"a{mark}b") == f"a{escaped}b"
+    assert visible(f"a{mark}b", one_line=True) == f"a{escaped}b"
+
+
 def test_visible_writes_out_control_characters_and_keeps_text():
     hostile = "ok\x1b]52;c;ZXZpbA==\x07 then\x1b[1A\x1b[2K\r\x9b31m\u202eevil\ttab\nnext"
 

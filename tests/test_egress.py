@@ -7,14 +7,16 @@ loopback unless an entry names it), started and stopped by each test; no other n
 
 from __future__ import annotations
 
-import ipaddress
+import base64
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import zipfile
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,41 +32,27 @@ PIXIE = Path(sys.executable).parent / "pixie"
 FILE_BODY = "registry-file-5b1e\n"
 
 
-def own_address() -> str | None:
-    """This machine's own non-loopback IPv4 address, if it has one (no packet is sent)."""
-    candidates = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # a UDP "connect" only picks the route's source address
-            candidates.append(probe.getsockname()[0])
-        except OSError:
-            pass
-    try:
-        shown = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        shown = ""
-    candidates += [part.split("/")[0] for line in shown.splitlines() for part in line.split()[3:4]]
-    for candidate in candidates:
-        try:
-            address = ipaddress.ip_address(candidate)
-        except ValueError:
-            continue
-        if not address.is_loopback and not address.is_link_local and not address.is_unspecified:
-            return candidate
-    return None
+own_address = egress.own_address
 
 
 class Server:
     """An HTTP server the test starts (and stops) on `host`: serves FILE_BODY at /f, records
     every request it gets."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, redirects: dict[str, str] | None = None) -> None:
         requests: list[str] = []
         self.requests = requests
+        redirects = redirects or {}
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - stdlib name
                 requests.append(self.path)
+                if self.path in redirects:
+                    self.send_response(302)
+                    self.send_header("Location", redirects[self.path])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 body = FILE_BODY.encode() if self.path == "/f" else b"other\n"
                 self.send_response(200 if self.path == "/f" else 404)
                 self.send_header("Content-Length", str(len(body)))
@@ -160,6 +148,13 @@ def test_allow_host_reaches_the_listed_port_only_and_the_run_records_every_reque
     ]
     assert audit[0]["bytes"] > len(FILE_BODY) and "not on the allow-list" in audit[1]["reason"]
     assert all(set(e) >= {"time", "host", "port", "method", "bytes", "verdict", "reason"} for e in audit)
+
+    plain = pixie("show", run_id, home=tmp_path / "home")
+    assert plain.returncode == 0, plain.stderr
+    listing = plain.stdout.split("\nEgress ", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert listing[0] == "(2 requests through the allow-list proxy: 1 allowed, 1 refused):"
+    assert "allowed" in listing[1] and f"GET  {address}:{listed.port}" in listing[1] and f"matches {address}:{listed.port}" in listing[1]
+    assert "refused" in listing[2] and f"{address}:{other.port}  0 B  port {other.port} of {address} is not on the allow-list" in listing[2]
 
 
 def test_without_the_allow_list_the_same_commands_reach_nothing(tmp_path, address, servers):
@@ -259,3 +254,285 @@ def test_the_audit_is_bounded(tmp_path, monkeypatch):
     assert [e["port"] for e in egress.read_audit(tmp_path / "egress" / "s.jsonl")] == [0, 1, 2]
     monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 2)
     assert [e["port"] for e in egress.run_entries(tmp_path, "s")] == [1, 2]
+
+
+# --- presets ---------------------------------------------------------------------------------------
+def test_presets_expand_to_their_registry_hosts_on_https_only():
+    hosts = lambda *values: [str(rule) for rule in parse_allow_hosts(values)]  # noqa: E731
+    assert hosts("@npm") == ["registry.npmjs.org:443", "registry.yarnpkg.com:443"]
+    assert hosts("@PyPI") == ["pypi.org:443", "files.pythonhosted.org:443"]
+    assert hosts("@github") == ["github.com:443", "*.github.com:443", "*.githubusercontent.com:443"]
+    # Mixed with plain entries and each other, comma-separated or repeated; duplicates once.
+    assert hosts("@pypi,example.org:8080", "@pypi") == ["pypi.org:443", "files.pythonhosted.org:443", "example.org:8080"]
+    public = fixed({"raw.githubusercontent.com": ["185.199.108.133"], "files.pythonhosted.org": ["151.101.0.223"]})
+    rules = AllowList(parse_allow_hosts(["@github", "@pypi"]))
+    assert rules.decide("raw.githubusercontent.com", 443, public).allowed
+    assert not rules.decide("raw.githubusercontent.com", 80, public).allowed  # HTTPS only
+    assert rules.decide("files.pythonhosted.org", 443, public).allowed
+
+
+def test_an_unknown_preset_is_one_clear_line_naming_it_and_the_known_ones(tmp_path):
+    script = script_for(tmp_path / "s.json", ["true"])
+    with pytest.raises(ValueError, match=r"unknown allow-host preset '@npmjs': use @npm, @pypi, @github"):
+        parse_allow_hosts(["example.org", "@npmjs"])
+
+    refused = pixie("run", "--no-serve", "--allow-host", "@npmjs", "--model", f"scripted:{script}", "Fetch",
+                    home=tmp_path / "home")
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == "pixie: --allow-host: unknown allow-host preset '@npmjs': use @npm, @pypi, @github"
+    assert not (tmp_path / "home" / "runs").exists()  # nothing started
+
+    from_env = pixie("run", "--no-serve", "--model", f"scripted:{script}", "Fetch", home=tmp_path / "home",
+                     env={"PIXIE_ALLOW_HOSTS": "@github,@bogus"})
+    assert from_env.returncode == 2 and "PIXIE_ALLOW_HOSTS: unknown allow-host preset '@bogus'" in from_env.stderr
+    assert "Traceback" not in from_env.stderr
+
+
+# --- redirects and CONNECT -------------------------------------------------------------------------
+def test_a_redirect_to_an_unlisted_port_or_host_is_refused_when_the_client_follows_it(tmp_path, address, servers):
+    _, other = servers
+    listed = Server(address, redirects={"/to-port": f"http://{address}:{other.port}/f", "/to-host": "http://unlisted.invalid/f"})
+    try:
+        sandbox = sandbox_with(tmp_path, f"{address}:{listed.port}")
+        for path, reason in (("/to-port", f"port {other.port} of {address} is not on the allow-list"),
+                             ("/to-host", "unlisted.invalid is not on the allow-list")):
+            followed = sandbox.run_command(through_proxy(f"-L http://{address}:{listed.port}{path}"), 30)
+            assert "302" in followed.stdout and "403 Forbidden" in followed.stdout, followed
+            assert reason in followed.stdout and FILE_BODY.strip() not in followed.stdout
+        assert listed.requests == ["/to-port", "/to-host"] and other.requests == []
+        audit = egress.read_audit(sandbox.egress_audit)
+        assert [(e["host"], e["port"], e["verdict"]) for e in audit] == [
+            (address, listed.port, "allowed"), (address, other.port, "refused"),
+            (address, listed.port, "allowed"), ("unlisted.invalid", 80, "refused"),
+        ]
+    finally:
+        listed.stop()
+
+
+def ask_proxy(proxy: egress.EgressProxy, request: bytes, then: bytes = b"") -> bytes:
+    """Sends `request` on the proxy's unix socket; after a 200 to a CONNECT, `then` through the
+    tunnel. Everything the proxy (or the far end) answered, until it closes."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(proxy.socket_path)
+        conn.sendall(request)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return answer
+            answer += chunk
+        if answer.startswith(b"HTTP/1.1 200") and then:
+            conn.sendall(then)
+        while chunk := conn.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_connect_reaches_only_a_listed_host_and_port(tmp_path, address, servers):
+    listed, other = servers
+    proxy = egress.EgressProxy(parse_allow_hosts([f"{address}:{listed.port}"]), tmp_path / "audit.jsonl")
+    try:
+        get = f"GET /f HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n".encode()
+        tunnel = ask_proxy(proxy, f"CONNECT {address}:{listed.port} HTTP/1.1\r\nHost: {address}:{listed.port}\r\n\r\n".encode(), get)
+        assert tunnel.startswith(b"HTTP/1.1 200 Connection Established") and FILE_BODY.encode() in tunnel
+
+        wrong_port = ask_proxy(proxy, f"CONNECT {address}:{other.port} HTTP/1.1\r\n\r\n".encode(), get)
+        assert wrong_port.startswith(b"HTTP/1.1 403 Forbidden")
+        assert f"X-Pixie-Egress: refused; port {other.port} of {address} is not on the allow-list".encode() in wrong_port
+
+        wrong_host = ask_proxy(proxy, b"CONNECT registry.invalid:443 HTTP/1.1\r\n\r\n", get)
+        assert wrong_host.startswith(b"HTTP/1.1 403") and b"registry.invalid is not on the allow-list" in wrong_host
+
+        no_port = ask_proxy(proxy, f"CONNECT {address} HTTP/1.1\r\n\r\n".encode())
+        assert no_port.startswith(b"HTTP/1.1 400")
+    finally:
+        proxy.stop()
+    assert listed.requests == ["/f"] and other.requests == []
+    audit = egress.read_audit(tmp_path / "audit.jsonl")
+    assert [(e["host"], e["port"], e["method"], e["verdict"]) for e in audit] == [
+        (address, listed.port, "CONNECT", "allowed"), (address, other.port, "CONNECT", "refused"),
+        ("registry.invalid", 443, "CONNECT", "refused"), (address, None, "CONNECT", "refused"),
+    ]
+
+
+# --- a real package manager ------------------------------------------------------------------------
+PROBE = "pixie_egress_probe"
+
+
+def build_wheel(folder: Path) -> Path:
+    """A minimal pure-Python wheel, built here (no network, no build backend)."""
+    files = {
+        f"{PROBE}.py": b"VALUE = 23\n",
+        f"{PROBE}-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: pixie-egress-probe\nVersion: 1.0\n",
+        f"{PROBE}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: pixie-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = [f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}"
+              for name, data in files.items()]
+    files[f"{PROBE}-1.0.dist-info/RECORD"] = ("\n".join(record + [f"{PROBE}-1.0.dist-info/RECORD,,"]) + "\n").encode()
+    wheel = folder / f"{PROBE}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return wheel
+
+
+class IndexServer:
+    """A PEP 503 simple index with one project, served from a folder on `host`."""
+
+    def __init__(self, host: str, root: Path) -> None:
+        wheel = build_wheel(root)
+        digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+        project = root / "simple" / "pixie-egress-probe"
+        project.mkdir(parents=True)
+        (project / "index.html").write_text(f'<a href="/{wheel.name}#sha256={digest}">{wheel.name}</a>\n')
+        self.requests: list[str] = []
+        requests = self.requests
+
+        class Handler(SimpleHTTPRequestHandler):
+            def __init__(self, *args, **kwargs) -> None:
+                super().__init__(*args, directory=str(root), **kwargs)
+
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                requests.append(self.path)
+                super().do_GET()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_pip_downloads_from_a_listed_index_through_the_proxy_in_a_run(tmp_path, address):
+    if subprocess.run(["/usr/bin/python3", "-m", "pip", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("the system python3 has no pip")
+    (tmp_path / "index").mkdir()
+    index = IndexServer(address, tmp_path / "index")
+    try:
+        download = (f"python3 -m pip download --no-deps --no-cache-dir --disable-pip-version-check -d wheels --trusted-host {address} "
+                    f"--index-url http://{address}:{index.port}/simple/ pixie-egress-probe && ls wheels")
+        script = script_for(tmp_path / "s.json", [download])
+        record = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                                 allow_hosts=(f"{address}:{index.port}",)))
+    finally:
+        index.stop()
+    assert record["status"] == "SUCCEEDED", record
+    (output,) = tool_outputs(record)
+    assert "exit code 0" in output and f"{PROBE}-1.0-py3-none-any.whl" in output, output
+    assert index.requests[0] == "/simple/pixie-egress-probe/" and f"/{PROBE}-1.0-py3-none-any.whl" in index.requests
+    assert [e["verdict"] for e in record["egress"]] == ["allowed"] * len(index.requests)
+
+
+# --- resume ------------------------------------------------------------------------------------------
+def test_resume_carries_the_runs_allow_list_over_whatever_the_environment_says_now(tmp_path, address, servers, monkeypatch):
+    from pixie.local_run import resume_locally
+
+    listed, other = servers
+    fetch = f"curl -s http://{address}:{listed.port}/f"
+    first_turn = {"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": fetch}}]}
+    # Turn 2 is missing from the script: the run fails (ScriptExhausted) after turn 1's fetch.
+    script = write_script_file(tmp_path / "s.json", [first_turn])
+    first = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                            allow_hosts=(f"{address}:{listed.port}",)))
+    assert first["status"] == "FAILED" and first["error"] == "ScriptExhausted", first
+    assert FILE_BODY.strip() in tool_outputs(first)[0]
+
+    write_script_file(tmp_path / "s.json", [first_turn, first_turn, {"content": "<task_summary>Fetched.</task_summary>"}])  # turn 2 fetches again
+    # The shell that resumes it lists another host: the run keeps its own list.
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", f"{address}:{other.port}")
+    resumed = resume_locally(first["runId"], tmp_path / "home")
+
+    assert resumed["status"] == "SUCCEEDED", resumed
+    assert FILE_BODY.strip() in tool_outputs(resumed)[-1] and "exit code 0" in tool_outputs(resumed)[-1]
+    assert listed.requests == ["/f", "/f"] and other.requests == []
+    assert [(e["port"], e["verdict"]) for e in resumed["egress"]][-1] == (listed.port, "allowed")
+
+
+def test_the_saved_options_hold_the_effective_allow_list(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXIE_ALLOW_HOSTS", "from-env.example:443, @pypi")
+    assert RunOptions(model="m", allow_hosts=("flag.example",)).saved()["allowHosts"] == ["flag.example"]
+    assert RunOptions(model="m").saved()["allowHosts"] == ["from-env.example:443", "@pypi"]
+    monkeypatch.delenv("PIXIE_ALLOW_HOSTS")
+    assert RunOptions(model="m").saved()["allowHosts"] == []
+
+
+# --- where people read the audit: pixie show, the console -------------------------------------------
+def test_the_plain_listing_is_bounded_and_escaped_and_deployed_runs_say_the_audit_is_local_only():
+    from pixie.egress_view import SHOWN, egress_lines
+
+    hostile = egress._entry("\x1b]52;c;cGl4aWU=\x07evil.example\u202e" + "x" * 500, 443, "CONNECT", egress.REFUSED,
+                            "\x1b[2Jnot on the allow-list " + "y" * 1000)
+    entries = [egress._entry("pkg.example", 443, "CONNECT", egress.ALLOWED, "matches pkg.example:443", 10, 20)] * (SHOWN + 5)
+    lines = egress_lines({"sandboxId": "local-0123456789ab", "egress": [*entries, hostile, "not a dict"]})
+    assert lines[0] == f"Egress ({SHOWN + 7} requests through the allow-list proxy: {SHOWN + 5} allowed, 1 refused; the last {SHOWN} here, all in --json):"
+    assert len(lines) == SHOWN + 1
+    shown = "\n".join(lines)
+    assert "\x1b" not in shown and "\x07" not in shown and "\u202e" not in shown and "\\x1b]52" in shown
+    assert all(len(line) < 300 for line in lines)
+    assert "30 B  matches pkg.example:443" in lines[-3] and lines[-1] == "  (not an egress entry)"
+
+    assert egress_lines({"sandboxId": "local-0123456789ab", "egress": []}) == []
+    for record, deployed in (({"sandboxId": "i3x9e2bsandbox"}, False), ({"sandboxId": None}, True)):
+        (line,) = egress_lines(record, deployed=deployed)
+        assert line.startswith("Egress: not recorded (the egress audit is local-only")
+
+
+def test_an_e2b_run_is_refused_an_allow_list_it_would_not_get(tmp_path):
+    script = script_for(tmp_path / "s.json", ["true"])
+    refused = pixie("run", "--no-serve", "--sandbox", "e2b", "--allow-host", "@npm", "--model", f"scripted:{script}", "x",
+                    home=tmp_path / "home", env={"E2B_API_KEY": "e2b_" + "0" * 40})
+    assert refused.returncode == 2 and "--allow-host applies to the local sandbox" in refused.stderr, refused.stderr
+
+
+def test_the_console_run_page_has_an_egress_panel_fed_by_the_record(tmp_path, address, servers):
+    from console_server import ConsoleProcess
+    from pixie.console.views import run_view
+
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", commands(address, listed.port, other.port))
+    with ConsoleProcess(tmp_path / "home", env={"PIXIE_ALLOW_HOSTS": f"{address}:{listed.port}"}) as console:
+        run_id = console.start_run("Fetch", model=f"scripted:{script}")
+        record = console.wait_for(run_id)
+        page = console.client.get(f"/runs/{run_id}")
+        script_js = console.client.get("/static/run.js")
+    assert record["status"] == "SUCCEEDED", record
+    assert [(e["port"], e["verdict"]) for e in record["egress"]] == [(listed.port, "allowed"), (other.port, "refused")]
+    assert record["egressAudit"] == {"recorded": True, "note": None, "allowed": 1, "refused": 1}
+    assert page.status_code == 200 and 'id="egress-title">Egress</h2>' in page.text and '<table id="egress"' in page.text
+    assert "renderEgress(record)" in script_js.text and "innerHTML" not in script_js.text  # text only, never markup
+    deployed = run_view({"runId": "r", "sandboxId": "e2b-sandbox-id", "history": []})["egressAudit"]
+    assert not deployed["recorded"] and "local-only" in deployed["note"]
+
+
+# --- pixie doctor ----------------------------------------------------------------------------------
+def test_doctor_checks_the_proxy_path_end_to_end():
+    import io
+
+    from pixie.doctor import doctor
+
+    out = io.StringIO()
+    assert doctor(out=out) == 0, out.getvalue()
+    checks = out.getvalue().split("egress allow-list (--allow-host, through pixie's proxy; no other network):\n")[1].splitlines()
+    assert [line[:6] for line in checks[:4]] == ["  ok  "] * 4 and checks[4] == "isolation works"
+    assert ": a command reaches it through the egress proxy" in checks[0] and "refused by the proxy with 403" in checks[1]
+    assert egress._proxies == {}  # its proxy stopped with it
+
+
+def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypatch):
+    import io
+
+    from pixie.doctor import _egress_checks
+
+    anything = lambda self, host, port, resolver=egress.resolve: egress.Decision(True, "any", (host,))  # noqa: E731
+    monkeypatch.setattr(egress.AllowList, "decide", anything)
+    out = io.StringIO()
+    assert _egress_checks(None, out) is False
+    assert "FAIL another port" in out.getvalue() and "FAIL both requests are in the audit" in out.getvalue()

@@ -22,7 +22,7 @@ import pytest
 
 from lambdas.logic import progress
 from lambdas.logic.sandboxes import local
-from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, pids_cgroup_base
+from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, find_bubblewrap, pids_cgroup_base
 from lambdas.logic.sandboxes.local import LocalSandbox, LocalSandboxProvider, stop_all_previews
 from lambdas.logic.tools import ToolContext, execute_tool
 from lambdas.logic.sandboxes.run_isolation import isolation_for_run
@@ -158,6 +158,26 @@ def test_the_pid_namespace_hides_pixie_and_other_processes(fake_home):
     count, pid1 = result.stdout.splitlines()
     assert int(count) <= 6  # bwrap, bash and the pipeline: not the host's processes
     assert str(os.getpid()) not in result.stdout.split()
+
+
+def test_the_command_runs_in_a_session_of_its_own(fake_home):
+    """bubblewrap's --new-session: with pixie's session the command could push keystrokes into the
+    terminal pixie runs in (TIOCSTI). Inside, the session leader is in the sandbox's PID namespace,
+    so its id is a real pid; pixie's session leader is outside it and reads as 0."""
+    result = sandbox_in(fake_home).run_command("python3 -c 'import os; print(os.getsid(0))'", 10)
+    assert result.exit_code == 0, result.stderr
+    assert int(result.stdout) > 0, "the command shares the session of the process that started pixie"
+
+
+def test_the_private_tmp_is_512_mb(fake_home):
+    """README, Files: "a private, empty /tmp (512 MB, in memory)": a tmpfs left at the kernel's
+    default would take half the machine's memory."""
+    sandbox = sandbox_in(fake_home)
+    if not find_bubblewrap().sized_tmp:
+        pytest.skip("this bubblewrap has no --size (before 0.10): /tmp is not sized")
+    result = sandbox.run_command("df -k /tmp | tail -1", 10)
+    assert result.exit_code == 0, result.stderr
+    assert int(result.stdout.split()[1]) == 512 * 1024, result.stdout
 
 
 # --- what a command reaches and leaves behind --------------------------------------------------------

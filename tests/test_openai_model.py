@@ -154,6 +154,21 @@ def test_server_error_forever_raises_model_unavailable(stub):
     assert len(stub.requests) == 3
 
 
+def test_request_timeout_408_forever_is_unavailable_not_rejected(stub):
+    """408 is the server timing the request out: retried later, like a 5xx, not a bad request."""
+    stub.always(408, error_body("Request timed out", "timeout"), FAST_RETRY)
+
+    with pytest.raises(ModelUnavailable, match="408"):
+        model_for(stub).complete(USER, [], turn=1)
+
+
+def test_a_server_may_be_silent_for_120_s_between_pieces_by_default(stub):
+    """The README's durability table: 120 s without a byte of the streamed reply is
+    ModelUnavailable. The SDK client pixie builds holds that read timeout."""
+    model = OpenAIChatModel("gpt-4.1", api_key=KEY, base_url=stub.base_url)
+    assert model._client.timeout.read == 120
+
+
 def test_non_json_gateway_error_is_unavailable_and_shows_the_body(stub):
     stub.always(502, "<html>Bad Gateway</html>", FAST_RETRY)
 

@@ -295,6 +295,11 @@ def test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothin
     steps = sorted(i["pk"]["S"].removeprefix("IDEMPOTENCY#") for i in records)
     assert steps == ["AgentTurn", "AgentTurn", "CheckResult", "CreateSandbox", "RunTool"]
     assert {i["status"]["S"] for i in records} == {"COMPLETED"}
+    # They expire with the run's data (README: expiresAt, the table's TTL, 30 days), not before:
+    # a resume within those days finds its completed steps.
+    thirty_days = 30 * 24 * 3600
+    for record in records:
+        assert abs(int(record["expiresAt"]["N"]) - (time.time() + thirty_days)) < 3600, record
 
 
 def test_each_model_call_is_paid_once_when_responses_are_lost(tmp_path, openai_stub):

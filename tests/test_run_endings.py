@@ -266,11 +266,19 @@ def test_every_item_a_run_writes_carries_expires_at(table):
     before = int(time.time())
     e2b_run(table, "run-ttl")
     table.put_message("run-ttl", "MSG#0000#0user", {"role": "user", "content": "hi"})
-    table.put_files("run-ttl", {"index.html": "<h1>hi</h1>", "app.js": "1"})
+    table.put_files("run-ttl", {"index.html": "<h1>hi</h1>", "app.js": "1", "big.txt": "x" * 800_000})
+    table.put_message("run-ttl", "MSG#0001#0assistant", {"role": "assistant", "content": "y" * 800_000})
     table.claim_event("evt-ttl", "run-ttl")
 
-    items = table.table.scan()["Items"]
+    page = table.table.scan()
+    items = page["Items"]
+    while "LastEvaluatedKey" in page:  # a scan reads 1 MB a page: the parts make it several
+        page = table.table.scan(ExclusiveStartKey=page["LastEvaluatedKey"])
+        items += page["Items"]
     assert {i["sk"] for i in items} >= {"META", "MSG#0000#0user", "FILE#index.html", "FILE#app.js", "RUN"}
+    # A file and a message too big for one item are stored in PART# items: those expire too.
+    parts = [i["sk"] for i in items if i["sk"].startswith("PART#")]
+    assert any(sk.startswith("PART#FILE#big.txt#") for sk in parts) and any(sk.startswith("PART#MSG#0001") for sk in parts), parts
     for item in items:
         assert before + RUN_TTL_SECONDS <= int(item["expiresAt"]) <= int(time.time()) + RUN_TTL_SECONDS, item["sk"]
 

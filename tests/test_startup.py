@@ -145,3 +145,28 @@ def test_handlers_trace_with_x_ray_on_lambda_and_load_no_x_ray_where_tracing_is_
     switched_off = _tracer_in_a_fresh_interpreter(LAMBDA_TASK_ROOT=str(tmp_path), POWERTOOLS_TRACE_DISABLED="true")
     assert switched_off == {"provider": "NoTracing", "disabled": True, "xray": False}
     assert _tracer_in_a_fresh_interpreter() == {"provider": "NoTracing", "disabled": True, "xray": False}
+
+
+def test_a_run_builds_no_botocore_session_per_step(tmp_path, monkeypatch):
+    """Each new botocore session loads its data files again (about 0.15 s of CPU). Powertools'
+    idempotency store builds one per store unless handed a client; five steps did so per run.
+    The steps share the default session's clients instead."""
+    import botocore.session
+
+    from pixie.local_run import DEMO_SCRIPT, RunOptions
+    from statemachine.engine import LocalEngine, hello_world_event
+
+    made = []
+    real_init = botocore.session.Session.__init__
+
+    def counting_init(self, *args, **kwargs):
+        made.append(1)
+        real_init(self, *args, **kwargs)
+
+    options = RunOptions(model=f"scripted:{DEMO_SCRIPT}", pixie_home=tmp_path)
+    with LocalEngine(options.env()) as engine:
+        monkeypatch.setattr(botocore.session.Session, "__init__", counting_init)
+        execution = engine.run(hello_world_event("Build a todo app"))
+    assert execution.status == "SUCCEEDED", execution.cause
+    assert sum(e["type"] == "TaskSucceeded" for e in execution.history) >= 5  # the steps did run
+    assert made == [], f"{len(made)} botocore sessions built while the run's steps ran"

@@ -41,7 +41,7 @@ MUTANTS += [
            promise="Durability: Lambda.Unknown"),
     Mutant("asl-throttling-retried-for-a-minute", ASL, INFRA_NAMES,
            edit_json=set_in_rules("Lambda.TooManyRequestsException", "MaxAttempts", 6),
-           promise="Durability: throttling queues"),
+           promise="Durability: Lambda.TooManyRequestsException — a burst queues"),
 ]
 
 PRODUCTION = ["tests/test_infra_production.py"]
@@ -64,7 +64,7 @@ MUTANTS += [
     Mutant("redrive-after-cleanup-finds-no-sandbox", "lambdas/logic/steps/run_tool.py", REDRIVE,
            find="        sandbox = live_sandbox(run, settings, state)",
            replace="        from lambdas.logic.sandboxes import sandbox_provider\n        sandbox = sandbox_provider(run.sandbox_kind, settings).connect(run.sandbox_id, settings.sandbox_timeout_s)",
-           count=1, promise="Durability: resume after cleanup"),
+           count=1, promise="CLI: pixie resume --aws — finishes after the cleanup released the sandbox"),
 ]
 
 MUTANTS += [
@@ -93,7 +93,7 @@ MUTANTS += [
     Mutant("asl-throttling-not-retried", ASL,
            ["tests/test_bench.py::test_a_burst_past_reserved_concurrency_queues_and_every_run_succeeds"],
            edit_json=drop_rules("Lambda.TooManyRequestsException"),
-           promise="Durability: throttling queues"),
+           promise="Durability: Lambda.TooManyRequestsException — a burst queues"),
 ]
 
 REDRIVE = ["tests/test_local_redrive.py"]

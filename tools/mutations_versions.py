@@ -52,20 +52,20 @@ MUTANTS += [
            ["tests/test_console_browser.py::test_a_run_page_shows_its_diff_and_opens_an_older_version"],
            find="        return LocalSandbox(f\"version-{run_id}-{folder.name[-8:]}\", folder).get_url()",
            replace="        return None",
-           count=1, promise="Console: open this version previews exactly that run's version"),
+           count=1, promise="Console: POST /api/runs/RUN_ID/open-version — exactly that run's version"),
 ]
 MUTANTS += [
     Mutant("versions-timeline-without-files", "pixie/console/static/run.js",
            ["tests/test_console_browser.py::test_a_run_page_shows_its_diff_and_opens_an_older_version"],
            find="        touchedFiles(step),", replace="", count=1,
-           promise="Console: the timeline shows per tool call the files it touched"),
+           promise="Console: Run — the timeline shows per tool call the files it touched"),
 ]
 MUTANTS += [
     Mutant("diff-header-prints-the-raw-name", "lambdas/logic/versions.py",
            ["tests/test_versions.py::test_a_file_name_with_a_newline_cannot_forge_lines_of_pixie_diff"],
            find='                tofile=f"b/{header_path(path)}" if after else "/dev/null",',
            replace='                tofile=f"b/{path}" if after else "/dev/null",', count=1,
-           promise="Versions: pixie diff shows a file name on one line"),
+           promise="CLI: pixie diff — a file name on one line"),
 ]
 MUTANTS += [
     Mutant("abandoned-partial-versions-never-pruned", "lambdas/logic/versions.py",
@@ -75,8 +75,8 @@ MUTANTS += [
     Mutant("hard-linked-pair-dropped", "lambdas/logic/versions.py",
            ["tests/test_versions.py::test_a_hard_linked_pair_inside_the_project_is_kept_in_its_version"],
            find="        if len(paths) == names and", replace="        if False and", count=1,
-           promise="Versions: every file of the project is kept"),
+           promise="Projects across runs: every file of the project is kept in its version"),
     Mutant("restore-of-a-running-run", "pixie/versions.py", ["tests/test_versions.py::test_a_running_run_is_not_restored"],
            find='    if source.get("status") == "RUNNING":', replace="    if False:", count=1,
-           promise="Versions: restore"),
+           promise="CLI: pixie restore — a running run is not restored"),
 ]

@@ -456,6 +456,11 @@ class LocalRuns:
                 record = self._live_record(run_id, arn)
             except Exception:  # noqa: BLE001 - ended meanwhile: read it from disk
                 record = None
+            if record is not None and "egress" not in record:  # what its commands reached so far
+                from lambdas.logic.sandboxes import egress
+
+                started = (record.get("history") or [{}])[0].get("timestamp")
+                record["egress"] = egress.run_entries(self.home, record.get("sandboxId"), since=started)
         if record is None:
             try:
                 record = load_run(self.home, run_id)

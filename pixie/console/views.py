@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lambdas.logic.models.prices import estimate_cost
+from pixie.egress_view import LOCAL_ONLY
 
 PROMPT_PREVIEW_CHARS = 240
 
@@ -82,7 +83,19 @@ def run_view(record: dict[str, Any]) -> dict[str, Any]:
             "output": sum(t["outputTokens"] for t in turns),
         },
         "costUsd": None if any(c is None for c in costs) else round(sum(costs), 6),
+        "egressAudit": egress_audit(record),
     }
+
+
+def egress_audit(record: dict[str, Any]) -> dict[str, Any]:
+    """What the Egress panel says above the requests (record["egress"]): their counts, or why a
+    run has none to show (an E2B sandbox: the audit is local-only)."""
+    sandbox_id = record.get("sandboxId")
+    if isinstance(sandbox_id, str) and sandbox_id and not sandbox_id.startswith("local-"):
+        return {"recorded": False, "note": LOCAL_ONLY, "allowed": 0, "refused": 0}
+    entries = record.get("egress") if isinstance(record.get("egress"), list) else []
+    verdicts = [e.get("verdict") for e in entries if isinstance(e, dict)]
+    return {"recorded": True, "note": None, "allowed": verdicts.count("allowed"), "refused": verdicts.count("refused")}
 
 
 def run_row(record: dict[str, Any], source: str = "local") -> dict[str, Any]:

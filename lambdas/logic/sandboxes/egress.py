@@ -233,6 +233,28 @@ class AllowList:
         return any(r.address == address and (r.port is None or r.port == port) for r in self.rules)
 
 
+def own_address() -> str | None:
+    """This machine's own non-loopback IPv4 address, if it has one (no packet is sent): where a
+    stand-in registry listens for `pixie doctor`, the bench and the tests."""
+    candidates = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # a UDP "connect" only picks the route's source address
+            candidates.append(probe.getsockname()[0])
+        except OSError:
+            pass
+    with contextlib.suppress(OSError):
+        candidates += [info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)]
+    for candidate in candidates:
+        try:
+            address = ipaddress.ip_address(candidate)
+        except ValueError:
+            continue
+        if not address.is_loopback and not address.is_link_local and not address.is_unspecified:
+            return candidate
+    return None
+
+
 # --- the audit -------------------------------------------------------------------------------------
 class Audit:
     """Appends one JSON line per request to a file outside the sandbox, at most MAX_AUDIT_LINES."""
@@ -446,10 +468,11 @@ def _relay(client: socket.socket, upstream: socket.socket, first: bytes) -> tupl
                 target = open_ends[source]
                 if not data:
                     selector.unregister(source)
+                    if source is upstream:  # the answer is complete: nothing more to carry. The client
+                        # sees its end once the request is in the audit (the handler closes it then).
+                        return counts[client], counts[upstream]
                     with contextlib.suppress(OSError):
                         target.shutdown(socket.SHUT_WR)
-                    if source is upstream:  # the answer is complete: nothing more to carry
-                        return counts[client], counts[upstream]
                     continue
                 counts[source] += len(data)
                 try:

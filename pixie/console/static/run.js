@@ -294,6 +294,34 @@
       el("th", { text: count(tokens.output) }), el("th", { text: dollars(record.costUsd) })));
   }
 
+  // What the run's commands asked the allow-list proxy for (record.egress, newest last).
+  const EGRESS_SHOWN = 200;
+  function renderEgress(record) {
+    const audit = record.egressAudit || {};
+    const entries = Array.isArray(record.egress) ? record.egress : [];
+    const summary = document.getElementById("egress-summary");
+    const table = document.getElementById("egress");
+    if (!audit.recorded) {
+      summary.textContent = `Not recorded: ${audit.note || "no audit for this run"}.`;
+      table.hidden = true;
+      return;
+    }
+    if (!entries.length) {
+      summary.textContent = "No network requests through the allow-list proxy (without --allow-host a command has no network at all).";
+      table.hidden = true;
+      return;
+    }
+    const shown = entries.slice(-EGRESS_SHOWN);
+    summary.textContent = `${count(entries.length)} requests: ${count(audit.allowed)} allowed, ${count(audit.refused)} refused` +
+      (shown.length < entries.length ? ` (the last ${shown.length} here; all in pixie show --json)` : "");
+    const text = (value) => (value === null || value === undefined ? "—" : String(value));
+    table.querySelector("tbody").replaceChildren(...shown.map((entry) => el("tr", { class: `egress-${text(entry.verdict)}` },
+      el("td", { text: text(entry.time) }), el("td", { text: text(entry.verdict) }), el("td", { text: text(entry.method) }),
+      el("td", { text: entry.port === null || entry.port === undefined ? text(entry.host) : `${text(entry.host)}:${text(entry.port)}` }),
+      el("td", { text: count(entry.bytes) }), el("td", { text: text(entry.reason) }))));
+    table.hidden = false;
+  }
+
   function renderPreview(url) {
     const frame = document.getElementById("preview");
     const safe = typeof url === "string" && /^https?:\/\//.test(url);
@@ -394,6 +422,7 @@
       scheduleDraw();
       renderFiles(record.files);
       renderUsage(record);
+      renderEgress(record);
       if (!document.getElementById("version-link").href) renderPreview(record.previewUrl || record.url);
       document.body.dataset.status = record.status;
       loadChanges(record);

@@ -1,0 +1,66 @@
+"""Mutants for the areas where issue 25's audit saw mutants survive: each breaks a promise partly,
+and the test named observes it from outside (a header, a typed error, a real run, a command)."""
+
+from tools.mutations import Mutant
+
+CONSOLE_HEADERS = ["tests/test_console_api.py::test_pages_cannot_be_framed_by_other_sites_and_run_no_inline_script"]
+OPENAI = "lambdas/logic/models/openai_model.py"
+
+MUTANTS: list[Mutant] = [
+    Mutant("console-frameable", "pixie/console/security.py", CONSOLE_HEADERS,
+           find="frame-ancestors 'none'; ", replace="", count=1,
+           promise="Console: Security — no other site may frame the console"),
+    Mutant("console-csp-allows-inline-scripts", "pixie/console/security.py", CONSOLE_HEADERS,
+           find="script-src 'self'; ", replace="script-src 'self' 'unsafe-inline'; ", count=1,
+           promise="Console: Security — a Content-Security-Policy runs only the console's own scripts"),
+    Mutant("openai-408-rejected", OPENAI,
+           ["tests/test_openai_model.py::test_request_timeout_408_forever_is_unavailable_not_rejected"],
+           find="if status >= 500 or status == 408:", replace="if status >= 500:", count=1,
+           promise="Durability: ModelThrottled — OpenAI's 408 is ModelUnavailable"),
+    Mutant("openai-read-timeout-1200s", OPENAI,
+           ["tests/test_openai_model.py::test_a_server_may_be_silent_for_120_s_between_pieces_by_default"],
+           find="        read_timeout_s: float = 120,\n", replace="        read_timeout_s: float = 1200,\n", count=1,
+           promise="Durability: ModelThrottled — 120 s without a byte is ModelUnavailable"),
+    Mutant("bedrock-unknown-5xx-rejected", "lambdas/logic/models/bedrock_model.py",
+           ["tests/test_bedrock_model.py::test_errors_map_to_the_typed_errors_the_state_machine_retries_or_not"],
+           find="if name in UNAVAILABLE or (isinstance(status, int) and status >= 500):", replace="if name in UNAVAILABLE:", count=1,
+           promise="Durability: ModelThrottled — any Bedrock 5xx is ModelUnavailable"),
+    Mutant("terminal-passes-bidi-isolates", "pixie/terminal_text.py",
+           ["tests/test_display.py::test_every_bidi_override_isolate_and_mark_is_written_out"],
+           find="\\u202a-\\u202e\\u2066-\\u2069]", replace="\\u202a-\\u202e]", count=2,
+           promise="CLI: pixie run — control and bidi characters a model wrote arrive escaped"),
+    Mutant("cli-sighup-not-handled", "pixie/local_run.py",
+           ["tests/test_cli_interrupts.py::test_one_signal_stops_a_run_blocked_on_the_model_within_seconds_and_saves_it"],
+           find='("SIGINT", "SIGTERM", "SIGHUP")', replace='("SIGINT", "SIGTERM")', count=1,
+           promise="CLI: Stopping a run — SIGHUP as SIGTERM"),
+    Mutant("isolation-tmp-unbounded", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation.py::test_the_private_tmp_is_512_mb"],
+           find='argv += [*size, "--tmpfs", "/tmp", ', replace='argv += ["--tmpfs", "/tmp", ', count=1,
+           promise="Security model: Files — a private /tmp of 512 MB"),
+]
+
+JOURNAL = "tests/test_journal_writes.py"
+MUTANTS += [
+    Mutant("run-record-written-in-place", "pixie/runs.py",
+           [f"{JOURNAL}::test_a_run_record_write_cut_short_leaves_the_previous_record_whole"],
+           find='    temporary = path.with_suffix(".json.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie show — a run's record is replaced whole, never half-written"),
+    Mutant("state-file-written-in-place", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_a_state_write_cut_short_leaves_the_previous_state_whole"],
+           find='    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")\n', replace="    temporary = path\n", count=1,
+           promise="CLI: pixie resume — from a state file replaced whole, never half-written"),
+    Mutant("resume-loses-idempotency-records", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_the_saved_state_keeps_the_idempotency_records_and_only_this_runs_items"],
+           find=' or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]', replace="]", count=1,
+           promise="CLI: pixie resume — completed steps not redone (their idempotency records kept)"),
+]
+
+TTL_TESTS = ["tests/test_promises_durability.py::test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothing_happens_twice"]
+MUTANTS += [
+    Mutant("idempotency-records-without-ttl", "lambdas/handlers/shared.py", TTL_TESTS,
+           find='        expiry_attr="expiresAt",', replace='        expiry_attr="expiration",', count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records too"),
+    Mutant("idempotency-records-expire-in-an-hour", "lambdas/handlers/shared.py", TTL_TESTS,
+           find="        expires_after_seconds=RUN_TTL_SECONDS,", replace="        expires_after_seconds=3600,", count=1,
+           promise="How it works: every item carries expiresAt — the idempotency records live as long as the run"),
+]
