@@ -131,3 +131,22 @@ def test_the_project_check_follows_package_json():
     # On E2B the dev server builds from the folder `npm run build` would overwrite.
     assert project_check_commands(FakeSandbox(scripts(test="jest", build="next build")), "e2b", None) == ["npm test"]
     assert project_check_commands(FakeSandbox(scripts(test="jest")), "local", "make check") == ["make check"]
+
+
+def test_pixie_run_no_check_and_check_command_from_the_cli(tmp_path):
+    from test_cli_local import pixie
+
+    script = write_script_file(tmp_path / "claims.json", SUMMARIZES_BEFORE_WRITING[:1])
+    result = pixie("run", "--no-serve", "--json", "--no-check", "--model", f"scripted:{script}", "Claim it", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "SUCCEEDED"
+
+    result = pixie("run", "--no-serve", "--json", "--check-command", "echo the check said no; exit 4",
+                   "--model", f"scripted:{script}", "Claim it", home=tmp_path, env={"PIXIE_CHECK_LIMIT": "1"})
+    assert result.returncode == 1
+    output = json.loads(result.stdout)
+    assert output["error"] == "CheckFailed" and "the check said no" in output["cause"] and "exit code 4" in output["cause"]
+    assert "CheckResult" in result.stderr and "failed" in result.stderr  # the live view shows the verdict
+
+    refused = pixie("run", "--check-command", " ", "--model", f"scripted:{script}", "Claim it", home=tmp_path)
+    assert refused.returncode == 2 and "--check-command" in refused.stderr
