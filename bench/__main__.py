@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import asset, bytecode, cli_start, egress, imports
+from bench import asset, bytecode, cli_start, egress, imports, lambda_memory
 from bench.console import bench_console
 from bench.throttle import bench_throttle
 from bench.metrics import (
@@ -45,6 +45,15 @@ FALLBACK_ARCHITECTURE = "arm64"
 # The pessimistic cost variant's extra assumptions (none of them measured here):
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1,769 MB, proportionally less below
 ASSUMED_SANDBOX_WAIT_S = {"pixie-create-sandbox": 3.0, "pixie-run-tool": 0.5, "pixie-check-result": 0.5, "pixie-get-sandbox-url": 0.5}
+# The realistic cost variant (issue 24's review of a deployed run): stated waits per invocation,
+# on the model (a 20 s turn) and on E2B (create, a command, the URL, a kill), billed at each
+# function's memory. Also priced with AgentTurn at 1,024 MB, its size before it was measured.
+REALISTIC_WAIT_S = {
+    "pixie-agent-turn": 20.0, "pixie-create-sandbox": 3.0, "pixie-run-tool": 2.0,
+    "pixie-check-result": 2.0,  # the done-check: the dev server's answer for / and a command
+    "pixie-get-sandbox-url": 0.5, "pixie-cleanup-sandbox": 0.5,
+}
+AGENT_TURN_MB_BEFORE = 1024
 
 TARGETS = {
     "max_payload_bytes": 8 * 1024,
@@ -136,11 +145,14 @@ def _check(run: Any, iterations: int) -> None:
         raise RuntimeError(f"benchmark run ended {run.status} ({run.error}) after {turns} turns, expected {iterations}")
 
 
-def run_cost(run: Any, sizes: dict[str, FunctionSize], init_ms: dict[str, float] | None = None, pessimistic: bool = False) -> dict[str, Any]:
+def run_cost(
+    run: Any, sizes: dict[str, FunctionSize], init_ms: dict[str, float] | None = None, pessimistic: bool = False,
+    waits: dict[str, float] | None = None,
+) -> dict[str, Any]:
     transitions = state_transitions(run.history)
     sfn_usd = transitions["total"] * PRICES["stepfunctions_per_transition"]
     invocations = run.invocations
-    extra = {"pixie-agent-turn": ASSUMED_MODEL_WAIT_S}
+    extra = waits or {"pixie-agent-turn": ASSUMED_MODEL_WAIT_S}
     if pessimistic:
         scale = {name: max(1.0, LAMBDA_MB_PER_VCPU / size.memory_mb) for name, size in sizes.items()}
         invocations = [(name, ms * scale[name]) for name, ms in invocations]
@@ -186,7 +198,31 @@ def bench_cost(
     totals = [c["totalUsd"] for c in costs]
     index = totals.index(statistics.median_low(totals))
     chosen = {**costs[index], "allRunsTotalUsd": totals, "workload": f"{pattern}, {iterations} iterations, 10 KB command outputs"}
+    before = {**sizes, "pixie-agent-turn": FunctionSize(AGENT_TURN_MB_BEFORE, sizes["pixie-agent-turn"].architecture)}
+    chosen["realistic"] = {
+        "totalUsd": run_cost(runs[index], sizes, waits=REALISTIC_WAIT_S)["totalUsd"],
+        "agentTurnAt1024MbUsd": run_cost(runs[index], before, waits=REALISTIC_WAIT_S)["totalUsd"],
+    }
     return chosen, run_cost(runs[index], sizes, init_ms, pessimistic=True)
+
+
+def bench_memory(
+    home: Path, iterations: int, import_mb: dict[str, float], sizes: dict[str, FunctionSize]
+) -> dict[str, Any]:
+    """Each function's measured peak (its imports plus its biggest invocation) beside its size."""
+    log(f"memory: a {iterations}-iteration run with tracemalloc, per invocation")
+    peaks = lambda_memory.invocation_peaks(home, iterations, COST_PATTERN)
+    memory = {}
+    for name, module in FUNCTIONS.values():
+        loaded = import_mb.get(module.rsplit(".", 1)[-1])
+        if loaded is None:  # the imports section was not run
+            continue
+        used = peaks.get(name, 0.0)
+        memory[name] = {
+            "importMb": loaded, "invocationMb": used, "peakMb": round(loaded + used, 1),
+            "suggestedMb": lambda_memory.suggested_mb(loaded, used), "configuredMb": sizes[name].memory_mb,
+        }
+    return {"lambda_memory_mb": memory}
 
 
 def bench_model_cost(home: Path, iterations: int, compacted: dict[str, Any]) -> dict[str, Any]:
@@ -225,6 +261,9 @@ def cost_results(chosen: dict[str, Any], pessimistic: dict[str, Any], heavy: dic
         "machinery_pct_of_model_cost": round(chosen["machineryPctOfModel"], 2),
         "cost_usd_15_iterations_2_calls_per_turn": round(heavy["totalUsd"], 6),
         "cost_breakdown_15_iterations_2_calls_per_turn": _rounded(heavy),
+        "cost_usd_15_iterations_realistic": round(chosen["realistic"]["totalUsd"], 6),
+        "cost_usd_15_iterations_realistic_agent_turn_1024_mb": round(chosen["realistic"]["agentTurnAt1024MbUsd"], 6),
+        "cost_realistic_waits_s": REALISTIC_WAIT_S,
         "cost_usd_15_iterations_pessimistic": round(pessimistic["totalUsd"], 6),
         "cost_pessimistic_assumptions": {
             "cpuScaling": f"measured durations x max(1, {LAMBDA_MB_PER_VCPU} MB / function memory)",
@@ -308,6 +347,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("  dynamodb", f"${b['dynamodb']['usd']:.6f} ({b['dynamodb']['rru']:.0f} RRU, {b['dynamodb']['wru']:.0f} WRU)")
         row("  same, 2 tool calls per turn", f"${r['cost_usd_15_iterations_2_calls_per_turn']:.6f}")
         row("  pessimistic variant (see results.json)", f"${r['cost_usd_15_iterations_pessimistic']:.6f}")
+        if "cost_usd_15_iterations_realistic" in r:
+            row("  realistic: 20 s model turns, E2B waits (AgentTurn at 1,024 MB)",
+                f"${r['cost_usd_15_iterations_realistic']:.6f} (${r['cost_usd_15_iterations_realistic_agent_turn_1024_mb']:.6f})")
         tokens = r["model_tokens_15_iterations"]
         row("model cost, 15 iterations (gpt-4.1 list)",
             f"${r['model_cost_usd_15_iterations']:.4f} ({tokens['inputTokens']} in, {tokens.get('cachedInputTokens', 0)} of them cached / {tokens['outputTokens']} out tokens)")
@@ -321,6 +363,10 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("  cached_compacted / plain", f"{ratio:.2f}", f"<= {TARGETS['model_cost_cached_compacted_vs_plain']}",
             ratio <= TARGETS["model_cost_cached_compacted_vs_plain"])
         row("machinery as % of model cost", f"{r['machinery_pct_of_model_cost']:.2f} %", "about 1 %")
+    for name, m in r.get("lambda_memory_mb", {}).items():
+        row(f"memory[{name}] peak (imports + biggest invocation) / configured",
+            f"{m['peakMb']} MB ({m['importMb']} + {m['invocationMb']}) / {m['configuredMb']} MB",
+            f">= {lambda_memory.HEADROOM:g} x peak", m["configuredMb"] >= lambda_memory.HEADROOM * m["peakMb"])
     for handler, ms in r.get("cold_import_ms", {}).items():
         row(f"cold_import_ms[{handler}]", ms)
     for handler, ms in r.get("own_import_ms", {}).items():
@@ -484,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         heavy, _ = bench_cost(home, cost_iterations, cost_repeats, sizes, init_ms, COST_PATTERN_HEAVY)
         results.update(cost_results(chosen, pessimistic, heavy))
         results.update(bench_model_cost(home, cost_iterations, chosen))
+        results.update(bench_memory(home, cost_iterations, results.get("import_peak_rss_mb", {}), sizes))
         results.update(bench_engine_vs_plain(home, engine_iterations, engine_repeats))
         results.update(bench_prompt(home, prompt_iterations, 50 * 1024))
         log("console: the same scripted run through `pixie run` and through the warm `pixie ui`")

@@ -11,6 +11,8 @@
   a few tens of milliseconds of wall time on this shared 2-core machine is mostly waiting for a
   core (29–86 ms wall for the same import in one day's runs; the CPU time moved by a few ms), and a
   cold start on Lambda is CPU-bound. The wall time is kept too (`own_import_wall_ms`).
+- `import_peak_rss_mb`: the fresh interpreter's peak resident memory after the total imports:
+  what a function holds before its first event (bench/lambda_memory.py adds what a turn needs).
 - `sdk_isolation`: whether `openai` / `e2b` are in sys.modules after the total imports.
 
 The fresh interpreters get LAMBDA_TASK_ROOT, as on Lambda, so Powertools' Tracer initializes as it
@@ -63,8 +65,9 @@ third_party = [
     m for m in loaded
     if m.split(".")[0] not in sys.stdlib_module_names and m.split(".")[0] not in ("lambdas", "__main__")
 ]
-import json
-print(json.dumps({"ms": ms, "cpuMs": cpu_ms, "thirdParty": third_party, "openai": "openai" in sys.modules, "e2b": "e2b" in sys.modules}))
+import json, resource
+max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Linux: kilobytes
+print(json.dumps({"ms": ms, "cpuMs": cpu_ms, "maxRssKb": max_rss_kb, "thirdParty": third_party, "openai": "openai" in sys.modules, "e2b": "e2b" in sys.modules}))
 """
 
 
@@ -92,7 +95,7 @@ def _median(values: list[float]) -> float:
 
 def measure(repeats: int = 5, handlers: dict[str, str] | None = None, sdks: tuple[str, ...] = SDKS) -> dict:
     handlers = HANDLERS if handlers is None else handlers
-    result: dict = {"cold_import_ms": {}, "own_import_ms": {}, "own_import_wall_ms": {}, "sdk_import_ms": {}, "sdk_isolation": {}}
+    result: dict = {"import_peak_rss_mb": {}, "cold_import_ms": {}, "own_import_ms": {}, "own_import_wall_ms": {}, "sdk_import_ms": {}, "sdk_isolation": {}}
     with tempfile.TemporaryDirectory(prefix="pixie-bench-imports-") as scratch:
         for handler, first_use in handlers.items():
             modules = [f"lambdas.handlers.{handler}", first_use]
@@ -107,6 +110,8 @@ def measure(repeats: int = 5, handlers: dict[str, str] | None = None, sdks: tupl
                 owns.append(own["cpuMs"])
                 own_walls.append(own["ms"])
             result["cold_import_ms"][handler] = _median(totals)
+            # What the function holds once loaded, before its first event (the floor of its memory).
+            result["import_peak_rss_mb"][handler] = round(total["maxRssKb"] / 1024, 1)
             result["own_import_ms"][handler] = _median(owns)
             result["own_import_wall_ms"][handler] = _median(own_walls)
             result["sdk_isolation"][handler] = {"openai": total["openai"], "e2b": total["e2b"]}

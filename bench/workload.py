@@ -95,16 +95,17 @@ class EngineRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def run_on_engine(workload: Workload) -> EngineRun:
+def run_on_engine(workload: Workload, invoke_wrapper: Callable[[str, dict, Callable[[], Any]], Any] | None = None) -> EngineRun:
     """One run of the workload on a fresh embedded engine. The wall time covers start_execution
     to the final status (the engine's own polling included), not the engine's setup. Every handler
-    invocation is timed, and every DynamoDB request the run makes is metered."""
+    invocation is timed (around `invoke_wrapper`, if given), and every DynamoDB request the run
+    makes is metered."""
     invocations: list[tuple[str, float]] = []
 
     def timed(name: str, event: dict, invoke: Callable[[], Any]) -> Any:
         start = time.perf_counter()
         try:
-            return invoke()
+            return invoke_wrapper(name, event, invoke) if invoke_wrapper else invoke()
         finally:
             invocations.append((name, (time.perf_counter() - start) * 1000))
 

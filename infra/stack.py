@@ -304,7 +304,10 @@ def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
             "lambdas.handlers.agent_turn.handler",
             f"pixie: one model turn ({settings.model.partition(':')[0]}) with the tools; saves the reply",
             600,  # an LLM turn can take minutes (the SDK retries 429/5xx itself)
-            1024,
+            # It mostly waits on the model, billed by memory: `make bench` measures its peak at
+            # about 75 MB (imports 71 + a turn's allocations); 512 MB keeps headroom and the CPU
+            # a cold start's imports need (1,024 MB cost twice as much per turn for nothing).
+            512,
             "openai" if settings.model.startswith("openai:") else None,  # Bedrock: IAM, scripted: nothing
         ),
         "RunTool": FunctionSpec(

@@ -258,6 +258,17 @@ def test_an_error_in_the_middle_of_the_stream_is_typed_too(stub, exception_type,
         BedrockChatModel(HAIKU).complete([USER], [], turn=1)
 
 
+def test_a_corrupt_stream_is_unavailable_and_retried_not_a_rejected_request(stub):
+    """A frame whose checksum does not match: the stream broke in transit, so the state machine
+    must retry the turn (ModelUnavailable), not fail the run as a bad request."""
+    corrupt = bytearray(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Half"}}))
+    corrupt[-1] ^= 0xFF
+    stub.reply(Stream([event("messageStart", {"role": "assistant"}), bytes(corrupt)]))
+
+    with pytest.raises(ModelUnavailable, match="broke off"):
+        BedrockChatModel(HAIKU).complete([USER], [], turn=1)
+
+
 def test_a_stream_that_ends_before_message_stop_is_not_taken_as_a_reply(stub):
     stub.reply(Stream([event("messageStart", {"role": "assistant"}), event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "Hal"}})]))
     with pytest.raises(ModelUnavailable, match="before the message was complete"):

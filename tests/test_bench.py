@@ -161,6 +161,16 @@ def test_results_json_has_every_figure_the_issue_asks_for():
     assert set(results["cold_import_ms"]) == set(imports.HANDLERS)
 
 
+def test_the_table_fails_a_function_sized_below_twice_its_measured_peak():
+    def judged(configured):
+        memory = {"pixie-agent-turn": {"importMb": 71.0, "invocationMb": 4.0, "peakMb": 75.0,
+                                       "suggestedMb": 192, "configuredMb": configured}}
+        return [ok for metric, _, _, ok in rows({"lambda_memory_mb": memory}) if metric.startswith("memory[")]
+
+    assert judged(512) == ["pass"]
+    assert judged(128) == ["FAIL"]
+
+
 def test_the_table_holds_the_console_against_pixie_run():
     figures = {"console_run_ms": 900, "cli_run_ms": 8000, "console_vs_cli_ratio": 0.11,
                "console_engine_start_s": 5.1, "console_first_run_ms": 2100}
@@ -210,8 +220,13 @@ def test_the_quick_bench_runs_every_section_that_needs_no_download(tmp_path):
     assert "target(s) missed" in done.stdout, done.stdout[-3000:]
     results = json.loads(out.read_text())
     for key in ("max_payload_bytes", "cost_usd_15_iterations", "own_import_ms", "engine_ms_per_iteration", "throttle",
-                "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn", "model_cost_15_iterations", "cli_demo_wall_ms", "moto_parser_import_ms"):
+                "console_vs_cli_ratio", "cli_first_state_ms", "prompt_bytes_per_turn", "model_cost_15_iterations", "cli_demo_wall_ms", "moto_parser_import_ms",
+                "lambda_memory_mb", "cost_usd_15_iterations_realistic"):
         assert key in results, key
+    agent_turn = results["lambda_memory_mb"]["pixie-agent-turn"]
+    assert agent_turn["importMb"] > 10 and agent_turn["invocationMb"] > 0  # both parts were measured
+    # Waiting 20 s a turn at AgentTurn's old 1,024 MB costs more than at its measured size.
+    assert results["cost_usd_15_iterations_realistic_agent_turn_1024_mb"] > results["cost_usd_15_iterations_realistic"]
     assert "egress_proxy_added_ms" in results or "egress_proxy_error" in results
     assert results["passed"], "the table judged no figure against its target"
 

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -536,3 +537,38 @@ def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypat
     out = io.StringIO()
     assert _egress_checks(None, out) is False
     assert "FAIL another port" in out.getvalue() and "FAIL both requests are in the audit" in out.getvalue()
+
+
+def test_npm_view_asks_a_listed_registry_through_the_proxy(tmp_path, address):
+    if shutil.which("npm") is None:
+        pytest.skip("no npm here")
+    seen: list[str] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            seen.append(self.path)
+            body = json.dumps({"name": "pixie-egress-probe", "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {
+                "name": "pixie-egress-probe", "version": "1.0.0", "description": "registry-answer-23",
+                "dist": {"tarball": f"http://{address}:{port}/p.tgz", "shasum": "0" * 40}}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((address, 0), Registry)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sandbox = sandbox_with(tmp_path, f"{address}:{port}")
+        viewed = sandbox.run_command(f"npm_config_update_notifier=false npm view pixie-egress-probe description "
+                                     f"--registry http://{address}:{port}/", 120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert viewed.exit_code == 0 and viewed.stdout.strip() == "registry-answer-23", viewed
+    assert seen == ["/pixie-egress-probe"]
+    assert [(e["port"], e["verdict"]) for e in egress.read_audit(sandbox.egress_audit)] == [(port, "allowed")]

@@ -64,3 +64,18 @@ MUTANTS += [
            find="        expires_after_seconds=RUN_TTL_SECONDS,", replace="        expires_after_seconds=3600,", count=1,
            promise="How it works: every item carries expiresAt — the idempotency records live as long as the run"),
 ]
+
+MUTANTS += [
+    Mutant("isolation-pids-limit-tenfold", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation.py::test_a_fork_bomb_stops_at_the_process_limit"],
+           find='[("pids.max", str(limits.processes))]', replace='[("pids.max", str(limits.processes * 10))]', count=1,
+           promise="Security model: Limits — 1024 processes per command"),
+]
+
+MUTANTS += [
+    Mutant("bedrock-broken-stream-rejected", "lambdas/logic/models/bedrock_model.py",
+           ["tests/test_bedrock_model.py::test_a_corrupt_stream_is_unavailable_and_retried_not_a_rejected_request"],
+           find='raise ModelUnavailable(f"{self.name}: the reply stream broke off',
+           replace='raise ModelRequestRejected(f"{self.name}: the reply stream broke off', count=1,
+           promise="Durability: ModelThrottled — a broken Bedrock stream is ModelUnavailable"),
+]
