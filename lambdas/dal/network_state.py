@@ -110,6 +110,11 @@ class RunRecord:
     # user's that it runs (None: the project's own npm scripts).
     check: bool = True
     check_command: str | None = None
+    # Approvals: which tool calls wait for a person ("none", "commands", "all"), for how long, and
+    # the wait in progress ({taskToken, iteration, calls, requestedAt, timeoutSeconds}) if any.
+    approve: str = "none"
+    approval_timeout_s: int | None = None
+    pending_approval: dict[str, Any] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -137,6 +142,9 @@ class RunRecord:
             cache_write_tokens=int(item.get("cacheWriteTokens", 0)),
             check=bool(item.get("check", True)),
             check_command=item.get("checkCommand"),
+            approve=str(item.get("approve") or "none"),
+            approval_timeout_s=int(item["approvalTimeoutSeconds"]) if item.get("approvalTimeoutSeconds") is not None else None,
+            pending_approval=_plain(item.get("pendingApproval")),
         )
 
 
@@ -165,6 +173,8 @@ class NetworkState:
         max_tokens: int | None = None,
         check: bool = True,
         check_command: str | None = None,
+        approve: str = "none",
+        approval_timeout_s: int | None = None,
     ) -> RunRecord:
         now = int(time.time())
         item = {
@@ -189,6 +199,9 @@ class NetworkState:
         if parent_run_id:
             item["parentRunId"] = parent_run_id
         item.update(budget_fields(budget_usd, max_tokens))
+        if approve != "none":
+            item["approve"] = approve
+            item["approvalTimeoutSeconds"] = approval_timeout_s
         self.table.put_item(Item=item)
         return RunRecord.from_item(item)
 
@@ -231,6 +244,22 @@ class NetworkState:
             },
             ConditionExpression="attribute_exists(pk)",
         )
+
+    def set_pending_approval(self, run_id: str, pending: dict[str, Any]) -> None:
+        """The wait AwaitApproval is in: its task token and the calls it holds back."""
+        self.update_run(run_id, pendingApproval=pending)
+
+    def clear_pending_approval(self, run_id: str, iteration: int) -> None:
+        """The wait of turn `iteration` is decided (a later turn's is left alone)."""
+        try:
+            self.table.update_item(
+                Key={"pk": _pk(run_id), "sk": "META"},
+                UpdateExpression="REMOVE pendingApproval",
+                ConditionExpression="pendingApproval.iteration = :iteration",
+                ExpressionAttributeValues={":iteration": int(iteration)},
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            pass  # nothing pending for that turn (already cleared by another call of it)
 
     # --- one run per event ------------------------------------------------------------------
     def claim_event(self, event_id: str, run_id: str) -> str:
@@ -390,6 +419,17 @@ def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, An
     if len(pieces) > 1:
         head["parts"] = len(pieces)
     return [*parts, head]
+
+
+def _plain(value: Any) -> Any:
+    """A DynamoDB map as plain JSON values (its numbers come back as Decimal)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def budget_fields(budget_usd: float | None, max_tokens: int | None) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
             max_tokens=choices.get("maxTokens", settings.max_tokens),
             check=choices.get("check", settings.check),
             check_command=choices.get("checkCommand", settings.check_command),
+            approve=choices.get("approve", settings.approve),
+            approval_timeout_s=choices.get("approvalTimeoutSeconds", settings.approval_timeout_s),
         )
     except BaseException:
         # No record: release it here (CleanupSandbox finds it only by its run tag, on E2B).
