@@ -39,7 +39,8 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 ASSUMED_MODEL_WAIT_S = 5.0  # per AgentTurn: the Lambda waits on the model, billed
 # Used only if infra/stack.py cannot be read: the sizes it declared when this was written.
 FALLBACK_FUNCTION_SIZES = {
-    "CreateSandbox": 512, "AgentTurn": 1024, "RunTool": 512, "CheckResult": 512, "GetSandboxUrl": 512, "CleanupSandbox": 512,
+    "CreateSandbox": 512, "AgentTurn": 1024, "RunTool": 512, "RequestApproval": 512, "CheckResult": 512, "GetSandboxUrl": 512,
+    "CleanupSandbox": 512,
 }
 FALLBACK_ARCHITECTURE = "arm64"
 # The pessimistic cost variant's extra assumptions (none of them measured here):

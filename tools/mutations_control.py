@@ -64,9 +64,11 @@ def _router_skips_the_check(definition: dict) -> None:
             choice["Next"] = "GetSandboxUrl"
 
 
-def _verdict_ignores_failed(definition: dict) -> None:
-    verdict = definition["States"]["CheckVerdict"]
-    verdict["Choices"] = [c for c in verdict["Choices"] if c.get("Next") != "CheckFailed"]
+def _verdict_accepts_failed(definition: dict) -> None:
+    # (Dropping the choice instead would loop forever: the failed verdict keeps its summary.)
+    for choice in definition["States"]["CheckVerdict"]["Choices"]:
+        if choice.get("Next") == "CheckFailed":
+            choice["Next"] = "GetSandboxUrl"
 
 
 MUTANTS += [
@@ -91,7 +93,7 @@ MUTANTS += [
     Mutant("control-check-never-ends-the-run", "lambdas/logic/steps/check_result.py", DONE_CHECK,
            find="    if failed >= settings.check_limit or out_of_turns:", replace="    if out_of_turns:",
            promise="Durability: anything else — CheckFailed after PIXIE_CHECK_LIMIT failed checks"),
-    Mutant("asl-check-failed-never-reached", ASL, DONE_CHECK, edit_json=_verdict_ignores_failed,
+    Mutant("asl-check-failed-never-reached", ASL, DONE_CHECK, edit_json=_verdict_accepts_failed,
            promise="Durability: anything else — CheckFailed after PIXIE_CHECK_LIMIT failed checks"),
     Mutant("control-check-cause-unbounded", "lambdas/logic/done_check.py", DONE_CHECK,
            find="    return fit_json(text, MAX_CHECK_CAUSE_JSON_CHARS)", replace="    return text",
