@@ -325,6 +325,13 @@ def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
             512,
             "e2b",
         ),
+        "RequestApproval": FunctionSpec(
+            "lambdas.handlers.request_approval.handler",
+            "pixie: save an approval wait's task token and pending calls with the run, then return",
+            30,  # two table reads and one write: the wait itself happens in Step Functions, not here
+            512,
+            None,  # no API key: it touches the table only
+        ),
         "CleanupSandbox": FunctionSpec(
             "lambdas.handlers.cleanup_sandbox.handler",
             "pixie: a failed run kills its sandbox and records why",

@@ -189,3 +189,22 @@ def stop_aws(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch_and_report(args, args.execution_arn, args.json)
+
+
+def decide_aws(args: argparse.Namespace, approve: bool, reason: str | None) -> int:
+    """`pixie approve|deny RUN --aws`: SendTaskSuccess / SendTaskFailure for the deployed run's wait."""
+
+    def decide() -> dict[str, Any]:
+        from pixie.aws_runs import aws_client, decide_aws as decide_run, stack_outputs
+
+        outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
+        return decide_run(args.run_id, outputs["TableName"], aws_client("stepfunctions"), approve, reason)
+
+    result = aws_call(args, decide)
+    if result is None:
+        return 2
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(f"Run {args.run_id}: {result['calls']} tool call(s) {result['decision']}.", flush=True)
+    return 0

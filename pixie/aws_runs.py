@@ -470,3 +470,35 @@ def show_aws(
                 "history": [jsonable(e) for e in HistoryFollower(sfn_client, arn).new_events()],
             }
     return run_record(state, run_id, **execution)
+
+
+def decide_aws(run_id: str, table: str, sfn_client: Any, approve: bool, reason: str | None = None,
+               dynamodb_resource: Any | None = None) -> dict[str, Any]:
+    """Approves or denies the tool calls a deployed run waits on (AwaitApproval): the task token
+    RequestApproval saved with the run goes back with SendTaskSuccess ({"approved": true}) or
+    SendTaskFailure (ApprovalDenied, the reason as its cause)
+    (https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html,
+    https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskFailure.html).
+    AwsRunsError when nothing waits, or the wait already ended (TaskTimedOut)."""
+    from lambdas.dal.network_state import NetworkState
+    from lambdas.logic.approvals import APPROVAL_DENIED, MAX_REASON_CHARS
+
+    state = NetworkState(table, dynamodb_resource)
+    run = state.find_run(run_id)
+    if run is None:
+        raise AwsRunsError(f"no run {run_id!r} in table {table}")
+    pending = run.pending_approval
+    if not pending or not pending.get("taskToken"):
+        raise AwsRunsError(f"run {run_id} is not waiting for approval")
+    try:
+        if approve:
+            sfn_client.send_task_success(taskToken=pending["taskToken"], output=json.dumps({"approved": True}))
+        else:
+            cause = (reason or "").strip()[:MAX_REASON_CHARS] or "no reason given"
+            sfn_client.send_task_failure(taskToken=pending["taskToken"], error=APPROVAL_DENIED, cause=cause)
+    except Exception as exc:
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        if code in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            raise AwsRunsError(f"run {run_id} is no longer waiting for approval ({code})") from None
+        raise
+    return {"runId": run_id, "decision": "approved" if approve else "denied", "calls": len(pending.get("calls") or [])}

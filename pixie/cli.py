@@ -2,7 +2,7 @@
 
     pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
               [--max-iterations N] [--budget-usd USD] [--max-tokens N]
-              [--json] [--no-serve] [--allow-network] [--allow-host HOST[:PORT]] [--no-isolation] PROMPT
+              [--approve commands|all] [--approval-timeout 24h] [--json] [--no-serve] [--allow-network] [--allow-host HOST[:PORT]] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
     pixie resume RUN_ID [--budget-usd USD] [--max-tokens N] [--json] [--no-serve]
     pixie list [--limit N] [--json]
@@ -11,6 +11,8 @@
     pixie diff RUN_ID [--against RUN_ID] [--stat] [--json]
     pixie restore RUN_ID                that version becomes the project's newest (a new one)
     pixie stop RUN_ID [--aws]           stop a run another pixie process (or the console) runs
+    pixie approve RUN_ID [--aws]        run the tool calls a run (--approve) waits on
+    pixie deny RUN_ID [--reason TEXT] [--aws]   ... or not: the model is told, with the reason
     pixie doctor                 how local commands are isolated here, checked
 
 and against a deployed stack (boto3; region and credentials from --region/--profile or the usual
@@ -123,6 +125,19 @@ def _max_tokens(text: str) -> int:
     return value
 
 
+def _approval_timeout(text: str) -> int:
+    """Seconds, or a number with s, m, h or d (24h); Step Functions' own range."""
+    from lambdas.logic.approvals import MAX_APPROVAL_TIMEOUT_S
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in units else (text, "s")
+    if not number.isdigit() or not 1 <= int(number) * units[unit] <= MAX_APPROVAL_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"must be a time from 1 s to 365 d: seconds, or a number with s, m, h or d (e.g. 90, 30m, 24h), not {text!r}")
+    return int(number) * units[unit]
+
+
 def _fault_rate(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
@@ -231,7 +246,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_locally(args.prompt, options, on_event=display, invoke_wrapper=faults, stop=stop)
 
     intro = [*notices, f"{visible(model, one_line=True)} · {args.sandbox} sandbox · up to {args.max_iterations} turns"]
+    if args.approve:
+        how = "asked here" if _asks_inline() else f"decide with {pixie_command()} approve / deny RUN"
+        intro.append(f"{'terminal' if args.approve == 'commands' else 'all'} tool calls wait for your approval ({how})")
     return _run_live(start, intro, args, serve=args.sandbox == "local" and not args.no_serve)
+
+
+def _asks_inline() -> bool:
+    """`pixie run --approve` asks on the terminal when it has one to ask on."""
+    try:
+        return sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def check_allow_hosts(entries: list[str] | None, sandbox: str) -> None:
@@ -266,6 +292,8 @@ def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str]
         extra_env=tuple(model_env.items()),
         budget_usd=args.budget_usd,
         max_tokens=args.max_tokens,
+        approve=args.approve,
+        approval_timeout_s=args.approval_timeout,
     )
 
 
@@ -306,6 +334,15 @@ def _run_live(start: Any, intro: list[str], args: argparse.Namespace, serve: boo
         faults = FaultInjector(args.inject_faults, args.fault_seed)
         display.notice(f"pixie: injecting faults into {args.inject_faults:.0%} of invocations (seed {args.fault_seed})")
     stop_listening = progress.subscribe(display.on_progress)
+    if getattr(args, "approve", None) and _asks_inline():
+        from pixie.approval_prompt import InlineApprovals
+
+        stop_asking = InlineApprovals(display, pixie_home()).listen()
+        previous_stop_listening = stop_listening
+
+        def stop_listening() -> None:
+            stop_asking()
+            previous_stop_listening()
     try:
         with StopSignals(lambda text: display.notice(f"pixie: {text}")) as stop:
             record = start(display, stop, faults)
@@ -689,6 +726,38 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_decide(args: argparse.Namespace) -> int:
+    """`pixie approve RUN` / `pixie deny RUN [--reason TEXT]`: decides the tool calls a run
+    waits on (--approve). Locally through the process running it (pixie/local_run.py: decide);
+    --aws: SendTaskSuccess / SendTaskFailure with the token saved in the run's table."""
+    approve = args.command == "approve"
+    reason = getattr(args, "reason", None)
+    if args.aws:
+        from pixie.aws_commands import decide_aws
+
+        return decide_aws(args, approve, reason)
+    from pixie.local_run import NothingToDecide, request_decision
+    from pixie.runs import load_run
+
+    run_id = _saved_run_id(args.run_id)
+    record = load_run(pixie_home(), run_id)
+    if record.get("status") != "RUNNING" or not record.get("pendingApproval"):
+        status = record.get("status")
+        raise UsageError(f"run {run_id} is not waiting for approval (it is {status}{'' if status != 'RUNNING' else ', running its turn'})")
+    try:
+        result = request_decision(pixie_home(), run_id, approve, reason)
+    except NothingToDecide as exc:
+        raise UsageError(str(exc)) from None
+    except TimeoutError as exc:
+        sys.stderr.write(f"pixie: {exc}\n")
+        return 1
+    if args.json:
+        print(json.dumps(result), flush=True)
+    else:
+        print(f"Run {run_id}: {result['calls']} tool call(s) {result['decision']}.", flush=True)
+    return 0
+
+
 # --- against a deployed stack: pixie/aws_commands.py ------------------------------------------------
 def cmd_send(args: argparse.Namespace) -> int:
     from pixie.aws_commands import cmd_send as send
@@ -757,6 +826,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
                      help="continue the project of a run that succeeded: its sandbox, files and conversation")
     _budget_options(run, "the run ends BudgetExceeded")
+    run.add_argument("--approve", choices=("commands", "all"),
+                     help="wait for your approval before running terminal calls (commands) or every tool call (all): "
+                          "asked here on a terminal, else pixie approve / deny RUN")
+    run.add_argument("--approval-timeout", type=_approval_timeout, metavar="TIME",
+                     help="how long a run waits for a decision before the calls count as denied (default 24h)")
     run.add_argument("--json", action="store_true", help="print the result as one JSON object on stdout")
     run.add_argument("--no-serve", action="store_true", help="exit when the run ends instead of serving the preview")
     run.add_argument("--inject-faults", type=_fault_rate, default=0.0, metavar="RATE",
@@ -846,6 +920,18 @@ def build_parser() -> argparse.ArgumentParser:
     _aws_options(stop)
     stop.set_defaults(func=cmd_stop)
 
+    for verb, what in (("approve", "run the tool calls a run waits on (pixie run --approve)"),
+                       ("deny", "refuse the tool calls a run waits on: not run, and the model is told why")):
+        decide = commands.add_parser(verb, help=what)
+        decide.add_argument("run_id", help="the run id, or a unique prefix of it")
+        if verb == "deny":
+            decide.add_argument("--reason", metavar="TEXT", help="why, for the model (it sees this in each call's result)")
+        decide.add_argument("--json", action="store_true", help="print {runId, decision, calls} as one JSON object")
+        decide.add_argument("--aws", action="store_true", help="a deployed run: SendTaskSuccess / SendTaskFailure")
+        decide.add_argument("--stack", default="PixieStack", help="stack whose outputs name the table (default PixieStack)")
+        _aws_options(decide)
+        decide.set_defaults(func=cmd_decide)
+
     rm = commands.add_parser("rm", help="delete saved local runs: record, saved state, version and project folder")
     rm.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="run ids, or unique prefixes of them")
     rm.set_defaults(func=cmd_rm)
@@ -887,6 +973,8 @@ EXAMPLES = {
     "send": 'pixie send "Build a todo app" --stack PixieStack',
     "resume": "pixie resume 3f2a\n  pixie resume 3f2a --budget-usd 2\n  pixie resume RUN_ID --aws",
     "stop": "pixie stop 3f2a",
+    "approve": "pixie approve 3f2a",
+    "deny": 'pixie deny 3f2a --reason "use npm ci, not npm install"',
     "rm": "pixie rm 3f2a 9c1e",
     "prune": "pixie prune --older-than 7d --dry-run",
     "watch": "pixie watch arn:aws:states:us-east-1:123456789012:execution:PixieAgent:RUN_ID",

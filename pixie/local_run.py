@@ -40,6 +40,10 @@ class RunOptions:
     # The run's budget (None: the environment's PIXIE_BUDGET_USD / PIXIE_MAX_TOKENS, else unbounded).
     budget_usd: float | None = None
     max_tokens: int | None = None
+    # Approvals: which tool calls wait for a person ("commands", "all"; None: the environment's
+    # PIXIE_APPROVE, else none), and how long (None: PIXIE_APPROVAL_TIMEOUT, else 24 h).
+    approve: str | None = None
+    approval_timeout_s: int | None = None
 
     def env(self) -> dict[str, str]:
         isolation = {} if self.isolation is None else {"PIXIE_ISOLATION": self.isolation}
@@ -69,6 +73,8 @@ class RunOptions:
             "template": self.template,
             "budgetUsd": self.budget_usd,
             "maxTokens": self.max_tokens,
+            "approve": self.approve,
+            "approvalTimeoutSeconds": self.approval_timeout_s,
             "allowHosts": list(self.effective_allow_hosts()),
         }
 
@@ -81,7 +87,8 @@ class RunOptions:
 
     def event_choices(self) -> dict[str, Any]:
         """The per-run choices these options put in the event's detail (several runs may share an engine)."""
-        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens}
+        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens,
+                   "approve": self.approve, "approvalTimeoutSeconds": self.approval_timeout_s}
         return {name: value for name, value in choices.items() if value is not None}
 
 
@@ -141,21 +148,114 @@ def request_stop(pixie_home: Path, run_id: str) -> None:
     path.touch()
 
 
+DECISION_REQUESTS = "approval-requests"  # under $PIXIE_HOME: `pixie approve`/`deny` leave <run>.json here
+DECISION_WAIT_S = 120  # how long `pixie approve` waits for the running process to answer
+
+
+class NothingToDecide(Exception):
+    """The run is not waiting for a decision (never was, or it was decided or timed out)."""
+
+
+def decide(engine: LocalEngine, run_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+    """Approves or denies the calls a run running on `engine` waits on: SendTaskSuccess with
+    {"approved": true}, or SendTaskFailure with ApprovalDenied and the reason as its cause, as
+    `pixie approve --aws` does on AWS. The one way a local decision is made (the CLI through a
+    request file, the console directly). NothingToDecide when nothing waits."""
+    from botocore.exceptions import ClientError
+
+    from lambdas.logic.approvals import APPROVAL_DENIED, MAX_REASON_CHARS
+
+    state = NetworkState(engine.env["PIXIE_TABLE"])
+    run = state.find_run(run_id)
+    pending = run.pending_approval if run else None
+    if not pending or not pending.get("taskToken"):
+        raise NothingToDecide(f"run {run_id} is not waiting for approval")
+    token = pending["taskToken"]
+    try:
+        if approve:
+            engine.send_task_success(token, {"approved": True})
+        else:
+            engine.send_task_failure(token, APPROVAL_DENIED, (reason or "").strip()[:MAX_REASON_CHARS] or "no reason given")
+    except ClientError as exc:  # TaskTimedOut: the wait ended meanwhile (timed out, or decided)
+        raise NothingToDecide(f"run {run_id} is no longer waiting for approval ({exc.response['Error']['Code']})") from None
+    state.clear_pending_approval(run_id, int(pending.get("iteration", 0)))  # not offered twice
+    return {"runId": run_id, "decision": "approved" if approve else "denied", "calls": len(pending.get("calls") or [])}
+
+
+def decision_request_path(pixie_home: Path, run_id: str) -> Path:
+    return Path(pixie_home) / DECISION_REQUESTS / f"{run_id}.json"
+
+
+def request_decision(pixie_home: Path, run_id: str, approve: bool, reason: str | None = None,
+                     wait_s: float = DECISION_WAIT_S) -> dict[str, Any]:
+    """Asks the process running `run_id` (a `pixie run`, or the console) to approve or deny what
+    it waits on, and waits for its answer: the result of `decide`. NothingToDecide when nothing
+    waits; TimeoutError when the process does not answer."""
+    import json
+    import os
+    import time
+    import uuid
+
+    path = decision_request_path(pixie_home, run_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    request_id = uuid.uuid4().hex
+    answer = path.with_name(f"{run_id}.{request_id}.answer")
+    temporary = path.with_name(f".{run_id}.{request_id}.tmp")
+    temporary.write_text(json.dumps({"id": request_id, "approve": approve, "reason": reason}), encoding="utf-8")
+    os.replace(temporary, path)  # one request at a time per run: a newer one replaces an unread one
+    deadline = time.monotonic() + wait_s
+    while not answer.exists():
+        if time.monotonic() > deadline:
+            path.unlink(missing_ok=True)
+            raise TimeoutError(f"the process running {run_id} did not answer within {wait_s:.0f} s")
+        time.sleep(0.05)
+    result = json.loads(answer.read_text(encoding="utf-8"))
+    answer.unlink(missing_ok=True)
+    if "error" in result:
+        raise NothingToDecide(result["error"])
+    return result
+
+
 class StopRequestWatcher:
     """While a run runs here, watches for `pixie stop RUN` from another shell and stops the run
-    as StopExecution does (ABORTED, cleaned up, saved; `pixie resume` carries it on). The same
-    for a `pixie run` and for a console run, which share one engine with others."""
+    as StopExecution does (ABORTED, cleaned up, saved; `pixie resume` carries it on), and for
+    `pixie approve`/`deny RUN`, which it decides (`decide`). The same for a `pixie run` and for
+    a console run, which share one engine with others."""
 
     def __init__(self, engine: LocalEngine, arn: str, run_id: str, pixie_home: Path) -> None:
         self.path = stop_request_path(pixie_home, run_id)
         self.path.unlink(missing_ok=True)  # an old request is not for this start
-        self._engine, self._arn = engine, arn
+        self.decision_path = decision_request_path(pixie_home, run_id)
+        self.decision_path.unlink(missing_ok=True)
+        self._engine, self._arn, self._run_id = engine, arn, run_id
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"stop-watch-{run_id}", daemon=True)
         self._thread.start()
 
+    def _answer_decision(self) -> None:
+        import json
+        import os
+
+        try:
+            request = json.loads(self.decision_path.read_text(encoding="utf-8"))
+            self.decision_path.unlink(missing_ok=True)
+            request_id = str(request["id"])
+            if not request_id.isalnum():
+                return
+            answer: dict[str, Any] = decide(self._engine, self._run_id, request.get("approve") is True, request.get("reason"))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return  # half-written or not ours: the asker times out and says so
+        except NothingToDecide as exc:
+            answer = {"error": str(exc)}
+        target = self.decision_path.with_name(f"{self._run_id}.{request_id}.answer")
+        temporary = target.with_name(f".{target.name}.tmp")
+        temporary.write_text(json.dumps(answer), encoding="utf-8")
+        os.replace(temporary, target)
+
     def _watch(self) -> None:
         while not self._done.wait(STOP_POLL_S):
+            if self.decision_path.exists():
+                self._answer_decision()
             if self.path.exists():
                 self.path.unlink(missing_ok=True)
                 try:
@@ -362,6 +462,8 @@ def resume_locally(
         log_level=log_level,
         budget_usd=budget_usd if budget_usd is not None else settings.get("budgetUsd"),
         max_tokens=max_tokens if max_tokens is not None else settings.get("maxTokens"),
+        approve=settings.get("approve"),
+        approval_timeout_s=settings.get("approvalTimeoutSeconds"),
         **_saved_allow_hosts(settings),
     )
     return run_locally(saved["event"], options, run_id=run_id, saved_items=saved["items"], **run_kwargs)

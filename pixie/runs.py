@@ -44,6 +44,9 @@ def run_record(
         "iterations": run.iteration if run else 0,
         "budgetUsd": run.budget_usd if run else None,  # None: no bound
         "maxTokens": run.max_tokens if run else None,
+        "approve": run.approve if run else None,  # which tool calls wait for a person's decision
+        # The calls waiting for that decision (pixie approve / deny), while the run waits; never its token.
+        "pendingApproval": public_pending_approval(run.pending_approval) if run and status == "RUNNING" else None,
         "parentRunId": run.parent_run_id if run else None,  # the run this one continues
         "projectId": run.project_id if run else None,  # shared by a chain of continued runs
         "executionArn": execution_arn,
@@ -51,6 +54,14 @@ def run_record(
         "fileChanges": state.list_changes(run_id) if run else [],  # per tool call: created, changed, deleted
         "history": history or [],
     }
+
+
+def public_pending_approval(pending: Any) -> dict[str, Any] | None:
+    """A wait for approval as people see it: the calls, the turn, when and for how long; the task
+    token (which decides the wait) stays in the run's table."""
+    if not isinstance(pending, dict):
+        return None
+    return {key: pending.get(key) for key in ("iteration", "calls", "requestedAt", "timeoutSeconds")}
 
 
 def runs_dir(pixie_home: Path) -> Path:

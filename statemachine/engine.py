@@ -61,6 +61,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "RunToolFunctionArn": ("pixie-run-tool", "lambdas.handlers.run_tool"),
     "GetSandboxUrlFunctionArn": ("pixie-get-sandbox-url", "lambdas.handlers.get_sandbox_url"),
     "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
+    "RequestApprovalFunctionArn": ("pixie-request-approval", "lambdas.handlers.request_approval"),
 }
 CLEANUP_FUNCTION = FUNCTIONS["CleanupSandboxFunctionArn"][0]
 STOP_CLEANUP_WAIT_S = 120  # the longest `wait` waits for a stopped execution's cleanup
@@ -225,6 +226,8 @@ class LocalEngine:
         # A redrive's execution -> the execution it continues (its history comes first).
         self._redriven_from: dict[str, str] = {}
         self._redriven_to: dict[str, str] = {}  # ... and back: an execution -> its redrive
+        # Task tokens handed to a `.waitForTaskToken` step, by run id, until its wait is decided.
+        self._waiting_tokens: dict[str, str] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
     def __enter__(self) -> "LocalEngine":
@@ -304,6 +307,8 @@ class LocalEngine:
         slot = self._take_slot(name)
         with self._lock:
             self.invocations += 1
+            if isinstance(event, dict) and isinstance(event.get("taskToken"), str):  # a callback step
+                self._waiting_tokens[str(event.get("runId"))] = event["taskToken"]
 
         def invoke() -> Any:
             return handler(event, LambdaContext(function_name=name))
@@ -367,6 +372,53 @@ class LocalEngine:
         self.interrupted = reason
         cancellation.cancel_all(reason)
         self._retry_clock.wake.set()
+        for run_id in list(self._waiting_tokens):  # a wait for a decision ends now too
+            self._end_wait(run_id, "Interrupted", reason)
+
+    # --- callbacks: .waitForTaskToken -----------------------------------------------------------
+    # A task with the callback pattern waits until SendTaskSuccess or SendTaskFailure hands its
+    # token back, or until its TimeoutSeconds passes (the task fails with States.Timeout); a token
+    # whose task already closed is answered TaskTimedOut, an unknown one InvalidToken
+    # (https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token,
+    # https://docs.aws.amazon.com/step-functions/latest/apireference/API_SendTaskSuccess.html).
+    # moto's interpreter implements the wait; these are the two calls, made on its backend in
+    # process: moto's HTTP layer drops SendTaskFailure's cause, which AWS passes on to the Catch.
+    # Errors come back as boto3 reports AWS's: a ClientError with its code.
+    def send_task_success(self, task_token: str, output: Any) -> None:
+        self._callback("SendTaskSuccess", "send_task_success", task_token=task_token, outcome=json.dumps(output))
+
+    def send_task_failure(self, task_token: str, error: str, cause: str = "") -> None:
+        self._callback("SendTaskFailure", "send_task_failure", task_token=task_token, error=error, cause=cause)
+
+    def _callback(self, operation: str, method: str, **kwargs: Any) -> None:
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        try:
+            getattr(stepfunctions_parser_backends[ACCOUNT][REGION], method)(**kwargs)
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if not isinstance(code, str):
+                raise
+            raise ClientError({"Error": {"Code": code, "Message": str(exc) or code},
+                               "ResponseMetadata": {"HTTPStatusCode": 400}}, operation) from None
+        finally:
+            self._forget_token(kwargs["task_token"])
+
+    def _forget_token(self, task_token: str) -> None:
+        with self._lock:
+            for run_id, token in list(self._waiting_tokens.items()):
+                if token == task_token:
+                    del self._waiting_tokens[run_id]
+
+    def _end_wait(self, run_id: str, error: str, cause: str) -> None:
+        """Fails the run's wait, if it has one (a stop or an interrupt: nothing is left to decide)."""
+        token = self._waiting_tokens.get(run_id)
+        if token is None:
+            return
+        try:
+            self.send_task_failure(token, error, cause)
+        except ClientError:
+            self._forget_token(token)  # decided or timed out meanwhile
 
     def stop(self, arn: str, cause: str, error: str = "Stopped") -> None:
         """StopExecution, then what the stack's EventBridge rule does with the "Execution Status
@@ -392,6 +444,8 @@ class LocalEngine:
             self._stops[arn] = {"error": error, "cause": cause, "timestamp": datetime.now(timezone.utc), "events": length}
             self._stopped_runs.add(arn.rsplit(":", 1)[-1])
             self.sfn.stop_execution(executionArn=arn, error=error, cause=cause)
+            # moto's interpreter would go on waiting for a decision (for up to its timeout): end it.
+            self._end_wait(arn.rsplit(":", 1)[-1], error, cause)
             description = self.describe(arn)
             event = {
                 "version": "0",

@@ -186,7 +186,7 @@ def _another_valid_value(name: str) -> str:
     if name in NUMERIC_SETTINGS:
         default, _, high = NUMERIC_SETTINGS[name]
         return str(default + 1 if default + 1 <= high else default - 1)
-    return {"PIXIE_ISOLATION": "none"}.get(name, "7")  # a str setting takes any text
+    return {"PIXIE_ISOLATION": "none", "PIXIE_APPROVE": "all"}.get(name, "7")  # a str setting takes any text
 
 
 def test_documented_defaults_are_the_settings_defaults(monkeypatch):

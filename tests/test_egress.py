@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -492,20 +493,56 @@ def test_an_e2b_run_is_refused_an_allow_list_it_would_not_get(tmp_path):
     assert refused.returncode == 2 and "--allow-host applies to the local sandbox" in refused.stderr, refused.stderr
 
 
+def egress_rows_in_a_browser(console, run_id: str):
+    """The Egress panel's rows as Chromium renders them (cells, <marquee> elements, row classes),
+    or None where there is no browser to ask (the API assertions stand alone)."""
+    try:
+        from playwright.sync_api import sync_playwright
+        from test_console_browser import chromium_path
+    except ImportError:
+        return None
+    executable = chromium_path()
+    if executable is None:
+        return None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(180_000)  # bounds a hang only: every wait is for an element
+            page.goto(f"{console.base}/runs/{run_id}?token={console.token}")
+            page.wait_for_selector("#egress:not([hidden]) tbody tr:nth-child(3)")
+            rows = page.locator("#egress tbody tr")
+            cells = [rows.nth(i).locator("td").all_inner_texts() for i in range(rows.count())]
+            return cells, page.locator("#egress marquee").count(), [rows.nth(i).get_attribute("class") for i in range(rows.count())]
+        finally:
+            browser.close()
+
+
 def test_the_console_run_page_has_an_egress_panel_fed_by_the_record(tmp_path, address, servers):
     from console_server import ConsoleProcess
     from pixie.console.views import run_view
 
     listed, other = servers
-    script = script_for(tmp_path / "s.json", commands(address, listed.port, other.port))
+    # A host name with markup in it, as a model's command may ask for one.
+    marked_up = ("python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", %d)); "
+                 "s.sendall(b\"GET http://<marquee>evil.invalid/ HTTP/1.1\\r\\n\\r\\n\"); print(s.recv(300))'" % egress.PROXY_PORT)
+    script = script_for(tmp_path / "s.json", [*commands(address, listed.port, other.port), marked_up])
     with ConsoleProcess(tmp_path / "home", env={"PIXIE_ALLOW_HOSTS": f"{address}:{listed.port}"}) as console:
         run_id = console.start_run("Fetch", model=f"scripted:{script}")
         record = console.wait_for(run_id)
         page = console.client.get(f"/runs/{run_id}")
         script_js = console.client.get("/static/run.js")
+        rows = egress_rows_in_a_browser(console, run_id)
     assert record["status"] == "SUCCEEDED", record
-    assert [(e["port"], e["verdict"]) for e in record["egress"]] == [(listed.port, "allowed"), (other.port, "refused")]
-    assert record["egressAudit"] == {"recorded": True, "note": None, "allowed": 1, "refused": 1}
+    assert [(e["host"], e["port"], e["verdict"]) for e in record["egress"]] == [
+        (address, listed.port, "allowed"), (address, other.port, "refused"), ("<marquee>evil.invalid", 80, "refused")]
+    assert record["egressAudit"] == {"recorded": True, "note": None, "allowed": 1, "refused": 2}
+    if rows is not None:  # what the page shows: one row per request, markup as text
+        cells, marquees, pwned_classes = rows
+        assert [row[1:4] for row in cells] == [
+            ["allowed", "GET", f"{address}:{listed.port}"], ["refused", "GET", f"{address}:{other.port}"],
+            ["refused", "GET", "<marquee>evil.invalid:80"]]
+        assert marquees == 0 and pwned_classes == ["egress-allowed", "egress-refused", "egress-refused"]
     assert page.status_code == 200 and 'id="egress-title">Egress</h2>' in page.text and '<table id="egress"' in page.text
     assert "renderEgress(record)" in script_js.text and "innerHTML" not in script_js.text  # text only, never markup
     deployed = run_view({"runId": "r", "sandboxId": "e2b-sandbox-id", "history": []})["egressAudit"]
@@ -536,3 +573,38 @@ def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypat
     out = io.StringIO()
     assert _egress_checks(None, out) is False
     assert "FAIL another port" in out.getvalue() and "FAIL both requests are in the audit" in out.getvalue()
+
+
+def test_npm_view_asks_a_listed_registry_through_the_proxy(tmp_path, address):
+    if shutil.which("npm") is None:
+        pytest.skip("no npm here")
+    seen: list[str] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - stdlib name
+            seen.append(self.path)
+            body = json.dumps({"name": "pixie-egress-probe", "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {
+                "name": "pixie-egress-probe", "version": "1.0.0", "description": "registry-answer-23",
+                "dist": {"tarball": f"http://{address}:{port}/p.tgz", "shasum": "0" * 40}}}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer((address, 0), Registry)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sandbox = sandbox_with(tmp_path, f"{address}:{port}")
+        viewed = sandbox.run_command(f"npm_config_update_notifier=false npm view pixie-egress-probe description "
+                                     f"--registry http://{address}:{port}/", 120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert viewed.exit_code == 0 and viewed.stdout.strip() == "registry-answer-23", viewed
+    assert seen == ["/pixie-egress-probe"]
+    assert [(e["port"], e["verdict"]) for e in egress.read_audit(sandbox.egress_audit)] == [(port, "allowed")]

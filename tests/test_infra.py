@@ -163,7 +163,9 @@ def task_function_names(states: dict[str, dict]) -> dict[str, str]:
     """State name -> FunctionName of every lambda:invoke Task, nested Map/Parallel states included."""
     found = {}
     for name, state in states.items():
-        if state["Type"] == "Task" and state["Resource"] == "arn:aws:states:::lambda:invoke":
+        # Request-response and callback (.waitForTaskToken) invocations alike.
+        if state["Type"] == "Task" and state["Resource"] in ("arn:aws:states:::lambda:invoke",
+                                                             "arn:aws:states:::lambda:invoke.waitForTaskToken"):
             found[name] = state["Parameters"]["FunctionName"]
         for sub in (state.get("ItemProcessor"), state.get("Iterator"), *state.get("Branches", [])):
             if sub:
@@ -280,6 +282,9 @@ def test_definition_is_the_asl_file_and_calls_the_step_functions_by_arn(resource
         called[state] = match.group(1)
     for state, handler in HANDLERS.items():
         assert lambdas[called[state]]["Properties"]["Handler"] == handler, state
+    # The approval wait's function saves the token and returns: a short timeout, no API key.
+    approval = lambdas[called["AwaitApproval"]]["Properties"]
+    assert approval["Handler"] == "lambdas.handlers.request_approval.handler" and approval["Timeout"] == 30
     # One function per step the definition calls, no unused ones.
     assert set(called.values()) == set(lambdas)
 
@@ -350,6 +355,8 @@ def test_function_environment_names_secrets_and_holds_no_secret_values(resources
         if step == "AgentTurn":
             assert env["PIXIE_OPENAI_SECRET_NAME"] == OPENAI_SECRET
             assert "PIXIE_E2B_SECRET_NAME" not in env
+        elif step == "RequestApproval":  # the table only
+            assert not secret_vars, step
         else:
             assert env["PIXIE_E2B_SECRET_NAME"] == E2B_SECRET, step
             assert "PIXIE_OPENAI_SECRET_NAME" not in env, step
@@ -392,6 +399,9 @@ def test_each_function_reads_only_its_own_secret(resources):
     for step, (_, props) in functions_by_step(resources).items():
         statements = policies_of_role(resources, role_of_function(props))
         secret_statements = [s for s in statements if any(a.startswith("secretsmanager:") for a in as_list(s["Action"]))]
+        if step == "RequestApproval":  # it saves a task token in the table: no key at all
+            assert secret_statements == [], step
+            continue
         assert len(secret_statements) == 1, step
         (statement,) = secret_statements
         assert "secretsmanager:GetSecretValue" in as_list(statement["Action"])

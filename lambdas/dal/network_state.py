@@ -106,6 +106,11 @@ class RunRecord:
     # Parts of input_tokens billed at their own rates: read from and written to the prompt cache.
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    # Approvals: which tool calls wait for a person ("none", "commands", "all"), for how long, and
+    # the wait in progress ({taskToken, iteration, calls, requestedAt, timeoutSeconds}) if any.
+    approve: str = "none"
+    approval_timeout_s: int | None = None
+    pending_approval: dict[str, Any] | None = None
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "RunRecord":
@@ -131,6 +136,9 @@ class RunRecord:
             output_tokens=int(item.get("outputTokens", 0)),
             cached_input_tokens=int(item.get("cachedInputTokens", 0)),
             cache_write_tokens=int(item.get("cacheWriteTokens", 0)),
+            approve=str(item.get("approve") or "none"),
+            approval_timeout_s=int(item["approvalTimeoutSeconds"]) if item.get("approvalTimeoutSeconds") is not None else None,
+            pending_approval=_plain(item.get("pendingApproval")),
         )
 
 
@@ -157,6 +165,8 @@ class NetworkState:
         project_id: str | None = None,
         budget_usd: float | None = None,
         max_tokens: int | None = None,
+        approve: str = "none",
+        approval_timeout_s: int | None = None,
     ) -> RunRecord:
         now = int(time.time())
         item = {
@@ -178,6 +188,9 @@ class NetworkState:
         if parent_run_id:
             item["parentRunId"] = parent_run_id
         item.update(budget_fields(budget_usd, max_tokens))
+        if approve != "none":
+            item["approve"] = approve
+            item["approvalTimeoutSeconds"] = approval_timeout_s
         self.table.put_item(Item=item)
         return RunRecord.from_item(item)
 
@@ -220,6 +233,22 @@ class NetworkState:
             },
             ConditionExpression="attribute_exists(pk)",
         )
+
+    def set_pending_approval(self, run_id: str, pending: dict[str, Any]) -> None:
+        """The wait AwaitApproval is in: its task token and the calls it holds back."""
+        self.update_run(run_id, pendingApproval=pending)
+
+    def clear_pending_approval(self, run_id: str, iteration: int) -> None:
+        """The wait of turn `iteration` is decided (a later turn's is left alone)."""
+        try:
+            self.table.update_item(
+                Key={"pk": _pk(run_id), "sk": "META"},
+                UpdateExpression="REMOVE pendingApproval",
+                ConditionExpression="pendingApproval.iteration = :iteration",
+                ExpressionAttributeValues={":iteration": int(iteration)},
+            )
+        except self.table.meta.client.exceptions.ConditionalCheckFailedException:
+            pass  # nothing pending for that turn (already cleared by another call of it)
 
     # --- one run per event ------------------------------------------------------------------
     def claim_event(self, event_id: str, run_id: str) -> str:
@@ -379,6 +408,17 @@ def _items(run_id: str, sk: str, attribute: str, text: str) -> list[dict[str, An
     if len(pieces) > 1:
         head["parts"] = len(pieces)
     return [*parts, head]
+
+
+def _plain(value: Any) -> Any:
+    """A DynamoDB map as plain JSON values (its numbers come back as Decimal)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def budget_fields(budget_usd: float | None, max_tokens: int | None) -> dict[str, Any]:

@@ -2,7 +2,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from lambdas.handlers.shared import idempotent_step, logger, metrics, network_state, settings, tracer
-from lambdas.logic.steps.agent_turn import agent_turn, turn_guard
+from lambdas.logic.steps.agent_turn import agent_turn, turn_guard, with_approval
 
 
 @idempotent_step("AgentTurn", "[runId, iteration]")
@@ -19,8 +19,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
     stopped = turn_guard(event["runId"], int(event["iteration"]), network_state(), settings())
     if stopped is not None:
         logger.info("run stopped before the model call", extra={"stop": stopped["stop"]})
-        return stopped
-    result = _turn(event, context)
+        return with_approval(stopped, network_state())
+    result = with_approval(_turn(event, context), network_state())
     usage = result["usage"]
     if usage:  # empty when a retry or a finished run made no model call
         metrics.add_metric(name="ModelInputTokens", unit=MetricUnit.Count, value=usage["inputTokens"])

@@ -13,7 +13,8 @@ from lambdas.logic.tools import TOOLS
 @idempotent_step("RunTool", "[runId, iteration, index]")
 def handler(event: dict, context: LambdaContext) -> dict:
     result = run_tool(
-        event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state()
+        event["runId"], int(event["iteration"]), int(event["index"]), event["toolCallId"], settings(), network_state(),
+        approval=event.get("approval"),
     )
     # A name that is no tool of ours is counted as "unknown": a model must not mint dimensions.
     name = event.get("name")

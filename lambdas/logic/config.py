@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from lambdas.logic.approvals import APPROVE_MODES, DEFAULT_APPROVAL_TIMEOUT_S, MAX_APPROVAL_TIMEOUT_S
 from lambdas.logic.compaction import DEFAULT_COMPACT_AFTER_TURNS, DEFAULT_COMPACT_MIN_CHARS, Compaction
 from lambdas.logic.errors import ConfigurationError
 from lambdas.logic.limits import (
@@ -61,6 +62,8 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     # this many characters are left out of the prompt (never out of the store); 0 turns: off.
     "PIXIE_COMPACT_AFTER_TURNS": (DEFAULT_COMPACT_AFTER_TURNS, 0, MAX_ITERATIONS_CAP),
     "PIXIE_COMPACT_MIN_CHARS": (DEFAULT_COMPACT_MIN_CHARS, 0, 1_000_000),
+    # Approvals: how long a run waits for a decision before the calls count as denied.
+    "PIXIE_APPROVAL_TIMEOUT": (DEFAULT_APPROVAL_TIMEOUT_S, 1, MAX_APPROVAL_TIMEOUT_S),
 }
 
 
@@ -151,6 +154,8 @@ class Settings:
     stuck_limit: int = DEFAULT_STUCK_LIMIT
     compact_after_turns: int = DEFAULT_COMPACT_AFTER_TURNS
     compact_min_chars: int = DEFAULT_COMPACT_MIN_CHARS
+    approve: str = "none"  # which tool calls wait for a person's decision (approvals.APPROVE_MODES)
+    approval_timeout_s: int = DEFAULT_APPROVAL_TIMEOUT_S
 
     @property
     def compaction(self) -> Compaction:
@@ -189,6 +194,8 @@ class Settings:
             stuck_limit=_int(env, "PIXIE_STUCK_LIMIT"),
             compact_after_turns=_int(env, "PIXIE_COMPACT_AFTER_TURNS"),
             compact_min_chars=_int(env, "PIXIE_COMPACT_MIN_CHARS"),
+            approve=_choice(env, "PIXIE_APPROVE", APPROVE_MODES),
+            approval_timeout_s=_int(env, "PIXIE_APPROVAL_TIMEOUT"),
         )
         try:
             check_run_limits(settings.max_iterations, settings.max_tool_calls)

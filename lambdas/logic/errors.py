@@ -47,6 +47,11 @@ class Interrupted(PixieError):
     """The user stopped the run (Ctrl-C, SIGTERM): the step gave up its work in flight."""
 
 
+class ApprovalDenied(PixieError):
+    """A person denied the tool calls a run waited on (--approve). Never raised in Python: it is
+    the error `pixie deny` sends with SendTaskFailure, which AwaitApproval's Catch matches."""
+
+
 class ConfigurationError(PixieError):
     """pixie is configured inconsistently (unknown model provider, missing secret, ...)."""
 

@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
+from lambdas.logic.approvals import APPROVE_MODES, MAX_APPROVAL_TIMEOUT_S
 from lambdas.logic.limits import MAX_BUDGET_USD, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP
 
 
@@ -22,6 +23,9 @@ class HelloWorldDetail(BaseModel):
     # The run's budget: model spend in US dollars (priced from models/prices.py), and tokens.
     budgetUsd: Annotated[StrictFloat | StrictInt, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
     maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_CAP)] | None = None
+    # Approvals (lambdas/logic/approvals.py): which tool calls wait for a person, and for how long.
+    approve: Literal[APPROVE_MODES] | None = None  # type: ignore[valid-type]
+    approvalTimeoutSeconds: Annotated[StrictInt, Field(ge=1, le=MAX_APPROVAL_TIMEOUT_S)] | None = None
     # A run id is an execution name: letters, digits, `-`, `_` and `.`, at most 80.
     continueFrom: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.-]{1,80}$")] | None = None
 

@@ -18,6 +18,9 @@ HISTORY_EVENTS_FIXED = 23
 HISTORY_EVENTS_PER_TURN = 11  # AgentTurn, Router, and the Map's own start and end when tools run
 HISTORY_EVENTS_PER_CALL = 7  # one Map iteration with its RunTool task
 HISTORY_EVENTS_PER_RETRY = 3  # a failed attempt: scheduled, started, failed
+# A turn that waits for approval (--approve): AwaitApproval entered, scheduled, started, submitted,
+# succeeded / failed (denied) / timed out, exited. Counted in the worst case: any run may use it.
+HISTORY_EVENTS_PER_APPROVAL = 6
 # The retry budget the worst case allows for: every task of a run retried this many times. (A
 # task's policies permit up to 20 retries; a run that unlucky for every step does not happen.)
 RETRIES_PER_TASK = 2
@@ -39,10 +42,12 @@ STUCK_LIMIT_CAP = 5
 def worst_case_history_events(max_iterations: int, max_tool_calls: int, retries_per_task: int = RETRIES_PER_TASK) -> int:
     """Events of the longest possible run: every turn used, every turn with the most tool calls
     that are run, every task retried `retries_per_task` times, ending through cleanup."""
-    tasks = 4 + max_iterations * (1 + max_tool_calls)  # CreateSandbox, a closing AgentTurn, GetSandboxUrl/Cleanup, ...
+    # CreateSandbox, a closing AgentTurn, GetSandboxUrl/Cleanup, ..., and per turn AgentTurn,
+    # AwaitApproval and the calls
+    tasks = 4 + max_iterations * (2 + max_tool_calls)
     return (
         HISTORY_EVENTS_FIXED
-        + max_iterations * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_CALL * max_tool_calls)
+        + max_iterations * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_APPROVAL + HISTORY_EVENTS_PER_CALL * max_tool_calls)
         + HISTORY_EVENTS_PER_RETRY * retries_per_task * tasks
     )
 

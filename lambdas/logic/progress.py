@@ -22,6 +22,7 @@ _lock = threading.Lock()
 #   command.output   [stream, text]              a piece of its output (stream: stdout|stderr)
 #   command.end      [exitCode, timedOut]
 #   retry.wait       [seconds]                   the embedded engine waits before a Retry attempt
+#   approval.pending [iteration, calls, timeoutSeconds]  the run waits for a decision on these calls
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:

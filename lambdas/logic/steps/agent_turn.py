@@ -15,6 +15,7 @@ from lambdas.dal.network_state import (
     user_message_key,
 )
 from lambdas.logic import progress
+from lambdas.logic.approvals import DEFAULT_APPROVAL_TIMEOUT_S, needs_approval
 from lambdas.logic.budget import BUDGET_EXCEEDED, budget_exceeded_cause
 from lambdas.logic.compaction import Compaction, compact
 from lambdas.logic.config import Settings
@@ -140,6 +141,24 @@ def agent_turn(run_id: str, iteration: int, state: NetworkState, settings: Setti
     # Pending tool calls run first: a reply that writes files and summarizes keeps its files.
     wrote_summary = bool(extract_summary(message.get("content")))
     return _next_state(run, turn, bool(summary) and not tool_calls, tool_calls, usage, wrote_summary and bool(tool_calls))
+
+
+def with_approval(result: dict[str, Any], state: NetworkState) -> dict[str, Any]:
+    """The turn's state with what the Router needs for approvals: whether its calls wait for a
+    person (AwaitApproval) and how long, and `approval` (null until a decision fills it). Decided
+    outside the step's idempotency: a resumed run whose turn's calls have their results (run or
+    denied) is not asked again."""
+    calls = result.get("toolCalls") or []
+    needed = False
+    timeout = DEFAULT_APPROVAL_TIMEOUT_S
+    if calls:
+        run = state.get_run(result["runId"])
+        timeout = run.approval_timeout_s or DEFAULT_APPROVAL_TIMEOUT_S
+        turn = int(result["iteration"])
+        needed = needs_approval(run.approve, [call["name"] for call in calls]) and any(
+            state.get_message(result["runId"], tool_message_key(turn, index)) is None for index in range(len(calls))
+        )
+    return {**result, "needsApproval": needed, "approvalTimeoutSeconds": timeout, "approval": None}
 
 
 def _save_reply(state: NetworkState, run_id: str, turn: int, reply: dict, settings: Settings) -> dict[str, Any]:

@@ -64,6 +64,8 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
             project_id=parent.project_id if parent else None,
             budget_usd=choices.get("budgetUsd", settings.budget_usd),
             max_tokens=choices.get("maxTokens", settings.max_tokens),
+            approve=choices.get("approve", settings.approve),
+            approval_timeout_s=choices.get("approvalTimeoutSeconds", settings.approval_timeout_s),
         )
     except BaseException:
         # No record: release it here (CleanupSandbox finds it only by its run tag, on E2B).

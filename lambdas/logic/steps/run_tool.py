@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, tool_message_key
+from lambdas.logic.approvals import call_needs_approval, decision_from, denied_result
 from lambdas.logic.config import Settings
 from lambdas.logic.continuation import live_sandbox
 from lambdas.logic.tools import ToolContext, execute_tool
@@ -12,8 +13,10 @@ from lambdas.logic.versions import tool_call_changes
 
 
 def run_tool(
-    run_id: str, iteration: int, index: int, tool_call_id: str, settings: Settings, state: NetworkState
+    run_id: str, iteration: int, index: int, tool_call_id: str, settings: Settings, state: NetworkState,
+    approval: Any = None,
 ) -> dict[str, Any]:
+    """`approval`: the decision AwaitApproval left ($.approval; null when none was asked for)."""
     key = tool_message_key(iteration, index)
     saved = state.get_message(run_id, key)
     if saved is not None:  # a retry after the result was saved does not run the command again
@@ -27,6 +30,14 @@ def run_tool(
         content, ok = f"Error: no tool call {tool_call_id!r} in turn {iteration}", False
     else:
         run = state.get_run(run_id)
+        decision = decision_from(approval)
+        if decision is not None:
+            state.clear_pending_approval(run_id, iteration)
+        if call_needs_approval(run.approve, call["function"]["name"]) and not (decision and decision.approved):
+            # Denied, timed out, or (never, by the ASL) not asked: the call is not run, and says why.
+            content = denied_result(call["function"]["name"], decision)
+            state.put_message(run_id, key, {"role": "tool", "tool_call_id": tool_call_id, "content": content})
+            return {"toolCallId": tool_call_id, "ok": False}
         sandbox = live_sandbox(run, settings, state)  # restored if a cleanup released it before a redrive
         ctx = ToolContext(
             run_id=run_id,

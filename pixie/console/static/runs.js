@@ -65,6 +65,8 @@
         if (turns) body.maxIterations = Number(turns);
         const budget = document.getElementById("budget-usd").value;
         if (budget) body.budgetUsd = Number(budget);
+        const approve = document.getElementById("approve").value;
+        if (approve) body.approve = approve;
       }
       button.disabled = true;
       try {

@@ -1,0 +1,225 @@
+"""Approvals as durable waits (--approve commands|all): the run waits in AwaitApproval (a
+`.waitForTaskToken` task) with its pending calls saved; `pixie approve` / `pixie deny` from another
+shell decide; a denied call is not run and the model is told why; no decision within
+--approval-timeout counts as a denial; a stopped run's wait ends with it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_script_file
+from console_server import PIXIE
+from lambdas.logic.approvals import decision_from, needs_approval, pending_calls
+from lambdas.logic.limits import (
+    HISTORY_EVENTS_PER_APPROVAL,
+    HISTORY_EVENTS_PER_CALL,
+    HISTORY_EVENTS_PER_TURN,
+)
+from lambdas.logic.sandboxes.local import stop_all_previews
+from pixie.local_run import RunOptions, request_decision, run_locally
+
+WAIT_S = 120  # the longest a test waits for an event (a loaded machine is slow)
+TOUCH = {"content": "Touching.", "tool_calls": [{"name": "terminal", "arguments": {"command": "touch marker"}}]}
+SUMMARY = {"content": "<task_summary>Done</task_summary>"}
+
+
+def environment(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    return {**env, "PIXIE_HOME": str(home)}
+
+
+def pixie(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PIXIE), *args], env=environment(home), capture_output=True, text=True,
+                          timeout=300, stdin=subprocess.DEVNULL)
+
+
+def start_in_background(home: Path, script: Path, *flags: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", *flags, "Touch a file"],
+        env=environment(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )
+
+
+def waiting_run_id(home: Path, alive) -> str:
+    """The id of the one run in `home` once its saved record shows a pending approval."""
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        assert alive(), "the process running the run ended first"
+        for path in (home / "runs").glob("*.json") if (home / "runs").is_dir() else []:
+            try:
+                record = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                continue  # being replaced
+            if record.get("pendingApproval"):
+                return record["runId"]
+        time.sleep(0.05)
+    raise AssertionError("the run never waited for approval")
+
+
+def marker_exists(home: Path, record: dict) -> bool:
+    return (home / "sandboxes" / record["sandboxId"] / "marker").exists()
+
+
+def finish(process: subprocess.Popen) -> dict:
+    try:
+        out, err = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert out.strip(), err
+    return json.loads(out)
+
+
+def test_deny_from_another_shell_skips_the_command_and_tells_the_model_then_approve_runs_it(tmp_path):
+    home = tmp_path / "home"
+    script = write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY])
+
+    denied_run = start_in_background(home, script, "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: denied_run.poll() is None)
+    shown = pixie(home, "show", run_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    pending = json.loads(shown.stdout)["pendingApproval"]
+    assert pending["iteration"] == 1 and pending["timeoutSeconds"] == 24 * 3600
+    assert [(c["name"], json.loads(c["arguments"])) for c in pending["calls"]] == [("terminal", {"command": "touch marker"})]
+    assert "taskToken" not in pending and "taskToken" not in shown.stdout  # the token decides: it stays in the table
+    denied = pixie(home, "deny", run_id[:8], "--reason", "no")
+    assert denied.returncode == 0, denied.stderr
+    assert "1 tool call(s) denied" in denied.stdout
+    result = finish(denied_run)
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    assert result["status"] == "SUCCEEDED" and record["pendingApproval"] is None
+    assert not marker_exists(home, record)  # the command did not run
+    (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+    assert tool_result == "Error: this terminal call was not run: the user denied it; reason: no."
+    (denial,) = [e for e in record["history"] if e["type"] == "TaskFailed"]  # SendTaskFailure, as on AWS
+    assert denial["taskFailedEventDetails"] == {"resourceType": "lambda", "resource": "invoke.waitForTaskToken",
+                                                "error": "ApprovalDenied", "cause": "no"}
+    again = pixie(home, "approve", run_id)  # nothing waits any more: one clear line, exit 2
+    assert again.returncode == 2 and f"run {run_id} is not waiting for approval (it is SUCCEEDED)" in again.stderr
+
+    approved_run = start_in_background(home, script, "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: approved_run.poll() is None)
+    approved = pixie(home, "approve", run_id, "--json")
+    assert approved.returncode == 0, approved.stderr
+    assert json.loads(approved.stdout) == {"runId": run_id, "decision": "approved", "calls": 1}
+    assert finish(approved_run)["status"] == "SUCCEEDED"
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    assert marker_exists(home, record)
+    (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+    assert tool_result.startswith("exit code 0")
+
+
+def test_a_run_waiting_for_approval_stops_at_once(tmp_path):
+    home = tmp_path / "home"
+    process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "all")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    stopped = pixie(home, "stop", run_id, "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert finish(process)["status"] == "ABORTED"
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    assert record["pendingApproval"] is None and not marker_exists(home, record)
+
+
+def run_with(tmp_path: Path, turns: list[dict], decide=None, **choices) -> dict:
+    """A run in this process; `decide(run_id)` answers each wait from another thread."""
+    home = tmp_path / "home"
+    options = RunOptions(model=f"scripted:{write_script_file(tmp_path / 's.json', turns)}", pixie_home=home, **choices)
+    done = threading.Event()
+    decisions: list[dict] = []
+
+    def answer_each() -> None:
+        answered: set[int] = set()
+        while not done.is_set():
+            for path in (home / "runs").glob("*.json") if (home / "runs").is_dir() else []:
+                try:
+                    pending = json.loads(path.read_text()).get("pendingApproval")
+                except json.JSONDecodeError:
+                    continue
+                if pending and pending["iteration"] not in answered:
+                    answered.add(pending["iteration"])
+                    decisions.append(decide(path.stem))
+            done.wait(0.05)
+
+    answerer = threading.Thread(target=answer_each, daemon=True)
+    if decide:
+        answerer.start()
+    try:
+        record = run_locally("Build", options)
+    finally:
+        done.set()
+        stop_all_previews()
+    record["decisions"] = decisions
+    return record
+
+
+def test_no_decision_within_the_timeout_counts_as_denied(tmp_path):
+    record = run_with(tmp_path, [TOUCH, SUMMARY], approve="commands", approval_timeout_s=1)
+    assert record["status"] == "SUCCEEDED", record["cause"]
+    (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+    assert "no one decided before the approval timeout" in tool_result
+    assert "TaskTimedOut" in [e["type"] for e in record["history"]]
+    assert not marker_exists(tmp_path / "home", record)
+
+
+def test_approve_all_waits_on_every_turn_with_calls_and_commands_only_on_terminal_calls(tmp_path):
+    write = {"content": None, "tool_calls": [{"name": "createOrUpdateFiles",
+                                              "arguments": {"files": [{"path": "a.txt", "content": "a"}]}}]}
+    turns = [write, TOUCH, SUMMARY]
+    home = tmp_path / "home"
+
+    def approve(run_id: str) -> dict:
+        return request_decision(home, run_id, True)
+
+    everything = run_with(tmp_path / "all", turns, lambda run_id: request_decision(tmp_path / "all" / "home", run_id, True),
+                          approve="all")
+    assert everything["status"] == "SUCCEEDED" and len(everything["decisions"]) == 2
+    commands = run_with(tmp_path, turns, approve, approve="commands")
+    assert commands["status"] == "SUCCEEDED" and len(commands["decisions"]) == 1
+    assert marker_exists(home, commands)
+    # The history arithmetic of the caps, with a wait on the turn that ran a command.
+    calls_run = [1, 1, 0]
+    expected = 16 + HISTORY_EVENTS_PER_TURN * 3 - 4 + HISTORY_EVENTS_PER_CALL * sum(calls_run) + HISTORY_EVENTS_PER_APPROVAL
+    assert len(commands["history"]) == expected
+
+
+def test_deciding_a_run_no_process_runs_is_refused(tmp_path):
+    home = tmp_path / "home"
+    with pytest.raises(TimeoutError):
+        request_decision(home, "nobody", True, wait_s=0.2)
+    record = run_with(tmp_path, [SUMMARY], approve="all")
+    assert record["status"] == "SUCCEEDED" and record["pendingApproval"] is None
+    refused = pixie(home, "deny", record["runId"], "--reason", "x")
+    assert refused.returncode == 2 and "is not waiting for approval" in refused.stderr
+
+
+def test_bad_approval_options_are_refused_before_anything_starts(tmp_path):
+    home = tmp_path / "home"
+    for flags, said in ((["--approve", "some"], "invalid choice"), (["--approval-timeout", "0"], "must be a time"),
+                        (["--approval-timeout", "400d"], "must be a time")):
+        result = pixie(home, "run", "--no-serve", *flags, "Build")
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+    assert not (home / "runs").exists()
+
+
+def test_decisions_and_pending_calls_are_bounded_and_read_strictly():
+    assert decision_from(None) is None
+    assert decision_from({"approved": True}).approved
+    assert not decision_from({"approved": "yes"}).approved  # only SendTaskSuccess's exact output runs calls
+    assert not decision_from({"Error": "ApprovalDenied", "Cause": "x" * 5000}).approved
+    assert len(decision_from({"Error": "ApprovalDenied", "Cause": "x" * 5000}).reason) < 1200
+    assert "timeout" in decision_from({"Error": "States.Timeout", "Cause": ""}).reason
+    assert needs_approval("commands", ["readFiles", "terminal"]) and not needs_approval("commands", ["readFiles"])
+    assert needs_approval("all", ["readFiles"]) and not needs_approval("none", ["terminal"]) and not needs_approval("all", [])
+    huge = {"tool_calls": [{"id": "c" * 500, "function": {"name": "n" * 500, "arguments": "a" * 100_000}}] * 40}
+    calls = pending_calls(huge, 32)
+    assert len(calls) == 32 and len(json.dumps(calls)) < 32 * 2_300
+

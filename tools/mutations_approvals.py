@@ -1,0 +1,59 @@
+"""Mutants for approvals as durable waits (issue 22, item 4): --approve, AwaitApproval,
+pixie approve / deny."""
+
+from tools.mutations import ASL, Mutant
+
+APPROVALS = "tests/test_approvals.py"
+DENY_THEN_APPROVE = [f"{APPROVALS}::test_deny_from_another_shell_skips_the_command_and_tells_the_model_then_approve_runs_it"]
+TIMEOUT = [f"{APPROVALS}::test_no_decision_within_the_timeout_counts_as_denied"]
+CONSOLE_BUTTON = ["tests/test_console_approvals.py::test_the_approve_button_runs_the_waiting_command"]
+CONSOLE_API = ["tests/test_console_approvals.py::test_deny_through_the_api_and_pixie_approve_from_another_shell"]
+
+
+def _router_skips_approval(definition: dict) -> None:
+    router = definition["States"]["Router"]
+    router["Choices"] = [c for c in router["Choices"] if c.get("Next") != "AwaitApproval"]
+
+
+def _timeout_not_caught(definition: dict) -> None:
+    for catcher in definition["States"]["AwaitApproval"]["Catch"]:
+        if "States.Timeout" in catcher["ErrorEquals"]:
+            catcher["ErrorEquals"].remove("States.Timeout")
+
+
+MUTANTS: list[Mutant] = [
+    Mutant("approvals-denied-call-runs", "lambdas/logic/steps/run_tool.py", DENY_THEN_APPROVE,
+           find='        if call_needs_approval(run.approve, call["function"]["name"]) and not (decision and decision.approved):',
+           replace="        if False:",
+           promise="Durability: ApprovalDenied — a denied call is not run"),
+    Mutant("approvals-reason-dropped", "lambdas/logic/approvals.py", DENY_THEN_APPROVE,
+           find='    cause = approval.get("Cause") if isinstance(approval, dict) else None',
+           replace="    cause = None",
+           promise="CLI: pixie deny — the model is told the reason"),
+    Mutant("approvals-engine-drops-the-cause", "statemachine/engine.py", DENY_THEN_APPROVE,
+           find='        self._callback("SendTaskFailure", "send_task_failure", task_token=task_token, error=error, cause=cause)',
+           replace='        self._callback("SendTaskFailure", "send_task_failure", task_token=task_token, error=error, cause=None)',
+           promise="Durability: ApprovalDenied — SendTaskFailure's cause reaches the Catch, as on AWS"),
+    Mutant("approvals-approve-denies", "pixie/local_run.py", DENY_THEN_APPROVE,
+           find='            engine.send_task_success(token, {"approved": True})',
+           replace='            engine.send_task_success(token, {"approved": False})',
+           promise="CLI: pixie approve — the calls run"),
+    Mutant("approvals-token-shown", "pixie/runs.py", DENY_THEN_APPROVE,
+           find='    return {key: pending.get(key) for key in ("iteration", "calls", "requestedAt", "timeoutSeconds")}',
+           replace="    return dict(pending)",
+           promise="CLI: Approvals — pendingApproval lists the calls, the token stays in the table"),
+    Mutant("asl-router-skips-approval", ASL, DENY_THEN_APPROVE, edit_json=_router_skips_approval,
+           promise="CLI: Approvals — the run waits in AwaitApproval before running the calls"),
+    Mutant("asl-approval-timeout-not-caught", ASL, TIMEOUT, edit_json=_timeout_not_caught,
+           promise="CLI: Approvals — no decision within --approval-timeout counts as a denial"),
+    Mutant("console-approval-never-shown", "pixie/console/static/run.js", CONSOLE_BUTTON,
+           find="    section.hidden = !pending;", replace="    section.hidden = true;",
+           promise="Console: POST /api/runs/RUN_ID/approve — the run page's Approve button"),
+    Mutant("console-deny-drops-the-reason", "pixie/console/app.py", CONSOLE_API,
+           find="runs.decide, run_id, approve, reason if not approve else None)",
+           replace="runs.decide, run_id, approve, None)",
+           promise="Console: POST /api/runs/RUN_ID/approve — deny with a reason the model is told"),
+    Mutant("console-approve-not-a-choice", "pixie/console/backends.py", CONSOLE_API,
+           find='"maxTokens", "approve", "approvalTimeoutSeconds")', replace='"maxTokens")',
+           promise="Console: POST /api/runs — approve and approvalTimeoutSeconds, checked as pixie run checks them"),
+]
