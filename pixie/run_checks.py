@@ -102,12 +102,23 @@ def check_prompt_and_settings(prompt: str, options: Any) -> None:
         check_prompt(prompt, settings.max_prompt_chars)
         budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
         check_budget_is_priced(settings.model, budget)
+        _check_approvals(options)
         if settings.model.startswith("scripted:"):
             from lambdas.logic.models.scripted import ScriptedModel
 
             ScriptedModel(settings.model.partition(":")[2])
     except (PixieError, ValueError) as exc:
         raise RunRefused(str(exc)) from None
+
+
+def _check_approvals(options: Any) -> None:
+    """--approve and --approval-timeout (the console's approve / approvalTimeoutSeconds): ValueError."""
+    from lambdas.logic.approvals import check_approval_timeout, check_approve_mode
+
+    if getattr(options, "approve", None) is not None:
+        check_approve_mode(options.approve)
+    if getattr(options, "approval_timeout_s", None) is not None:
+        check_approval_timeout(options.approval_timeout_s)
 
 
 def check_continuable(pixie_home: Path, parent_id: str) -> list[dict]:

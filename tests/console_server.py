@@ -53,7 +53,13 @@ class ConsoleProcess:
         self.base = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.netloc
         self.token = parts.query.removeprefix("token=")
-        self.client = httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+        # A fresh connection per request: reusing one the server is closing as it sits idle
+        # (uvicorn's 5 s keep-alive) gets "Server disconnected without sending a response", which
+        # httpx does not retry; a loaded machine makes that race likely (a POST once lost so).
+        self.client = httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.token}"}, timeout=30,
+            limits=httpx.Limits(max_keepalive_connections=0),
+        )
         return self
 
     def __exit__(self, *exc: Any) -> None:

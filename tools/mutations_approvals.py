@@ -6,6 +6,8 @@ from tools.mutations import ASL, Mutant
 APPROVALS = "tests/test_approvals.py"
 DENY_THEN_APPROVE = [f"{APPROVALS}::test_deny_from_another_shell_skips_the_command_and_tells_the_model_then_approve_runs_it"]
 TIMEOUT = [f"{APPROVALS}::test_no_decision_within_the_timeout_counts_as_denied"]
+CONSOLE_BUTTON = ["tests/test_console_approvals.py::test_the_approve_button_runs_the_waiting_command"]
+CONSOLE_API = ["tests/test_console_approvals.py::test_deny_through_the_api_and_pixie_approve_from_another_shell"]
 
 
 def _router_skips_approval(definition: dict) -> None:
@@ -44,4 +46,14 @@ MUTANTS: list[Mutant] = [
            promise="CLI: Approvals — the run waits in AwaitApproval before running the calls"),
     Mutant("asl-approval-timeout-not-caught", ASL, TIMEOUT, edit_json=_timeout_not_caught,
            promise="CLI: Approvals — no decision within --approval-timeout counts as a denial"),
+    Mutant("console-approval-never-shown", "pixie/console/static/run.js", CONSOLE_BUTTON,
+           find="    section.hidden = !pending;", replace="    section.hidden = true;",
+           promise="Console: POST /api/runs/RUN_ID/approve — the run page's Approve button"),
+    Mutant("console-deny-drops-the-reason", "pixie/console/app.py", CONSOLE_API,
+           find="runs.decide, run_id, approve, reason if not approve else None)",
+           replace="runs.decide, run_id, approve, None)",
+           promise="Console: POST /api/runs/RUN_ID/approve — deny with a reason the model is told"),
+    Mutant("console-approve-not-a-choice", "pixie/console/backends.py", CONSOLE_API,
+           find='"maxTokens", "approve", "approvalTimeoutSeconds")', replace='"maxTokens")',
+           promise="Console: POST /api/runs — approve and approvalTimeoutSeconds, checked as pixie run checks them"),
 ]

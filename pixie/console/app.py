@@ -1,7 +1,8 @@
 """The console's HTTP surface (Starlette): the pages, the JSON API they use (scripts may use it
 too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
 
-    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "budgetUsd"?, "maxTokens"?, "check"?, "checkCommand"?, "continueFrom"?} -> {"runId"}
+    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "budgetUsd"?, "maxTokens"?, "check"?, "checkCommand"?, "approve"?,
+                    "approvalTimeoutSeconds"?, "continueFrom"?} -> {"runId"}
     GET  /api/runs                 newest first
     GET  /api/runs/{id}            the record (as `pixie show --json`) plus tokens and cost per turn
     GET  /api/runs/{id}/events     SSE: history, progress, end (Last-Event-ID / ?after= resumes)
@@ -9,6 +10,8 @@ too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
     GET  /api/graph                the state machine drawn from agent.asl.json
     GET  /api/runs/{id}/diff       what the run changed against its parent (local runs' versions)
     POST /api/runs/{id}/open-version -> {"url"}: a preview server of exactly that run's version
+    POST /api/runs/{id}/approve    run the tool calls the run waits on (--approve)
+    POST /api/runs/{id}/deny {"reason"?}  do not run them; the model is told, with the reason
 """
 
 from __future__ import annotations
@@ -114,6 +117,29 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
             return _error(409, str(exc))
         return JSONResponse(record)
 
+    def decide(approve: bool):
+        async def handler(request: Request) -> Response:
+            run_id = request.path_params["run_id"]
+            if not RUN_ID.fullmatch(run_id):
+                return _error(404, f"no run {run_id!r}")
+            body = await bounded_body(request)
+            if body is None:
+                return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+            try:
+                payload = json.loads(body or b"{}")
+            except json.JSONDecodeError as exc:
+                return _error(400, f"the body is not JSON: {exc}")
+            reason = payload.get("reason") if isinstance(payload, dict) else None
+            if not isinstance(payload, dict) or set(payload) - {"reason"} or not isinstance(reason, (str, type(None))):
+                return _error(400, 'send nothing, or {"reason": "why not"}')
+            try:
+                result = await run_in_threadpool(runs.decide, run_id, approve, reason if not approve else None)
+            except Conflict as exc:
+                return _error(409, str(exc))
+            return JSONResponse(result)
+
+        return handler
+
     def list_runs(request: Request) -> JSONResponse:
         return JSONResponse({"runs": runs.list_runs()})
 
@@ -175,6 +201,8 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         Route("/api/runs/{run_id}/diff", run_diff),
         Route("/api/runs/{run_id}/open-version", open_version, methods=["POST"]),
         Route("/api/runs/{run_id}/stop", stop_run, methods=["POST"]),
+        Route("/api/runs/{run_id}/approve", decide(True), methods=["POST"]),
+        Route("/api/runs/{run_id}/deny", decide(False), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes)

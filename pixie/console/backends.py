@@ -20,7 +20,8 @@ log = logging.getLogger("pixie.console")
 
 # The follow-up box needs `continueFrom` in the event; shown only once the event model has it.
 CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
-CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "check", "checkCommand")
+CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "check", "checkCommand", "approve",
+                 "approvalTimeoutSeconds")
 KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
 # On stop, how long the console waits for each run to end through its cleanup and be saved (a
 # loaded machine is slow; a second Ctrl-C leaves at once).
@@ -62,6 +63,7 @@ class Runs(Protocol):
     def capabilities(self) -> dict[str, Any]: ...
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
     def stop(self, run_id: str) -> dict[str, Any]: ...
+    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]: ...
     def rerun_request(self, run_id: str) -> tuple[Any, dict[str, Any], str | None]: ...
     def list_runs(self) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
@@ -226,6 +228,7 @@ class LocalRuns:
                 max_iterations=detail.get("maxIterations") or self.max_iterations, pixie_home=self.home,
                 template=self.template, budget_usd=detail.get("budgetUsd"), max_tokens=detail.get("maxTokens"),
                 check=detail.get("check"), check_command=detail.get("checkCommand"),
+                approve=detail.get("approve"), approval_timeout_s=detail.get("approvalTimeoutSeconds"),
             )
             parent_items = check_new_run(prompt, options, continue_from)
         except (InvalidEvent, RunRefused) as exc:
@@ -291,7 +294,8 @@ class LocalRuns:
         detail = event["detail"]
         chosen = {"model": options.get("model"), "sandbox": options.get("sandbox"), "maxIterations": options.get("maxIterations"),
                   "budgetUsd": options.get("budgetUsd"), "maxTokens": options.get("maxTokens"),
-                  "check": options.get("check"), "checkCommand": options.get("checkCommand")}
+                  "check": options.get("check"), "checkCommand": options.get("checkCommand"),
+                  "approve": options.get("approve"), "approvalTimeoutSeconds": options.get("approvalTimeoutSeconds")}
         return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(event)
 
     def stop(self, run_id: str) -> dict[str, Any]:
@@ -310,6 +314,18 @@ class LocalRuns:
         if thread is not None:
             thread.join(STOP_WAIT_S)  # its record saved before the answer
         return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
+
+    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+        """Approves or denies what a run running here waits on, as `pixie approve` / `deny` do
+        (pixie/local_run.py: decide); Conflict when it waits on nothing."""
+        from pixie.local_run import NothingToDecide, decide
+
+        if run_id not in self.active or self.engine is None:
+            raise Conflict(f"run {run_id} is not running in this console")
+        try:
+            return decide(self.engine, run_id, approve, reason)
+        except NothingToDecide as exc:
+            raise Conflict(str(exc)) from None
 
     def _hold_locks(self, run_id: str) -> Any:
         """The lock `pixie run` holds on a new run's id (pixie/run_locks.py). A continuation works
@@ -589,6 +605,15 @@ class AwsRuns:
             raise Conflict(f"run {run_id} is {status}, not running")
         self.sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped from the pixie console")
         return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
+
+    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+        """SendTaskSuccess / SendTaskFailure with the token the run's wait saved in the table."""
+        from pixie.aws_runs import AwsRunsError, decide_aws
+
+        try:
+            return decide_aws(run_id, self.table, self.sfn, approve, reason, dynamodb_resource=self.dynamodb)
+        except AwsRunsError as exc:
+            raise Conflict(str(exc)) from None
 
     def list_runs(self) -> list[dict[str, Any]]:
         page = self.sfn.list_executions(stateMachineArn=self.state_machine_arn, maxResults=self.list_limit)

@@ -66,7 +66,9 @@
         model.open.delete(info.name);
       }
       if (type === "MapStateExited") model.depth = Math.max(0, model.depth - 1);
-      if (["AgentTurn", "RunTool", "CheckResult", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox"].includes(info.name)) scheduleRecord();
+      if (["AgentTurn", "RunTool", "CheckResult", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox", "AwaitApproval"].includes(info.name)) scheduleRecord();
+    } else if (type === "TaskSubmitted") {
+      scheduleRecord();  // a wait for approval began: its calls are in the record now
     } else if (type === "TaskScheduled" && lastTaskStep) {
       lastTaskStep.scheduled += 1;
     } else if ((type === "TaskFailed" || type === "TaskTimedOut" || type === "LambdaFunctionFailed") && lastTaskStep) {
@@ -403,6 +405,44 @@
     });
   }
 
+  // --- approvals: the calls a run waits on (--approve), approved or denied here ------------------
+  function renderApproval(record) {
+    const pending = record.status === "RUNNING" ? record.pendingApproval : null;
+    const section = document.getElementById("approval");
+    section.hidden = !pending;
+    if (!pending) return;
+    const calls = pending.calls || [];
+    const hours = (pending.timeoutSeconds || 0) / 3600;
+    document.getElementById("approval-note").textContent =
+      `Turn ${pending.iteration} asks to run ${calls.length} tool call(s). Without a decision within ${hours >= 1 ? `${hours.toFixed(hours % 1 ? 1 : 0)} h` : `${pending.timeoutSeconds} s`} they count as denied.`;
+    document.getElementById("approval-calls").replaceChildren(...calls.map((call) =>
+      el("li", {}, el("code", { text: call.name }), el("pre", { class: "call-arguments", text: call.arguments }))));
+  }
+
+  function setUpApproval() {
+    for (const verdict of ["approve", "deny"]) {
+      const button = document.getElementById(verdict);
+      button.addEventListener("click", async () => {
+        const error = document.getElementById("approval-error");
+        error.textContent = "";
+        button.disabled = true;
+        try {
+          const reason = document.getElementById("deny-reason").value.trim();
+          await api(`/api/runs/${encodeURIComponent(runId)}/${verdict}`, {
+            method: "POST", headers: { "Content-Type": "application/json" },
+            body: JSON.stringify(verdict === "deny" && reason ? { reason } : {}),
+          });
+          document.getElementById("approval").hidden = true;
+        } catch (failure) {
+          error.textContent = failure.message;
+        } finally {
+          button.disabled = false;
+          loadRecord();
+        }
+      });
+    }
+  }
+
   let recordTimer = null;
   let recordBusy = false;
   function scheduleRecord() {
@@ -416,6 +456,7 @@
     try {
       const record = await api(`/api/runs/${encodeURIComponent(runId)}`);
       renderHead(record);
+      renderApproval(record);
       renderConversation(record.conversation || []);
       fileChanges.clear();
       for (const change of record.fileChanges || []) fileChanges.set(change.toolCallId, change);
@@ -449,6 +490,7 @@
     else if (kind === "command.start") text = `\n$ ${data.command}\n`;
     else if (kind === "command.output") text = data.text || "";
     else if (kind === "command.end") text = `\n[exit ${data.exitCode}${data.timedOut ? ", timed out" : ""}]\n`;
+    else if (kind === "approval.pending") { text = `\n[waiting for your approval of ${(data.calls || []).length} tool call(s)]\n`; scheduleRecord(); }
     else text = `\n[${kind}] ${JSON.stringify(data)}\n`;
     box.append(document.createTextNode(text));
     if (box.textContent.length > 200000) box.textContent = box.textContent.slice(-100000);
@@ -498,6 +540,7 @@
     if (graph) drawGraph(graph);
     setUpFollowUp(config);
     setUpStop();
+    setUpApproval();
     setUpRerun(config);
     setUpOpenVersion();
     await loadRecord();

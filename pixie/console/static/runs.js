@@ -65,6 +65,8 @@
         if (turns) body.maxIterations = Number(turns);
         const budget = document.getElementById("budget-usd").value;
         if (budget) body.budgetUsd = Number(budget);
+        const approve = document.getElementById("approve").value;
+        if (approve) body.approve = approve;
         if (document.getElementById("no-check").checked) body.check = false;
       }
       button.disabled = true;
