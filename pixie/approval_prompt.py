@@ -57,7 +57,11 @@ class InlineApprovals:
 
     def _read(self, prompt: str) -> str:
         self.display.notice(prompt)
-        line = self.stdin.readline()
+        self.display.pause()
+        try:
+            line = self.stdin.readline()
+        finally:
+            self.display.pause(False)
         if not line:
             raise EOFError
         return line.strip()

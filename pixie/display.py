@@ -179,6 +179,7 @@ class LiveDisplay:
         self._output = ""
         self._ticker: threading.Thread | None = None
         self._closed = threading.Event()
+        self._paused = False  # the live lines are not drawn while pixie asks a question
         if self.live:
             self._ticker = threading.Thread(target=self._tick, name="pixie-display", daemon=True)
             self._ticker.start()
@@ -208,6 +209,14 @@ class LiveDisplay:
             self._task, self._running_since = label, time.monotonic()
             if self.live:
                 self._write(self._clear_footer() + self._footer())
+
+    def pause(self, paused: bool = True) -> None:
+        """Stops (or resumes) drawing the live lines: what the user types stays on the screen."""
+        with self._lock:
+            self._write(self._clear_footer())
+            self._paused = paused
+            if not paused:
+                self._write(self._footer())
 
     def close(self) -> None:
         self._closed.set()
@@ -333,6 +342,9 @@ class LiveDisplay:
                 self._print(self.style.paint(line, "yellow"))
                 return
             note = tool
+        elif name == "CheckResult" and isinstance(output, dict):  # the done-check's verdict
+            verdicts = {"passed": "passed", "retry": f"failed {arrow} the model is told and goes on", "failed": "failed"}
+            note = verdicts.get(output.get("check"), "")
         elif name == "GetSandboxUrl" and isinstance(output, dict):
             note = visible(output.get("url", ""), one_line=True)
         self._print(f"{self.style.paint(self.style['ok'], 'green')} {name:<14} {duration:>7}  {note}".rstrip())
@@ -397,7 +409,7 @@ class LiveDisplay:
         return lines
 
     def _footer(self) -> str:
-        if not self.live:
+        if not self.live or self._paused:
             return ""
         lines = self._footer_content()
         self._footer_lines = len(lines)

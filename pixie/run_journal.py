@@ -227,7 +227,9 @@ def resumable_state(pixie_home: Path, run_id: str) -> dict[str, Any]:
     if status == "RUNNING":
         raise CannotStart(f"run {run_id} is still running (process {record.get('pid')}); wait for it or stop it first")
     saved = load_state(pixie_home, run_id)
-    saved["items"] = [item for item in saved["items"] if _kept_on_resume(item)]
+    # A wait for approval ended with the process that ran it (its token is dead): an undecided
+    # turn asks again, with a new token, when the resumed execution reaches it.
+    saved["items"] = [_without_wait(item) for item in saved["items"] if _kept_on_resume(item)]
     parent_id = continued_run(saved["event"])
     if parent_id and not any(_is_meta(item, run_id) for item in saved["items"]):
         # Killed before CreateSandbox recorded it: that step will need the parent's items again.
@@ -239,6 +241,10 @@ def continued_run(event: Any) -> str | None:
     """The run an event continues (detail.continueFrom), if any."""
     detail = event.get("detail") if isinstance(event, dict) else None
     return detail.get("continueFrom") if isinstance(detail, dict) else None
+
+
+def _without_wait(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k != "pendingApproval"} if item["sk"]["S"] == "META" else item
 
 
 def _kept_on_resume(item: dict) -> bool:

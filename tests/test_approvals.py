@@ -21,6 +21,7 @@ from lambdas.logic.approvals import decision_from, needs_approval, pending_calls
 from lambdas.logic.limits import (
     HISTORY_EVENTS_PER_APPROVAL,
     HISTORY_EVENTS_PER_CALL,
+    HISTORY_EVENTS_PER_CHECK,
     HISTORY_EVENTS_PER_TURN,
 )
 from lambdas.logic.sandboxes.local import stop_all_previews
@@ -118,7 +119,7 @@ def test_deny_from_another_shell_skips_the_command_and_tells_the_model_then_appr
     assert tool_result.startswith("exit code 0")
 
 
-def test_a_run_waiting_for_approval_stops_at_once(tmp_path):
+def test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again(tmp_path):
     home = tmp_path / "home"
     process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "all")
     run_id = waiting_run_id(home, lambda: process.poll() is None)
@@ -127,6 +128,23 @@ def test_a_run_waiting_for_approval_stops_at_once(tmp_path):
     assert finish(process)["status"] == "ABORTED"
     record = json.loads(pixie(home, "show", run_id, "--json").stdout)
     assert record["pendingApproval"] is None and not marker_exists(home, record)
+
+    # The saved wait's token died with its process: a resume starts without it (never offered stale).
+    from pixie.run_journal import load_state, resumable_state
+
+    def wait_in(items: list[dict]) -> list[dict]:
+        return [item for item in items if item["sk"]["S"] == "META" and "pendingApproval" in item]
+
+    assert wait_in(load_state(home, run_id)["items"]) and not wait_in(resumable_state(home, run_id)["items"])
+    # Resumed, the undecided turn waits again (its settings are the run's), and then runs.
+    resumed = subprocess.Popen([str(PIXIE), "resume", run_id, "--json", "--no-serve"], env=environment(home),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    assert waiting_run_id(home, lambda: resumed.poll() is None) == run_id  # its own wait: the old one's token died
+    approved = pixie(home, "approve", run_id)
+    assert approved.returncode == 0, approved.stderr
+    assert finish(resumed)["status"] == "SUCCEEDED"
+    assert marker_exists(home, json.loads(pixie(home, "show", run_id, "--json").stdout))
 
 
 def run_with(tmp_path: Path, turns: list[dict], decide=None, **choices) -> dict:
@@ -187,7 +205,8 @@ def test_approve_all_waits_on_every_turn_with_calls_and_commands_only_on_termina
     assert marker_exists(home, commands)
     # The history arithmetic of the caps, with a wait on the turn that ran a command.
     calls_run = [1, 1, 0]
-    expected = 16 + HISTORY_EVENTS_PER_TURN * 3 - 4 + HISTORY_EVENTS_PER_CALL * sum(calls_run) + HISTORY_EVENTS_PER_APPROVAL
+    expected = (16 + HISTORY_EVENTS_PER_TURN * 3 - 4 + HISTORY_EVENTS_PER_CALL * sum(calls_run) + HISTORY_EVENTS_PER_APPROVAL
+                + HISTORY_EVENTS_PER_CHECK)  # the done-check of the summary, passed
     assert len(commands["history"]) == expected
 
 
@@ -223,3 +242,45 @@ def test_decisions_and_pending_calls_are_bounded_and_read_strictly():
     calls = pending_calls(huge, 32)
     assert len(calls) == 32 and len(json.dumps(calls)) < 32 * 2_300
 
+
+
+def test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies(tmp_path):
+    import pty
+    import select
+
+    home = tmp_path / "home"
+    script = write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY])
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", "--approve", "commands", "Touch"],
+        env=environment(home), stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, text=True, start_new_session=True,
+    )
+    os.close(terminal)
+    shown = b""
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while b"run them?" not in shown:  # the question, after the calls
+            assert process.poll() is None and time.monotonic() < deadline, shown.decode(errors="replace")
+            if select.select([controller], [], [], 0.1)[0]:
+                shown += os.read(controller, 65536)
+        assert b"touch marker" in shown and b"waits for your approval of 1 tool call" in shown
+        os.write(controller, b"not today\n")
+
+        def drain() -> None:  # the live view goes on writing: a full terminal buffer would block the run
+            try:
+                while os.read(controller, 65536):
+                    pass
+            except OSError:
+                pass
+
+        threading.Thread(target=drain, daemon=True).start()
+        out, _ = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        os.close(controller)
+    assert json.loads(out)["status"] == "SUCCEEDED"
+    record = json.loads(pixie(home, "show", json.loads(out)["runId"], "--json").stdout)
+    assert not marker_exists(home, record)
+    (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
+    assert tool_result.endswith("reason: not today.")

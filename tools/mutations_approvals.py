@@ -6,6 +6,8 @@ from tools.mutations import ASL, Mutant
 APPROVALS = "tests/test_approvals.py"
 DENY_THEN_APPROVE = [f"{APPROVALS}::test_deny_from_another_shell_skips_the_command_and_tells_the_model_then_approve_runs_it"]
 TIMEOUT = [f"{APPROVALS}::test_no_decision_within_the_timeout_counts_as_denied"]
+INLINE = [f"{APPROVALS}::test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies"]
+RESUME = [f"{APPROVALS}::test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again"]
 CONSOLE_BUTTON = ["tests/test_console_approvals.py::test_the_approve_button_runs_the_waiting_command"]
 CONSOLE_API = ["tests/test_console_approvals.py::test_deny_through_the_api_and_pixie_approve_from_another_shell"]
 
@@ -56,4 +58,11 @@ MUTANTS: list[Mutant] = [
     Mutant("console-approve-not-a-choice", "pixie/console/backends.py", CONSOLE_API,
            find='"maxTokens", "approve", "approvalTimeoutSeconds")', replace='"maxTokens")',
            promise="Console: POST /api/runs — approve and approvalTimeoutSeconds, checked as pixie run checks them"),
+    Mutant("approvals-never-asked-inline", "pixie/cli.py", INLINE,
+           find="        return sys.stdin.isatty() and sys.stderr.isatty()", replace="        return False",
+           promise="CLI: Approvals — pixie run on a terminal asks inline"),
+    Mutant("approvals-resume-keeps-a-dead-wait", "pixie/run_journal.py", RESUME,
+           find='    return {k: v for k, v in item.items() if k != "pendingApproval"} if item["sk"]["S"] == "META" else item',
+           replace="    return item",
+           promise="CLI: Approvals — a resumed run asks again about a turn not yet decided"),
 ]
