@@ -96,7 +96,9 @@ def function_sizes() -> tuple[dict[str, FunctionSize], str]:
     sizes = {}
     for variable, (name, _) in FUNCTIONS.items():
         spec_name = variable.removesuffix("FunctionArn")
-        sizes[name] = FunctionSize(int(memory.get(spec_name, FALLBACK_FUNCTION_SIZES[spec_name])), architecture)
+        # A function added after the fallback list was written is sized as most of them are.
+        fallback = FALLBACK_FUNCTION_SIZES.get(spec_name, 512)
+        sizes[name] = FunctionSize(int(memory.get(spec_name, fallback)), architecture)
     return sizes, source
 
 
