@@ -88,3 +88,12 @@ MUTANTS += [
            replace='raise ModelRequestRejected(f"{self.name}: the reply stream broke off', count=1,
            promise="Durability: ModelThrottled — a broken Bedrock stream is ModelUnavailable"),
 ]
+
+MUTANTS += [
+    # Placed before the private /tmp, as the audit did: a fake HOME under /tmp would hide it.
+    Mutant("isolation-home-bound-before-tmp", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation.py::test_home_and_other_runs_are_absent_and_the_system_is_read_only"],
+           find='    argv += [*size, "--tmpfs", "/tmp", ',
+           replace='    argv += ["--ro-bind", os.path.expanduser("~"), os.path.expanduser("~")]\n    argv += [*size, "--tmpfs", "/tmp", ',
+           count=1, promise="Security model: Files — your home is not there"),
+]
