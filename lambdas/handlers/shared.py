@@ -49,8 +49,9 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-# boto3's default session is not thread-safe, and the local engine runs steps in threads:
-# clients and resources are made from it one at a time (each is thread-safe once made).
+# boto3's default session is not thread-safe, and the local engine runs steps in threads: the
+# steps' own clients and resources are made from it one at a time (clients are thread-safe once
+# made). moto's and the console's clients are made elsewhere, outside this lock.
 _default_session_lock = threading.Lock()
 
 
