@@ -764,3 +764,18 @@ def test_a_request_the_proxy_cannot_parse_is_answered_400_and_audited(tmp_path):
         proxy.stop()
     assert [answer[:12] for answer in answers] == [b"HTTP/1.1 400"] * 2, answers
     assert [(e["method"], e["verdict"]) for e in egress.read_audit(tmp_path / "audit.jsonl")] == [("GET", "refused"), ("CONNECT", "refused")]
+
+
+def test_an_allow_list_is_not_silently_dropped_for_the_whole_network_by_pixie_allow_network_in_the_environment(tmp_path, address, servers):
+    # PIXIE_ALLOW_NETWORK=1 left in a shell profile wins over an explicit --allow-host: the command
+    # gets the whole network (LAN, 127.0.0.1, metadata), no proxy, no audit, and the only word on
+    # the terminal is "network on". An E2B run with --allow-host is refused for the same reason
+    # (README: "refused rather than silently unfiltered").
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", [f"curl -s http://{address}:{other.port}/f"])
+
+    ran = pixie("run", "--no-serve", "--allow-host", f"{address}:{listed.port}", "--model", f"scripted:{script}", "Fetch",
+                home=tmp_path / "home", env={"PIXIE_ALLOW_NETWORK": "1"})
+
+    # Refused (exit 2, as with E2B) or the list applies: either way the unlisted port is not reached.
+    assert other.requests == [], f"--allow-host was given, yet the command reached an unlisted port directly: {ran.stderr}"
