@@ -779,3 +779,23 @@ def test_an_allow_list_is_not_silently_dropped_for_the_whole_network_by_pixie_al
 
     # Refused (exit 2, as with E2B) or the list applies: either way the unlisted port is not reached.
     assert other.requests == [], f"--allow-host was given, yet the command reached an unlisted port directly: {ran.stderr}"
+
+
+def test_the_run_record_keeps_allowed_requests_first_and_counts_every_request(tmp_path, monkeypatch):
+    # Past MAX_RUN_ENTRIES the record keeps the allowed requests, then the last refused ones, and
+    # its totals (what `pixie show` and the console's Egress panel say) count every request.
+    from pixie.console.views import egress_audit
+    from pixie.egress_view import egress_lines
+
+    monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 3)
+    audit = egress.Audit(egress.audit_path(tmp_path, "local-kept"))
+    audit.write({**egress._entry("registry.example", 443, "CONNECT", egress.ALLOWED, "matches"), "id": "a"})
+    for i in range(5):
+        audit.write(egress._entry(f"noise-{i}.invalid", 80, "GET", egress.REFUSED, "not on the allow-list"))
+
+    entries = egress.run_entries(tmp_path, "local-kept")
+    record = {"sandboxId": "local-kept", "egress": entries, "egressTotals": egress.run_totals(tmp_path, "local-kept")}
+
+    assert [e["host"] for e in entries] == ["registry.example", "noise-3.invalid", "noise-4.invalid"]
+    assert egress_audit(record)["allowed"] == 1 and egress_audit(record)["refused"] == 5, egress_audit(record)
+    assert egress_lines(record)[0].startswith("Egress (6 requests through the allow-list proxy: 1 allowed, 5 refused"), egress_lines(record)[0]
