@@ -39,17 +39,19 @@ RESULTS = Path(__file__).resolve().parent / "results.json"
 ASSUMED_MODEL_WAIT_S = 5.0  # per AgentTurn: the Lambda waits on the model, billed
 # Used only if infra/stack.py cannot be read: the sizes it declared when this was written.
 FALLBACK_FUNCTION_SIZES = {
-    "CreateSandbox": 512, "AgentTurn": 1024, "RunTool": 512, "GetSandboxUrl": 512, "CleanupSandbox": 512,
+    "CreateSandbox": 512, "AgentTurn": 1024, "RunTool": 512, "RequestApproval": 512, "CheckResult": 512, "GetSandboxUrl": 512,
+    "CleanupSandbox": 512,
 }
 FALLBACK_ARCHITECTURE = "arm64"
 # The pessimistic cost variant's extra assumptions (none of them measured here):
 LAMBDA_MB_PER_VCPU = 1769  # Lambda gives one full vCPU at 1,769 MB, proportionally less below
-ASSUMED_SANDBOX_WAIT_S = {"pixie-create-sandbox": 3.0, "pixie-run-tool": 0.5, "pixie-get-sandbox-url": 0.5}
+ASSUMED_SANDBOX_WAIT_S = {"pixie-create-sandbox": 3.0, "pixie-run-tool": 0.5, "pixie-check-result": 0.5, "pixie-get-sandbox-url": 0.5}
 # The realistic cost variant (issue 24's review of a deployed run): stated waits per invocation,
 # on the model (a 20 s turn) and on E2B (create, a command, the URL, a kill), billed at each
 # function's memory. Also priced with AgentTurn at 1,024 MB, its size before it was measured.
 REALISTIC_WAIT_S = {
     "pixie-agent-turn": 20.0, "pixie-create-sandbox": 3.0, "pixie-run-tool": 2.0,
+    "pixie-check-result": 2.0,  # the done-check: the dev server's answer for / and a command
     "pixie-get-sandbox-url": 0.5, "pixie-cleanup-sandbox": 0.5,
 }
 AGENT_TURN_MB_BEFORE = 1024

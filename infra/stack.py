@@ -325,6 +325,15 @@ def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
             512,
             "e2b",
         ),
+        "CheckResult": FunctionSpec(
+            "lambdas.handlers.check_result.handler",
+            "pixie: the done-check of a run's result (its preview, the project's tests and build)",
+            # the preview's answer and up to two commands (npm test, npm run build), each bounded by
+            # the command timeout
+            min(3 * settings.command_timeout_s + 60, 900),
+            512,
+            "e2b",
+        ),
         "GetSandboxUrl": FunctionSpec(
             "lambdas.handlers.get_sandbox_url.handler",
             "pixie: the sandbox's preview URL and the run's result",

@@ -2,7 +2,8 @@
 
     pixie run [--model openai:MODEL | bedrock:MODEL_ID | scripted:FILE] [--sandbox local|e2b]
               [--max-iterations N] [--budget-usd USD] [--max-tokens N]
-              [--approve commands|all] [--approval-timeout 24h] [--json] [--no-serve] [--allow-network] [--allow-host HOST[:PORT]] [--no-isolation] PROMPT
+              [--no-check | --check-command COMMAND] [--approve commands|all] [--approval-timeout 24h]
+              [--json] [--no-serve] [--allow-network] [--allow-host HOST[:PORT]] [--no-isolation] PROMPT
     pixie run --continue RUN_ID [same options] PROMPT
     pixie resume RUN_ID [--budget-usd USD] [--max-tokens N] [--json] [--no-serve]
     pixie list [--limit N] [--json]
@@ -102,6 +103,14 @@ def _max_iterations(text: str) -> int:
         return check_max_iterations(int(text) if text.strip().lstrip("-").isdigit() else text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _check_command(text: str) -> str:
+    from lambdas.logic.limits import MAX_CHECK_COMMAND_CHARS
+
+    if not text.strip() or len(text) > MAX_CHECK_COMMAND_CHARS or "\x00" in text:
+        raise argparse.ArgumentTypeError(f"must be a shell command of 1 to {MAX_CHECK_COMMAND_CHARS} characters")
+    return text
 
 
 def _budget_usd(text: str) -> float:
@@ -292,6 +301,8 @@ def _run_options(args: argparse.Namespace, model: str, model_env: dict[str, str]
         extra_env=tuple(model_env.items()),
         budget_usd=args.budget_usd,
         max_tokens=args.max_tokens,
+        check=False if args.no_check else None,
+        check_command=args.check_command,
         approve=args.approve,
         approval_timeout_s=args.approval_timeout,
     )
@@ -826,6 +837,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--continue", dest="continue_from", metavar="RUN_ID",
                      help="continue the project of a run that succeeded: its sandbox, files and conversation")
     _budget_options(run, "the run ends BudgetExceeded")
+    run.add_argument("--no-check", action="store_true",
+                     help="accept the model's <task_summary> without the done-check (the preview answers 2xx for /, "
+                          "npm test / npm run build pass); PIXIE_CHECK=0")
+    run.add_argument("--check-command", type=_check_command, metavar="COMMAND",
+                     help="the done-check runs this shell command in the sandbox instead of the project's npm scripts "
+                          "(PIXIE_CHECK_COMMAND); the run ends CheckFailed after PIXIE_CHECK_LIMIT (3) failed checks")
     run.add_argument("--approve", choices=("commands", "all"),
                      help="wait for your approval before running terminal calls (commands) or every tool call (all): "
                           "asked here on a terminal, else pixie approve / deny RUN")

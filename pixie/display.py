@@ -342,6 +342,9 @@ class LiveDisplay:
                 self._print(self.style.paint(line, "yellow"))
                 return
             note = tool
+        elif name == "CheckResult" and isinstance(output, dict):  # the done-check's verdict
+            verdicts = {"passed": "passed", "retry": f"failed {arrow} the model is told and goes on", "failed": "failed"}
+            note = verdicts.get(output.get("check"), "")
         elif name == "GetSandboxUrl" and isinstance(output, dict):
             note = visible(output.get("url", ""), one_line=True)
         self._print(f"{self.style.paint(self.style['ok'], 'green')} {name:<14} {duration:>7}  {note}".rstrip())

@@ -40,6 +40,10 @@ class RunOptions:
     # The run's budget (None: the environment's PIXIE_BUDGET_USD / PIXIE_MAX_TOKENS, else unbounded).
     budget_usd: float | None = None
     max_tokens: int | None = None
+    # The done-check (None: the environment's PIXIE_CHECK, on by default; False: --no-check), and
+    # a command of the user's it runs instead of the project's npm scripts (--check-command).
+    check: bool | None = None
+    check_command: str | None = None
     # Approvals: which tool calls wait for a person ("commands", "all"; None: the environment's
     # PIXIE_APPROVE, else none), and how long (None: PIXIE_APPROVAL_TIMEOUT, else 24 h).
     approve: str | None = None
@@ -73,6 +77,8 @@ class RunOptions:
             "template": self.template,
             "budgetUsd": self.budget_usd,
             "maxTokens": self.max_tokens,
+            "check": self.check,
+            "checkCommand": self.check_command,
             "approve": self.approve,
             "approvalTimeoutSeconds": self.approval_timeout_s,
             "allowHosts": list(self.effective_allow_hosts()),
@@ -87,7 +93,8 @@ class RunOptions:
 
     def event_choices(self) -> dict[str, Any]:
         """The per-run choices these options put in the event's detail (several runs may share an engine)."""
-        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens,
+        choices = {"budgetUsd": self.budget_usd, "maxTokens": self.max_tokens, "check": self.check,
+                   "checkCommand": self.check_command,
                    "approve": self.approve, "approvalTimeoutSeconds": self.approval_timeout_s}
         return {name: value for name, value in choices.items() if value is not None}
 
@@ -462,6 +469,8 @@ def resume_locally(
         log_level=log_level,
         budget_usd=budget_usd if budget_usd is not None else settings.get("budgetUsd"),
         max_tokens=max_tokens if max_tokens is not None else settings.get("maxTokens"),
+        check=settings.get("check"),
+        check_command=settings.get("checkCommand"),
         approve=settings.get("approve"),
         approval_timeout_s=settings.get("approvalTimeoutSeconds"),
         **_saved_allow_hosts(settings),

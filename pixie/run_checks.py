@@ -86,14 +86,19 @@ def check_sandbox(sandbox: str, template: str, environ: Mapping[str, str] | None
 
 def check_prompt_and_settings(prompt: str, options: Any) -> None:
     """The prompt, the settings the run's environment gives (limits in range), a budget the model
-    has prices for, and every turn of a scripted model's file (`options`: a RunOptions)."""
+    has prices for, a done-check command within bounds, and every turn of a scripted model's file (`options`: a RunOptions)."""
     from lambdas.logic.budget import check_budget_is_priced
     from lambdas.logic.config import Settings
     from lambdas.logic.errors import PixieError
     from lambdas.logic.events import check_prompt
 
     try:
-        settings = Settings.from_env({**os.environ, **options.env()})
+        check_command = getattr(options, "check_command", None)
+        # The run's own check command is held to PIXIE_CHECK_COMMAND's bounds (length, no NUL).
+        chosen = {} if check_command is None else {"PIXIE_CHECK_COMMAND": check_command}
+        settings = Settings.from_env({**os.environ, **options.env(), **chosen})
+        if check_command is not None and settings.check_command is None:
+            raise RunRefused("the check command is empty")
         check_prompt(prompt, settings.max_prompt_chars)
         budget = options.budget_usd if options.budget_usd is not None else settings.budget_usd
         check_budget_is_priced(settings.model, budget)

@@ -59,6 +59,7 @@ FUNCTIONS: dict[str, tuple[str, str]] = {
     "CreateSandboxFunctionArn": ("pixie-create-sandbox", "lambdas.handlers.create_sandbox"),
     "AgentTurnFunctionArn": ("pixie-agent-turn", "lambdas.handlers.agent_turn"),
     "RunToolFunctionArn": ("pixie-run-tool", "lambdas.handlers.run_tool"),
+    "CheckResultFunctionArn": ("pixie-check-result", "lambdas.handlers.check_result"),
     "GetSandboxUrlFunctionArn": ("pixie-get-sandbox-url", "lambdas.handlers.get_sandbox_url"),
     "CleanupSandboxFunctionArn": ("pixie-cleanup-sandbox", "lambdas.handlers.cleanup_sandbox"),
     "RequestApprovalFunctionArn": ("pixie-request-approval", "lambdas.handlers.request_approval"),

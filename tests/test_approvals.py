@@ -21,6 +21,7 @@ from lambdas.logic.approvals import decision_from, needs_approval, pending_calls
 from lambdas.logic.limits import (
     HISTORY_EVENTS_PER_APPROVAL,
     HISTORY_EVENTS_PER_CALL,
+    HISTORY_EVENTS_PER_CHECK,
     HISTORY_EVENTS_PER_TURN,
 )
 from lambdas.logic.sandboxes.local import stop_all_previews
@@ -204,7 +205,8 @@ def test_approve_all_waits_on_every_turn_with_calls_and_commands_only_on_termina
     assert marker_exists(home, commands)
     # The history arithmetic of the caps, with a wait on the turn that ran a command.
     calls_run = [1, 1, 0]
-    expected = 16 + HISTORY_EVENTS_PER_TURN * 3 - 4 + HISTORY_EVENTS_PER_CALL * sum(calls_run) + HISTORY_EVENTS_PER_APPROVAL
+    expected = (16 + HISTORY_EVENTS_PER_TURN * 3 - 4 + HISTORY_EVENTS_PER_CALL * sum(calls_run) + HISTORY_EVENTS_PER_APPROVAL
+                + HISTORY_EVENTS_PER_CHECK)  # the done-check of the summary, passed
     assert len(commands["history"]) == expected
 
 

@@ -45,13 +45,13 @@ def test_a_scripted_run_on_the_engine_is_measured(tmp_path):
 
     assert run.status == "SUCCEEDED", run.error
     # CreateSandbox, IsDuplicateEvent, 2 x (AgentTurn, Router, RunTools, RunTool), AgentTurn, Router,
-    # GetSandboxUrl, Done
+    # CheckResult, CheckVerdict, GetSandboxUrl, Done
     transitions = state_transitions(run.history)
-    assert transitions == {"statesEntered": 14, "retries": 0, "total": 14, "inlineMapIterationsNotBilled": 2}
+    assert transitions == {"statesEntered": 16, "retries": 0, "total": 16, "inlineMapIterationsNotBilled": 2}
     # Every handler invocation was timed, in the order the state machine made them.
     assert [name for name, _ in run.invocations] == [
         "pixie-create-sandbox", "pixie-agent-turn", "pixie-run-tool", "pixie-agent-turn", "pixie-run-tool",
-        "pixie-agent-turn", "pixie-get-sandbox-url",
+        "pixie-agent-turn", "pixie-check-result", "pixie-get-sandbox-url",
     ]
     # The 10 KB command outputs live in DynamoDB, not in the state: each tool message is >= 10 WRU.
     biggest = largest_payload(run.history)

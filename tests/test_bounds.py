@@ -4,6 +4,7 @@ server), the CLI's door checks as a user meets them, and the limits' own arithme
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from lambdas.logic.limits import (
     HISTORY_EVENT_LIMIT,
     HISTORY_EVENTS_PER_CALL,
+    HISTORY_EVENTS_PER_CHECK,
     HISTORY_EVENTS_PER_RETRY,
     HISTORY_EVENTS_PER_TURN,
     MAX_ITERATIONS_CAP,
@@ -225,12 +227,14 @@ def test_history_events_follow_the_per_turn_arithmetic(tmp_path, faults):
         {"content": None, "tool_calls": [terminal("true")]},
         {"content": None, "tool_calls": [terminal("true")] * 5},
         {"content": None, "tool_calls": [terminal("true")] * (DEFAULT_MAX_TOOL_CALLS + 3)},
-        SUMMARY,  # a turn without tools too
+        SUMMARY,  # a turn without tools too; its done-check fails once...
+        SUMMARY,  # ...and this one's passes
     ]
     script = write_script(tmp_path, turns)
+    fails_once = "test -e .checked || { touch .checked; false; }"
     record = run_locally(
         "Count my events",
-        options(tmp_path, script),
+        dataclasses.replace(options(tmp_path, script), check_command=fails_once),
         invoke_wrapper=FaultInjector(faults, seed=11) if faults else None,
         retry_delay_scale=0.001,
     )
@@ -238,10 +242,11 @@ def test_history_events_follow_the_per_turn_arithmetic(tmp_path, faults):
     events, retried = history_counts(record)
     if faults:
         assert retried > 0
-    calls_run = [0, 1, 5, DEFAULT_MAX_TOOL_CALLS, 0]
+    calls_run = [0, 1, 5, DEFAULT_MAX_TOOL_CALLS, 0, 0]
     tools_turns = sum(1 for k in calls_run if k)
     expected = (
         16  # start, CreateSandbox, IsDuplicateEvent, GetSandboxUrl, the end
+        + HISTORY_EVENTS_PER_CHECK * 2  # the done-check that failed, and the one that passed
         + HISTORY_EVENTS_PER_TURN * len(calls_run)
         - 4 * (len(calls_run) - tools_turns)  # a turn without tools has no Map (7 instead of 11)
         + HISTORY_EVENTS_PER_CALL * sum(calls_run)

@@ -162,6 +162,21 @@ def test_a_budget_chosen_per_run_is_enforced_and_shown(console, script):
     assert record["maxTokens"] == 1 and record["budgetUsd"] == 5
 
 
+def test_the_done_check_chosen_per_run(console, tmp_path_factory):
+    """The console's request turns the done-check off (check: false) or gives it a command."""
+    claims_done = [{"content": "<task_summary>Done</task_summary>",
+                    "tool_calls": [{"name": "terminal", "arguments": {"command": "rm index.html"}}]}]
+    unchecked = write_script_file(tmp_path_factory.mktemp("scripts") / "claims.json", claims_done)
+    record = console.wait_for(console.start_run("Claim it", model=f"scripted:{unchecked}", check=False))
+    assert record["status"] == "SUCCEEDED" and record["iterations"] == 1, record["cause"]
+
+    summaries = write_script_file(tmp_path_factory.mktemp("scripts") / "sums.json", [{"content": "<task_summary>x</task_summary>"}] * 4)
+    record = console.wait_for(console.start_run("Check it", model=f"scripted:{summaries}", checkCommand="echo nope; false"))
+    assert record["status"] == "FAILED" and record["error"] == "CheckFailed" and "nope" in record["cause"]
+    response = console.client.post("/api/runs", json={"prompt": "x", "check": "no"})
+    assert response.status_code == 400 and "check" in response.json()["error"]
+
+
 def test_events_stream_live_then_replay_and_resume(console, script):
     run_id = console.start_run("Stream me", model=f"scripted:{script}")
     with console.client.stream("GET", f"/api/runs/{run_id}/events") as live:
@@ -337,6 +352,9 @@ def test_the_graph_is_the_asl_file():
     assert edges[("RunTools", "AgentTurn", "next")]["back"] and edges[("Router", "AgentTurn", "default")]["back"]
     assert not edges[("AgentTurn", "Router", "next")]["back"]
     assert ("CreateSandbox", "InvalidEvent", "catch") in edges
+    # The done-check between the summary and the result, and its CheckFailed ending.
+    assert ("Router", "CheckResult", "choice") in edges and ("CheckVerdict", "CheckFailed", "choice") in edges
+    assert ("CheckVerdict", "GetSandboxUrl", "choice") in edges and ("CheckFailed", "CleanupSandbox", "next") in edges
     # Layered top-down along the flow; nested states inside their Map's box.
     assert by_id["CreateSandbox"]["y"] < by_id["AgentTurn"]["y"] < by_id["Router"]["y"] < by_id["GetSandboxUrl"]["y"] < by_id["Done"]["y"]
     assert by_id["CleanupSandbox"]["y"] < by_id["RunFailed"]["y"]

@@ -34,7 +34,7 @@ def test_every_outcome_the_workflow_names_is_a_permanent_row_ending_through_clea
     states = promises.definition()["States"]
     permanent = {error for row in durability_table() if not row.retried for error in row.errors}
     outcomes = {name: s for name, s in states.items() if s["Type"] == "Pass" and name != "LastTurnCalledTools"}
-    assert {"MaxIterationsReached", "BudgetExceeded", "StuckLoop"} <= set(outcomes)
+    assert {"MaxIterationsReached", "BudgetExceeded", "StuckLoop", "CheckFailed"} <= set(outcomes)
     targets = {c["Next"] for s in states.values() for c in s.get("Choices", [])}
     for name, state in outcomes.items():
         error = state.get("Result", state.get("Parameters", {})).get("Error")
@@ -129,7 +129,7 @@ def test_every_other_failure_goes_through_cleanup_and_keeps_the_original_error()
         else:
             assert catch_all[0]["Next"] == "CleanupSandbox" and catch_all[0]["ResultPath"] == "$.error"
     assert states["RunTools"]["Catch"][0]["Next"] == "CleanupSandbox"
-    for outcome in ("MaxIterationsReached", "BudgetExceeded", "StuckLoop"):
+    for outcome in ("MaxIterationsReached", "BudgetExceeded", "StuckLoop", "CheckFailed"):
         assert states[outcome]["Next"] == "CleanupSandbox"
     assert states["RunFailed"] == {**states["RunFailed"], "Type": "Fail", "ErrorPath": "$.error.Error", "CausePath": "$.error.Cause"}
 

@@ -19,6 +19,7 @@ class FakeCloud:
 
     sandboxes: dict[str, "FakeSandbox"] = {}
     calls: list[tuple] = []
+    preview_answers: list[str] = []  # what the dev server answers the done-check, in turn (then 200)
 
 
 class FakeCommands:
@@ -27,6 +28,9 @@ class FakeCommands:
 
     def run(self, cmd, timeout=None, cwd=None, **_):
         FakeCloud.calls.append(("run", self.box.sandbox_id, cmd, cwd))
+        if "http://localhost:3000/" in cmd:  # the done-check asks the dev server for /
+            answer = FakeCloud.preview_answers.pop(0) if FakeCloud.preview_answers else "200"
+            return e2b.CommandResult(stdout=f"{answer}\n", stderr="", exit_code=0, error=None)
         return e2b.CommandResult(stdout=f"ran in {cwd}\n", stderr="", exit_code=0, error=None)
 
 
@@ -75,7 +79,7 @@ class FakeSandbox:
 
 @pytest.fixture(autouse=True)
 def fake_e2b(monkeypatch):
-    FakeCloud.sandboxes, FakeCloud.calls = {}, []
+    FakeCloud.sandboxes, FakeCloud.calls, FakeCloud.preview_answers = {}, [], []
     monkeypatch.setattr(e2b, "Sandbox", FakeSandbox)
     monkeypatch.setenv("E2B_API_KEY", KEY)
 
@@ -120,3 +124,17 @@ def test_e2b_sandbox_is_killed_when_the_run_fails(tmp_path):
 
     assert record["status"] == "FAILED" and record["error"] == "ScriptExhausted"
     assert FakeCloud.sandboxes["sbx0"].killed
+
+
+def test_e2b_done_check_asks_the_dev_server_and_a_500_goes_back_to_the_model(tmp_path, write_script):
+    FakeCloud.preview_answers = ["500\nError: Module not found: Can't resolve './Counter'"]
+    summary = {"content": "<task_summary>Built it</task_summary>"}
+    script = write_script([summary, summary])
+    record = run_locally("Build it", RunOptions(model=f"scripted:{script}", sandbox="e2b", pixie_home=tmp_path))
+
+    assert record["status"] == "SUCCEEDED", record["cause"]
+    assert record["iterations"] == 2
+    checks = [c for c in FakeCloud.calls if c[0] == "run" and "localhost:3000" in c[2]]
+    assert len(checks) == 2 and all(c[3] == "/home/user" for c in checks)  # asked inside the sandbox
+    told = [m["content"] for m in record["conversation"] if m["role"] == "user" and "[pixie]" in str(m["content"])]
+    assert len(told) == 1 and "GET / answered 500" in told[0] and "Can't resolve './Counter'" in told[0]

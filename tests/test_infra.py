@@ -41,6 +41,7 @@ HANDLERS = {
     "CreateSandbox": "lambdas.handlers.create_sandbox.handler",
     "AgentTurn": "lambdas.handlers.agent_turn.handler",
     "RunTool": "lambdas.handlers.run_tool.handler",
+    "CheckResult": "lambdas.handlers.check_result.handler",
     "GetSandboxUrl": "lambdas.handlers.get_sandbox_url.handler",
 }
 REQUIRED_STATES = {"CreateSandbox", "AgentTurn", "Router", "RunTools", "GetSandboxUrl"}
@@ -959,7 +960,7 @@ def test_retries_while_a_step_is_still_in_progress_outlast_any_function_timeout(
             if "IdempotencyAlreadyInProgressError" in retrier["ErrorEquals"]:
                 seen += 1
                 assert guaranteed_wait_s(retrier) > max(900, specs[step].timeout_s), name
-    assert seen == 3  # CreateSandbox, AgentTurn, RunTool: the idempotent steps
+    assert seen == 4  # CreateSandbox, AgentTurn, RunTool, CheckResult: the idempotent steps
 
 
 def test_every_task_handles_lambda_errors_by_the_names_step_functions_reports():

@@ -47,9 +47,10 @@ def test_a_last_turn_with_calls_and_no_summary_fails_saying_so_and_runs_nothing(
 
 
 def test_the_closing_turn_is_in_the_history_arithmetic(tmp_path):
-    from lambdas.logic.limits import HISTORY_EVENTS_FIXED, HISTORY_EVENTS_PER_CALL, HISTORY_EVENTS_PER_TURN
+    from lambdas.logic.limits import HISTORY_EVENTS_FIXED, HISTORY_EVENTS_PER_CALL, HISTORY_EVENTS_PER_CHECK, HISTORY_EVENTS_PER_TURN
 
     record = run(tmp_path, [FIRST, {"content": "<task_summary>Wrote the page</task_summary>", "tool_calls": WRITE_LAST}])
     assert record["status"] == "SUCCEEDED", record["cause"]
     # The longest fixed part of any run: this ending (16 + the closing AgentTurn and Router).
-    assert len(record["history"]) == HISTORY_EVENTS_FIXED + 2 * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_CALL)
+    # The done-check (one, that passed) is counted per check.
+    assert len(record["history"]) == HISTORY_EVENTS_FIXED + HISTORY_EVENTS_PER_CHECK + 2 * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_CALL)

@@ -293,7 +293,7 @@ def test_a_retry_while_the_first_attempt_runs_is_answered_in_progress_and_nothin
     # The idempotency records, in the run table, one per unit of work, completed.
     records = [i for i in items if i["pk"]["S"].startswith("IDEMPOTENCY#")]
     steps = sorted(i["pk"]["S"].removeprefix("IDEMPOTENCY#") for i in records)
-    assert steps == ["AgentTurn", "AgentTurn", "CreateSandbox", "RunTool"]
+    assert steps == ["AgentTurn", "AgentTurn", "CheckResult", "CreateSandbox", "RunTool"]
     assert {i["status"]["S"] for i in records} == {"COMPLETED"}
     # They expire with the run's data (README: expiresAt, the table's TTL, 30 days), not before:
     # a resume within those days finds its completed steps.
@@ -375,8 +375,8 @@ def test_a_rate_limited_sandbox_is_retried_by_the_workflow_then_answers(tmp_path
 
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
     assert failures_by_state(execution.history) == {"RunTool": ["SandboxThrottled"] * 2}
-    # The command ran once, after the sandbox answered.
-    [command] = [call for call in FakeCloud.calls if call[0] == "run"]
+    # The command ran once, after the sandbox answered (the done-check's question to the dev server aside).
+    [command] = [call for call in FakeCloud.calls if call[0] == "run" and "localhost:3000" not in call[2]]
     assert "echo hi >> log.txt" in command[2]
     intervals = promises.expected_waits(promise, rule_or_default("RunTool", "SandboxThrottled"))[:2]
     assert_waits(waits, [(promise, intervals)])

@@ -1,4 +1,4 @@
-"""Mutants for the user's control over a run (issue 22): budgets and the stuck-loop breaker."""
+"""Mutants for the user's control over a run (issue 22): budgets, the stuck-loop breaker and the done-check."""
 
 from tools.mutations import ASL, Mutant
 
@@ -52,4 +52,54 @@ MUTANTS += [
            ["tests/test_budget.py::test_cached_prompt_tokens_count_at_the_cached_price"],
            find="run.output_tokens, run.cached_input_tokens, run.cache_write_tokens)", replace="run.output_tokens)", count=1,
            promise="CLI: budgets priced as billed"),
+]
+
+DONE_CHECK = ["tests/test_done_check.py"]
+DONE_CHECK_PROMISE = "CLI: The done-check — a summary is accepted only once the preview and the project's check pass"
+
+
+def _router_skips_the_check(definition: dict) -> None:
+    for choice in definition["States"]["Router"]["Choices"]:
+        if choice.get("Next") == "CheckResult":
+            choice["Next"] = "GetSandboxUrl"
+
+
+def _verdict_accepts_failed(definition: dict) -> None:
+    # (Dropping the choice instead would loop forever: the failed verdict keeps its summary.)
+    for choice in definition["States"]["CheckVerdict"]["Choices"]:
+        if choice.get("Next") == "CheckFailed":
+            choice["Next"] = "GetSandboxUrl"
+
+
+MUTANTS += [
+    Mutant("asl-router-skips-the-done-check", ASL, DONE_CHECK, edit_json=_router_skips_the_check,
+           promise=DONE_CHECK_PROMISE),
+    Mutant("control-check-finds-nothing", "lambdas/logic/steps/check_result.py", DONE_CHECK,
+           find="    failures = check_result(sandbox, run.sandbox_kind, run.check_command, settings.command_timeout_s)",
+           replace="    failures = []",
+           promise=DONE_CHECK_PROMISE),
+    Mutant("control-check-preview-not-asked", "lambdas/logic/done_check.py", DONE_CHECK,
+           find="    if status is None or not 200 <= status < 300:", replace="    if False:",
+           promise=DONE_CHECK_PROMISE),
+    Mutant("control-check-npm-test-not-run", "lambdas/logic/done_check.py", DONE_CHECK,
+           find='        commands.append("npm test")', replace="        pass",
+           promise=DONE_CHECK_PROMISE),
+    Mutant("control-check-configured-command-ignored", "lambdas/logic/done_check.py", DONE_CHECK,
+           find="    if configured:\n        return [configured]", replace="    if False:\n        return [configured]",
+           promise=DONE_CHECK_PROMISE),
+    Mutant("control-no-check-ignored", "lambdas/logic/steps/check_result.py", DONE_CHECK,
+           find="    if not run.check:", replace="    if False:",
+           promise="CLI: The done-check — --no-check accepts the summary as written"),
+    Mutant("control-check-never-ends-the-run", "lambdas/logic/steps/check_result.py", DONE_CHECK,
+           find="    if failed >= settings.check_limit or out_of_turns:", replace="    if out_of_turns:",
+           promise="Durability: anything else — CheckFailed after PIXIE_CHECK_LIMIT failed checks"),
+    Mutant("asl-check-failed-never-reached", ASL, DONE_CHECK, edit_json=_verdict_accepts_failed,
+           promise="Durability: anything else — CheckFailed after PIXIE_CHECK_LIMIT failed checks"),
+    Mutant("control-check-cause-unbounded", "lambdas/logic/done_check.py", DONE_CHECK,
+           find="    return fit_json(text, MAX_CHECK_CAUSE_JSON_CHARS)", replace="    return text",
+           promise="Durability: anything else — CheckFailed's cause holds the output, bounded"),
+    Mutant("control-check-failure-not-told", "lambdas/logic/steps/check_result.py", DONE_CHECK,
+           find='    state.put_message(run_id, notice_message_key(iteration + 1, CHECK_NOTICE), {"role": "user", "content": notice})',
+           replace="    pass",
+           promise=DONE_CHECK_PROMISE),
 ]

@@ -106,6 +106,10 @@ class RunRecord:
     # Parts of input_tokens billed at their own rates: read from and written to the prompt cache.
     cached_input_tokens: int = 0
     cache_write_tokens: int = 0
+    # The done-check before its summary is accepted (False: --no-check), and a command of the
+    # user's that it runs (None: the project's own npm scripts).
+    check: bool = True
+    check_command: str | None = None
     # Approvals: which tool calls wait for a person ("none", "commands", "all"), for how long, and
     # the wait in progress ({taskToken, iteration, calls, requestedAt, timeoutSeconds}) if any.
     approve: str = "none"
@@ -136,6 +140,8 @@ class RunRecord:
             output_tokens=int(item.get("outputTokens", 0)),
             cached_input_tokens=int(item.get("cachedInputTokens", 0)),
             cache_write_tokens=int(item.get("cacheWriteTokens", 0)),
+            check=bool(item.get("check", True)),
+            check_command=item.get("checkCommand"),
             approve=str(item.get("approve") or "none"),
             approval_timeout_s=int(item["approvalTimeoutSeconds"]) if item.get("approvalTimeoutSeconds") is not None else None,
             pending_approval=_plain(item.get("pendingApproval")),
@@ -165,6 +171,8 @@ class NetworkState:
         project_id: str | None = None,
         budget_usd: float | None = None,
         max_tokens: int | None = None,
+        check: bool = True,
+        check_command: str | None = None,
         approve: str = "none",
         approval_timeout_s: int | None = None,
     ) -> RunRecord:
@@ -184,7 +192,10 @@ class NetworkState:
             "createdAt": now,
             "expiresAt": now + RUN_TTL_SECONDS,
             "projectId": project_id or run_id,
+            "check": bool(check),
         }
+        if check_command:
+            item["checkCommand"] = check_command
         if parent_run_id:
             item["parentRunId"] = parent_run_id
         item.update(budget_fields(budget_usd, max_tokens))

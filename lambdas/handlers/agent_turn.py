@@ -18,7 +18,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
     # a run resumed with a higher budget is judged again.
     stopped = turn_guard(event["runId"], int(event["iteration"]), network_state(), settings())
     if stopped is not None:
-        logger.info("run stopped before the model call", extra={"stop": stopped["stop"]})
+        logger.info("no model call this turn", extra={"stop": stopped["stop"] or None, "hasSummary": stopped["hasSummary"]})
         return with_approval(stopped, network_state())
     result = with_approval(_turn(event, context), network_state())
     usage = result["usage"]

@@ -25,6 +25,9 @@ from lambdas.logic.limits import (
     DEFAULT_STUCK_LIMIT,
     DEFAULT_STUCK_WARN_AFTER,
     STUCK_LIMIT_CAP,
+    CHECK_LIMIT_CAP,
+    DEFAULT_CHECK_LIMIT,
+    MAX_CHECK_COMMAND_CHARS,
     check_run_limits,
 )
 
@@ -58,6 +61,8 @@ NUMERIC_SETTINGS: dict[str, tuple[int, int, int]] = {
     # before the run ends StuckLoop.
     "PIXIE_STUCK_WARN_AFTER": (DEFAULT_STUCK_WARN_AFTER, 1, STUCK_LIMIT_CAP),
     "PIXIE_STUCK_LIMIT": (DEFAULT_STUCK_LIMIT, 2, STUCK_LIMIT_CAP),
+    # The done-check: failed checks of a run's result before it ends CheckFailed.
+    "PIXIE_CHECK_LIMIT": (DEFAULT_CHECK_LIMIT, 1, CHECK_LIMIT_CAP),
     # Compaction (lambdas/logic/compaction.py): tool results this many turns old and longer than
     # this many characters are left out of the prompt (never out of the store); 0 turns: off.
     "PIXIE_COMPACT_AFTER_TURNS": (DEFAULT_COMPACT_AFTER_TURNS, 0, MAX_ITERATIONS_CAP),
@@ -103,6 +108,20 @@ def _optional_budget(env: Mapping[str, str], name: str, high: float, whole: bool
 def env_flag(env: Mapping[str, str], name: str) -> bool:
     """A yes/no setting: 1, true, yes or on (any case) is yes; anything else, or unset, no."""
     return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_flag_on(env: Mapping[str, str], name: str) -> bool:
+    """A yes/no setting that is on unless it says 0, false, no or off (any case)."""
+    return env.get(name, "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _check_command(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("PIXIE_CHECK_COMMAND") or "").strip()
+    if not raw:
+        return None
+    if len(raw) > MAX_CHECK_COMMAND_CHARS or "\x00" in raw:
+        raise InvalidSetting(f"PIXIE_CHECK_COMMAND must be a shell command of at most {MAX_CHECK_COMMAND_CHARS} characters")
+    return raw
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
@@ -152,6 +171,11 @@ class Settings:
     max_tokens: int | None = None
     stuck_warn_after: int = DEFAULT_STUCK_WARN_AFTER
     stuck_limit: int = DEFAULT_STUCK_LIMIT
+    # The done-check before a summary is accepted (lambdas/logic/done_check.py): on unless turned
+    # off; a command of the user's instead of the package.json scripts; failed checks allowed.
+    check: bool = True
+    check_command: str | None = None
+    check_limit: int = DEFAULT_CHECK_LIMIT
     compact_after_turns: int = DEFAULT_COMPACT_AFTER_TURNS
     compact_min_chars: int = DEFAULT_COMPACT_MIN_CHARS
     approve: str = "none"  # which tool calls wait for a person's decision (approvals.APPROVE_MODES)
@@ -192,6 +216,9 @@ class Settings:
             max_tokens=_optional_budget(env, "PIXIE_MAX_TOKENS", MAX_TOKENS_CAP, whole=True),
             stuck_warn_after=_int(env, "PIXIE_STUCK_WARN_AFTER"),
             stuck_limit=_int(env, "PIXIE_STUCK_LIMIT"),
+            check=env_flag_on(env, "PIXIE_CHECK"),
+            check_command=_check_command(env),
+            check_limit=_int(env, "PIXIE_CHECK_LIMIT"),
             compact_after_turns=_int(env, "PIXIE_COMPACT_AFTER_TURNS"),
             compact_min_chars=_int(env, "PIXIE_COMPACT_MIN_CHARS"),
             approve=_choice(env, "PIXIE_APPROVE", APPROVE_MODES),

@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 from lambdas.logic.approvals import APPROVE_MODES, MAX_APPROVAL_TIMEOUT_S
-from lambdas.logic.limits import MAX_BUDGET_USD, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP
+from lambdas.logic.limits import MAX_BUDGET_USD, MAX_CHECK_COMMAND_CHARS, MAX_ITERATIONS_CAP, MAX_TOKENS_CAP
 
 
 class HelloWorldDetail(BaseModel):
@@ -23,6 +23,10 @@ class HelloWorldDetail(BaseModel):
     # The run's budget: model spend in US dollars (priced from models/prices.py), and tokens.
     budgetUsd: Annotated[StrictFloat | StrictInt, Field(gt=0, le=MAX_BUDGET_USD)] | None = None
     maxTokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS_CAP)] | None = None
+    # The done-check before a summary is accepted: false turns it off (--no-check); checkCommand
+    # runs in the sandbox instead of the project's npm scripts (--check-command).
+    check: StrictBool | None = None
+    checkCommand: Annotated[StrictStr, Field(min_length=1, max_length=MAX_CHECK_COMMAND_CHARS, pattern=r"^[^\x00]*\S[^\x00]*$")] | None = None
     # Approvals (lambdas/logic/approvals.py): which tool calls wait for a person, and for how long.
     approve: Literal[APPROVE_MODES] | None = None  # type: ignore[valid-type]
     approvalTimeoutSeconds: Annotated[StrictInt, Field(ge=1, le=MAX_APPROVAL_TIMEOUT_S)] | None = None

@@ -58,7 +58,8 @@ def check_prompt(prompt: str, max_chars: int, name: str = "the prompt") -> str:
 # Choices an event may make for its own run instead of the deployment's settings. A deployment
 # honours only those it lists in PIXIE_EVENT_OVERRIDES: the embedded engine lists them all, the
 # deployed stack none, so whoever may put events on a deployed bus cannot pick a costlier model.
-RUN_CHOICES = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "approve", "approvalTimeoutSeconds")
+RUN_CHOICES = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "check", "checkCommand", "approve",
+               "approvalTimeoutSeconds")
 
 
 def parse_run_choices(event: Any, allowed: Collection[str]) -> dict[str, Any]:

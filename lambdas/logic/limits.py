@@ -14,10 +14,12 @@ HISTORY_EVENT_LIMIT = 25_000
 # Counted on the engine with AWS's event types (tests/test_bounds.py checks these against runs):
 # start, CreateSandbox, IsDuplicateEvent, the end: success 16, failure through cleanup 18, and 23 for
 # a success whose last turn summarized beside tool calls (a closing AgentTurn and Router after them).
+# The done-check's events are counted per check below.
 HISTORY_EVENTS_FIXED = 23
 HISTORY_EVENTS_PER_TURN = 11  # AgentTurn, Router, and the Map's own start and end when tools run
 HISTORY_EVENTS_PER_CALL = 7  # one Map iteration with its RunTool task
 HISTORY_EVENTS_PER_RETRY = 3  # a failed attempt: scheduled, started, failed
+HISTORY_EVENTS_PER_CHECK = 7  # the done-check: CheckResult's task and the CheckVerdict choice
 # A turn that waits for approval (--approve): AwaitApproval entered, scheduled, started, submitted,
 # succeeded / failed (denied) / timed out, exited. Counted in the worst case: any run may use it.
 HISTORY_EVENTS_PER_APPROVAL = 6
@@ -37,16 +39,24 @@ MAX_TOKENS_CAP = 1_000_000_000
 DEFAULT_STUCK_WARN_AFTER = 3
 DEFAULT_STUCK_LIMIT = 5
 STUCK_LIMIT_CAP = 5
+# The done-check: a run ends CheckFailed after this many failed checks of its result.
+DEFAULT_CHECK_LIMIT = 3
+CHECK_LIMIT_CAP = 5
+MAX_CHECK_COMMAND_CHARS = 1_000  # --check-command, detail.checkCommand
+MAX_CHECK_OUTPUT_CHARS = 3_000  # of each failed check's output, in the model's message
+MAX_CHECK_CAUSE_JSON_CHARS = 4_000  # CheckFailed's cause, a state payload
 
 
 def worst_case_history_events(max_iterations: int, max_tool_calls: int, retries_per_task: int = RETRIES_PER_TASK) -> int:
     """Events of the longest possible run: every turn used, every turn with the most tool calls
     that are run, every task retried `retries_per_task` times, ending through cleanup."""
-    # CreateSandbox, a closing AgentTurn, GetSandboxUrl/Cleanup, ..., and per turn AgentTurn,
-    # AwaitApproval and the calls
-    tasks = 4 + max_iterations * (2 + max_tool_calls)
+    # CreateSandbox, a closing AgentTurn, GetSandboxUrl/Cleanup, ..., per turn AgentTurn,
+    # AwaitApproval and the calls, and every done-check (each failed one gives a turn back, so a
+    # run has at most CHECK_LIMIT_CAP of them).
+    tasks = 4 + max_iterations * (2 + max_tool_calls) + CHECK_LIMIT_CAP
     return (
         HISTORY_EVENTS_FIXED
+        + HISTORY_EVENTS_PER_CHECK * CHECK_LIMIT_CAP
         + max_iterations * (HISTORY_EVENTS_PER_TURN + HISTORY_EVENTS_PER_APPROVAL + HISTORY_EVENTS_PER_CALL * max_tool_calls)
         + HISTORY_EVENTS_PER_RETRY * retries_per_task * tasks
     )

@@ -1,7 +1,7 @@
 """The console's HTTP surface (Starlette): the pages, the JSON API they use (scripts may use it
 too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
 
-    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "budgetUsd"?, "maxTokens"?, "approve"?,
+    POST /api/runs {"prompt", "model"?, "sandbox"?, "maxIterations"?, "budgetUsd"?, "maxTokens"?, "check"?, "checkCommand"?, "approve"?,
                     "approvalTimeoutSeconds"?, "continueFrom"?} -> {"runId"}
     GET  /api/runs                 newest first
     GET  /api/runs/{id}            the record (as `pixie show --json`) plus tokens and cost per turn

@@ -20,7 +20,8 @@ log = logging.getLogger("pixie.console")
 
 # The follow-up box needs `continueFrom` in the event; shown only once the event model has it.
 CONTINUE_SUPPORTED = "continueFrom" in HelloWorldDetail.model_fields
-CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "approve", "approvalTimeoutSeconds")
+CHOICE_FIELDS = ("model", "sandbox", "maxIterations", "budgetUsd", "maxTokens", "check", "checkCommand", "approve",
+                 "approvalTimeoutSeconds")
 KEPT_CHANNELS = 100  # finished runs whose live events (with streamed text) stay in memory
 # On stop, how long the console waits for each run to end through its cleanup and be saved (a
 # loaded machine is slow; a second Ctrl-C leaves at once).
@@ -226,6 +227,7 @@ class LocalRuns:
                 model=model, sandbox=detail.get("sandbox") or "local",
                 max_iterations=detail.get("maxIterations") or self.max_iterations, pixie_home=self.home,
                 template=self.template, budget_usd=detail.get("budgetUsd"), max_tokens=detail.get("maxTokens"),
+                check=detail.get("check"), check_command=detail.get("checkCommand"),
                 approve=detail.get("approve"), approval_timeout_s=detail.get("approvalTimeoutSeconds"),
             )
             parent_items = check_new_run(prompt, options, continue_from)
@@ -292,6 +294,7 @@ class LocalRuns:
         detail = event["detail"]
         chosen = {"model": options.get("model"), "sandbox": options.get("sandbox"), "maxIterations": options.get("maxIterations"),
                   "budgetUsd": options.get("budgetUsd"), "maxTokens": options.get("maxTokens"),
+                  "check": options.get("check"), "checkCommand": options.get("checkCommand"),
                   "approve": options.get("approve"), "approvalTimeoutSeconds": options.get("approvalTimeoutSeconds")}
         return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(event)
 
@@ -368,6 +371,8 @@ class LocalRuns:
             "template": self.template,
             "budgetUsd": detail.get("budgetUsd"),
             "maxTokens": detail.get("maxTokens"),
+            "check": detail.get("check"),
+            "checkCommand": detail.get("checkCommand"),
         }
         return RunJournal(self.home, run_id, event, options, parent_id=continued_run(event))
 

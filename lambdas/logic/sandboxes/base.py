@@ -36,6 +36,10 @@ class Sandbox(Protocol):
 
     def get_url(self, port: int = PREVIEW_PORT) -> str: ...
 
+    def preview_status(self, timeout_s: int) -> tuple[int | None, str]:
+        """The HTTP status the preview answers for `/` (None: no answer) and a note on why."""
+        ...
+
     def kill(self) -> None: ...
 
 

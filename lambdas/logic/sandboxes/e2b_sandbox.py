@@ -156,6 +156,20 @@ class E2BSandbox:
     def get_url(self, port: int = PREVIEW_PORT) -> str:
         return "https://" + self._sbx.get_host(port)
 
+    def preview_status(self, timeout_s: int) -> tuple[int | None, str]:
+        """What the dev server answers for `/` (the done-check), asked from inside the sandbox with
+        Node's fetch (the template's image has Node, not curl)."""
+        script = (
+            f"fetch('http://localhost:{PREVIEW_PORT}/').then(async r => {{ console.log(r.status); "
+            "if (!r.ok) console.log((await r.text()).slice(0, 2000)); }, "
+            "e => console.log('no answer: ' + ((e.cause && e.cause.message) || e.message)))"
+        )
+        result = self.run_command(f"node -e {shlex.quote(script)}", timeout_s)
+        first, _, rest = result.stdout.strip().partition("\n")
+        if first.isdigit():
+            return int(first), rest.strip()
+        return None, (result.stdout + result.stderr).strip() or f"exit code {result.exit_code}"
+
     def kill(self) -> None:
         with _sdk_errors("kill the sandbox", self._api_key):
             try:

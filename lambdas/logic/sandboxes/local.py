@@ -23,7 +23,9 @@ import subprocess
 import threading
 import time
 import uuid
+import urllib.error
 import urllib.parse
+import urllib.request
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -429,6 +431,19 @@ class LocalSandbox:
                 threading.Thread(target=server.serve_forever, name=f"preview-{self.id}", daemon=True).start()
                 _previews[self.id] = server
         return f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def preview_status(self, timeout_s: int) -> tuple[int | None, str]:
+        """What the preview answers for `/` (the done-check), asked over loopback, never a proxy."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self.get_url(PREVIEW_PORT), timeout=timeout_s) as answer:
+                return answer.status, ""
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            note = "The preview serves the project folder as files: `/` is its index.html." if exc.code == 404 else ""
+            return exc.code, note
+        except (urllib.error.URLError, OSError) as exc:
+            return None, str(exc)
 
     def kill(self) -> None:
         """Stops the preview, the egress proxy and any command still running in it (as E2B's kill

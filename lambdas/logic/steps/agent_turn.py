@@ -92,11 +92,16 @@ def _next_state(
 def turn_guard(run_id: str, iteration: int, state: NetworkState, settings: Settings) -> dict[str, Any] | None:
     """Checked before every model call, outside the step's idempotency (so a resume with a higher
     budget decides again): the run's state with `stop` set when the run has reached its budget or
-    is stuck in a loop, None when the turn may go on. Tells the model when it starts repeating."""
+    is stuck in a loop, the closing state when a summary is pending, None when the turn may go on. Tells the model when it starts repeating."""
     run = state.get_run(run_id)
     turn = iteration + 1
-    if run.summary or state.get_message(run_id, assistant_message_key(turn)) is not None:
-        return None  # this turn makes no model call, or made it already
+    if state.get_message(run_id, assistant_message_key(turn)) is not None:
+        return None  # this turn made its model call already
+    if run.summary:
+        # The summarizing reply's tool calls have run: the task is done, without a model call.
+        # Decided here, outside the step's idempotency: a summary the done-check turned down is
+        # set aside and this same iteration must then reach the model, not a saved "done".
+        return _next_state(run, iteration, True, [], {})
     cause = budget_exceeded_cause(run)
     if cause:
         return _next_state(run, iteration, False, [], {}, stop=BUDGET_EXCEEDED, stop_cause=cause)

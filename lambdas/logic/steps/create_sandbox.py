@@ -64,6 +64,8 @@ def create_sandbox(run_id: str, event: Any, settings: Settings, state: NetworkSt
             project_id=parent.project_id if parent else None,
             budget_usd=choices.get("budgetUsd", settings.budget_usd),
             max_tokens=choices.get("maxTokens", settings.max_tokens),
+            check=choices.get("check", settings.check),
+            check_command=choices.get("checkCommand", settings.check_command),
             approve=choices.get("approve", settings.approve),
             approval_timeout_s=choices.get("approvalTimeoutSeconds", settings.approval_timeout_s),
         )

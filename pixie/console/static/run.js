@@ -66,7 +66,7 @@
         model.open.delete(info.name);
       }
       if (type === "MapStateExited") model.depth = Math.max(0, model.depth - 1);
-      if (["AgentTurn", "RunTool", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox", "AwaitApproval"].includes(info.name)) scheduleRecord();
+      if (["AgentTurn", "RunTool", "CheckResult", "GetSandboxUrl", "CreateSandbox", "CleanupSandbox", "AwaitApproval"].includes(info.name)) scheduleRecord();
     } else if (type === "TaskSubmitted") {
       scheduleRecord();  // a wait for approval began: its calls are in the record now
     } else if (type === "TaskScheduled" && lastTaskStep) {

@@ -67,6 +67,7 @@
         if (budget) body.budgetUsd = Number(budget);
         const approve = document.getElementById("approve").value;
         if (approve) body.approve = approve;
+        if (document.getElementById("no-check").checked) body.check = false;
       }
       button.disabled = true;
       try {
