@@ -70,13 +70,15 @@ def demo_wall_ms(home: Path) -> float:
 
 
 MOTO_PARSER_IMPORT = "import moto.stepfunctions.parser.models"
+# `pixie` leaves with os._exit (no interpreter teardown); the same import, leaving the same way.
+MOTO_PARSER_IMPORT_NO_TEARDOWN = MOTO_PARSER_IMPORT + "; import os; os._exit(0)"
 
 
-def moto_parser_import_ms(home: Path) -> float:
+def moto_parser_import_ms(home: Path, code: str = MOTO_PARSER_IMPORT) -> float:
     """What a bare import of moto's Step Functions parser costs in a fresh interpreter (the
     floor `pixie run` is compared with: it cannot run the definition without it)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", MOTO_PARSER_IMPORT], env=_env(home), check=True, timeout=300)
+    subprocess.run([sys.executable, "-c", code], env=_env(home), check=True, timeout=300)
     return (time.perf_counter() - started) * 1000
 
 
@@ -84,9 +86,14 @@ def measure(home: Path, repeats: int = 3) -> dict:
     demo_wall_ms(home)  # the first runs: caches warm
     moto_parser_import_ms(home)
     # Interleaved, so a change in the machine's load hits both alike.
-    pairs = [(demo_wall_ms(home), moto_parser_import_ms(home)) for _ in range(repeats)]
+    triples = [
+        (demo_wall_ms(home), moto_parser_import_ms(home), moto_parser_import_ms(home, MOTO_PARSER_IMPORT_NO_TEARDOWN))
+        for _ in range(repeats)
+    ]
+    pairs = [(wall, bare) for wall, bare, _ in triples]
     demo = statistics.median(wall for wall, _ in pairs)
     parser = statistics.median(bare for _, bare in pairs)
+    parser_no_teardown = statistics.median(quick for _, _, quick in triples)
     measured = [first_state_ms(home) for _ in range(repeats)]
     cli = [wall for wall, _ in measured]
     cpu = [used for _, used in measured if used is not None]
@@ -95,6 +102,8 @@ def measure(home: Path, repeats: int = 3) -> dict:
         "cli_demo_wall_ms": round(demo),
         "moto_parser_import_ms": round(parser),
         "cli_demo_vs_moto_parser_import": round(demo / parser, 2),
+        "moto_parser_import_no_teardown_ms": round(parser_no_teardown),
+        "cli_demo_vs_moto_parser_import_no_teardown": round(demo / parser_no_teardown, 2),
         "cli_demo_runs_ms": [round(wall) for wall, _ in pairs],
         "moto_parser_import_runs_ms": [round(bare) for _, bare in pairs],
         "cli_first_state_ms": round(statistics.median(cli)),

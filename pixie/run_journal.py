@@ -134,7 +134,7 @@ class RunJournal:
         engine's table; returns them. The console calls it once a run ended, as it shares its
         engine between runs and keeps the final record itself."""
         own = f"RUN#{self.run_id}"
-        items = [item for item in everything if item["pk"]["S"] == own or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]
+        items = [item for item in everything if item["pk"]["S"] == own or _run_of_record(item) == self.run_id]
         _write_atomically(
             state_path(self.pixie_home, self.run_id),
             {"version": FORMAT_VERSION, "runId": self.run_id, "event": self.event, "options": self.options, "items": items},
@@ -229,7 +229,7 @@ def resumable_state(pixie_home: Path, run_id: str) -> dict[str, Any]:
     saved = load_state(pixie_home, run_id)
     # A wait for approval ended with the process that ran it (its token is dead): an undecided
     # turn asks again, with a new token, when the resumed execution reaches it.
-    saved["items"] = [_without_wait(item) for item in saved["items"] if _kept_on_resume(item)]
+    saved["items"] = [_keyed_to(run_id, _without_wait(item)) for item in saved["items"] if _kept_on_resume(item)]
     parent_id = continued_run(saved["event"])
     if parent_id and not any(_is_meta(item, run_id) for item in saved["items"]):
         # Killed before CreateSandbox recorded it: that step will need the parent's items again.
@@ -245,6 +245,25 @@ def continued_run(event: Any) -> str | None:
 
 def _without_wait(item: dict) -> dict:
     return {k: v for k, v in item.items() if k != "pendingApproval"} if item["sk"]["S"] == "META" else item
+
+
+def _run_of_record(item: dict) -> str | None:
+    """The run an idempotency record belongs to, from its key `pixie.<Step>.<runId>#<hash>`
+    (lambdas/handlers/shared.py); None for any other item."""
+    if not item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX):
+        return None
+    prefix = item["sk"]["S"].partition("#")[0]
+    _pixie, _step, run_id = (prefix.split(".", 2) + ["", ""])[:3]
+    return run_id or None
+
+
+def _keyed_to(run_id: str, item: dict) -> dict:
+    """A record saved before keys named their run (`pixie.<Step>#<hash>`) gets this run's name:
+    the hash is the same either way, so a resumed step still finds its result."""
+    prefix, hash_mark, rest = item["sk"]["S"].partition("#")
+    if not item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX) or not hash_mark or prefix.count(".") != 1:
+        return item
+    return {**item, "sk": {"S": f"{prefix}.{run_id}#{rest}"}}
 
 
 def _kept_on_resume(item: dict) -> bool:

@@ -95,6 +95,25 @@ def load_definition(path: Path = ASL_PATH) -> str:
     return text
 
 
+# The engine answers AWS calls itself (moto). A developer's shell often carries AWS settings for
+# other work that would steer its clients elsewhere or fail them: an endpoint (LocalStack, DynamoDB
+# Local: AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_<SERVICE>), a profile this machine lacks, FIPS or
+# dual-stack endpoints, or a config file that sets any of these (botocore reads `endpoint_url`
+# and `services` from it: https://docs.aws.amazon.com/sdkref/latest/guide/feature-ss-endpoints.html).
+AWS_SETTINGS_FOR_OTHER_WORK = (
+    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "AWS_STS_REGIONAL_ENDPOINTS", "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+)
+
+
+def _forget_aws_settings_meant_for_other_work() -> None:
+    for name in [n for n in os.environ if n in AWS_SETTINGS_FOR_OTHER_WORK or n.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
+    # No config or credentials file either: moto's fake keys come from the environment.
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+
+
 class InjectedFault(Exception):
     """A failure the engine simulates; surfaces as Lambda's own Lambda.ServiceException."""
 
@@ -235,6 +254,7 @@ class LocalEngine:
         if self.env.get("PIXIE_MODEL", "").startswith("bedrock:"):
             self._use_outside_aws_for_bedrock()  # before moto swaps the credentials
         self._stack.enter_context(mock.patch.dict(os.environ, self.env))
+        _forget_aws_settings_meant_for_other_work()  # restored with the rest of the environment
         self._stack.enter_context(mock_aws(config=MOCK_CONFIG))
         self._stack.enter_context(mock.patch.object(retrier_decl, "time", self._retry_clock))
         self._stack.enter_context(parsing_once())  # agent.asl.json parsed once, not per start
@@ -285,7 +305,10 @@ class LocalEngine:
                 aws_session_token=frozen.token,
                 region_name=outside.region_name,
             )
-        self._stack.callback(bedrock_model.use_session(outside))
+        # The endpoint the user's configuration names (AWS_ENDPOINT_URL_BEDROCK_RUNTIME, FIPS, a
+        # profile's endpoint_url), resolved now: inside, those settings are cleared for moto's sake.
+        endpoint = outside.client("bedrock-runtime", region_name=outside.region_name or REGION).meta.endpoint_url
+        self._stack.callback(bedrock_model.use_session(outside, endpoint))
 
     def _load_handlers(self) -> None:
         for name, module in FUNCTIONS.values():

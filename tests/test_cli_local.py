@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 PIXIE = Path(sys.executable).parent / "pixie"
 
@@ -97,3 +100,30 @@ def test_usage_errors_are_clear(tmp_path):
     assert unknown.returncode != 0 and "unknown --model" in unknown.stderr
     no_run = pixie("show", "does-not-exist", home=tmp_path)
     assert no_run.returncode == 2 and "no saved run" in no_run.stderr
+
+
+@pytest.mark.parametrize(
+    "setting", ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_CONFIG_FILE", "AWS_PROFILE", "AWS_USE_FIPS_ENDPOINT"]
+)
+def test_a_local_run_is_not_steered_by_aws_settings_in_the_shell(tmp_path, setting):
+    """A developer's shell often carries AWS settings for other work: LocalStack or DynamoDB Local
+    (AWS_ENDPOINT_URL*, or endpoint_url in the default profile of ~/.aws/config), a profile this
+    machine lacks, FIPS endpoints. The embedded engine answers AWS calls itself (README, Amazon
+    Bedrock models: "runs inside moto, which ... answers AWS calls itself"), so a local run of the
+    demo must neither fail for them nor send its table there."""
+    with socket.socket() as closed:  # bound, never listening: a connection to it is refused at once
+        closed.bind(("127.0.0.1", 0))
+        endpoint = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        config = tmp_path / "aws-config"
+        config.write_text(f"[default]\nendpoint_url = {endpoint}\n")
+        values = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ENDPOINT_URL_DYNAMODB": endpoint,
+            "AWS_CONFIG_FILE": str(config),
+            "AWS_PROFILE": "a-profile-this-machine-does-not-have",
+            "AWS_USE_FIPS_ENDPOINT": "true",
+        }
+        result = pixie("run", "--json", "--no-serve", "Build a todo app", home=tmp_path, env={setting: values[setting]})
+
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["status"] == "SUCCEEDED"

@@ -227,6 +227,28 @@ def test_three_runs_at_once_all_succeed(console, tmp_path):
     assert set(run_ids) <= listed
 
 
+def saved_idempotency_records(home: Path, run_id: str) -> set[tuple[str, str]]:
+    """(pk, sk) of the idempotency records in a run's saved state (what `pixie resume` loads)."""
+    saved = json.loads((home / "network-state" / f"{run_id}.json").read_text())
+    return {(i["pk"]["S"], i["sk"]["S"]) for i in saved["items"] if i["pk"]["S"].startswith("IDEMPOTENCY#")}
+
+
+def test_a_runs_saved_state_holds_its_own_idempotency_records_not_other_runs(console, script):
+    """The console's runs share one engine and one table. A run's saved state holds "its RUN#<runId>
+    items and the idempotency records of its steps" (pixie/run_journal.py; README, Resume), not
+    those of every run the console ran before it: otherwise each step's save grows with the whole
+    session, and a run removed with `pixie rm` lives on (its run id, tool calls, usage) in the saved
+    state of every later run."""
+    first = console.wait_for(console.start_run("First of two", model=f"scripted:{script}"))
+    second = console.wait_for(console.start_run("Second of two", model=f"scripted:{script}"))
+    assert first["status"] == second["status"] == "SUCCEEDED", (first, second)
+
+    firsts = saved_idempotency_records(console.home, first["runId"])
+    seconds = saved_idempotency_records(console.home, second["runId"])
+    assert firsts and seconds  # each run's steps saved theirs
+    assert not firsts & seconds, f"{len(firsts & seconds)} of the first run's idempotency records are in the second's saved state"
+
+
 def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
     made_ids = []
     for prompt in ("Made on the command line first", "Made on the command line"):

@@ -92,6 +92,19 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"console-{name}.png"), full_page=True)
 
 
+def test_the_start_button_waits_for_the_page_script(console, browser):
+    """Before runs.js attaches its handler, a click on Start (or Enter in the prompt) would submit
+    the form as a plain GET of the page and lose the prompt: the button starts disabled, and
+    the script enables it once the handler is in place."""
+    without_script = browser.new_context(java_script_enabled=False)
+    try:
+        bare = without_script.new_page()
+        bare.goto(console.url)
+        assert bare.locator("#start").is_disabled()
+    finally:
+        without_script.close()
+
+
 def test_start_a_run_from_the_page_and_watch_it_live(console, page, tmp_path):
     script = write_script_file(tmp_path / "live.json", LIVE_SCRIPT)
     page.goto(console.url)  # the printed URL: the token becomes a cookie

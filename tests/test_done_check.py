@@ -99,9 +99,13 @@ def test_a_configured_check_command_and_limit(tmp_path):
 
 
 def test_the_check_output_in_the_cause_is_bounded(tmp_path):
-    record = run(tmp_path, [summary()] * 2, check_command="yes pixie | head -c 200000; false", env={"PIXIE_CHECK_LIMIT": "1"})
+    """Each failure's output is bounded, and so is the cause they make together (a state payload)."""
+    noisy = json.dumps({"scripts": {"test": "yes test | head -c 100000; exit 1", "build": "yes build | head -c 100000; exit 1"}})
+    turns = [{"content": "<task_summary>Done</task_summary>", "tool_calls": [write({"package.json": noisy})]}]
+    record = run(tmp_path, turns, env={"PIXIE_CHECK_LIMIT": "1"})
 
     assert record["error"] == "CheckFailed" and "characters omitted" in record["cause"]
+    assert "`npm test` failed" in record["cause"]  # two failures, each up to 3,000 characters
     assert len(json.dumps(record["cause"])) <= 4_000
 
 

@@ -13,10 +13,13 @@ import socket
 import stat
 import subprocess
 import sys
+import shutil
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -88,15 +91,21 @@ def connect_command(port: int) -> str:
 
 
 @pytest.fixture
-def fake_home(tmp_path, monkeypatch) -> Path:
-    """HOME with AWS credentials in it, and the secrets exported, as a user's shell has them."""
-    home = tmp_path / "home"
+def fake_home(monkeypatch) -> Iterator[Path]:
+    """HOME with AWS credentials in it, and the secrets exported, as a user's shell has them.
+    Outside /tmp: the sandbox's private /tmp hides whatever lies under /tmp, so a home there
+    would look hidden even if pixie bound it into the sandbox by mistake."""
+    base = Path(tempfile.mkdtemp(prefix="pixie-fake-home-", dir="/var/tmp"))
+    home = base / "home"
     (home / ".aws").mkdir(parents=True)
     (home / ".aws" / "credentials").write_text(f"[default]\naws_secret_access_key = {AWS_MARKER}\n")
     monkeypatch.setenv("HOME", str(home))
     for name, value in SECRETS.items():
         monkeypatch.setenv(name, value)
-    return home
+    try:
+        yield home
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def sandbox_in(home: Path, **policy) -> LocalSandbox:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pixie.run_journal import RunJournal, load_state, state_path
+from pixie.run_journal import RunJournal, load_state, resumable_state, state_path
 from pixie.runs import load_run, save_run
 
 
@@ -52,12 +52,27 @@ def test_a_state_write_cut_short_leaves_the_previous_state_whole(tmp_path, disk_
     assert json.loads(state_path(tmp_path, "run-1").read_text())["runId"] == "run-1"
 
 
-def test_the_saved_state_keeps_the_idempotency_records_and_only_this_runs_items(tmp_path):
+def test_the_saved_state_keeps_only_this_runs_items_and_idempotency_records(tmp_path):
     everything = [
         item("RUN#run-1", "META"),
-        item("IDEMPOTENCY#pixie-agent-turn#abc", "IDEMPOTENCY"),
+        item("IDEMPOTENCY#AgentTurn", "pixie.AgentTurn.run-1#abc"),
+        item("IDEMPOTENCY#AgentTurn", "pixie.AgentTurn.run-2#def"),  # another run in the same table
         item("RUN#run-2", "META"),
     ]
     kept = RunJournal(tmp_path, "run-1", {"id": "evt-1"}, {}).save_state(everything)
-    assert [i["pk"]["S"] for i in kept] == ["RUN#run-1", "IDEMPOTENCY#pixie-agent-turn#abc"]
+    assert [(i["pk"]["S"], i["sk"]["S"]) for i in kept] == [
+        ("RUN#run-1", "META"), ("IDEMPOTENCY#AgentTurn", "pixie.AgentTurn.run-1#abc")]
     assert load_state(tmp_path, "run-1")["items"] == kept
+
+
+def test_a_state_saved_before_records_named_their_run_still_resumes_with_them(tmp_path):
+    """Records saved by an older pixie are keyed `pixie.<Step>#<hash>`; the hash is the same in
+    both forms, so a resume renames them to this run and its finished steps are not redone."""
+    state_path(tmp_path, "run-1").parent.mkdir(parents=True)
+    state_path(tmp_path, "run-1").write_text(json.dumps({
+        "version": 1, "runId": "run-1", "event": {"id": "evt-1"}, "options": {},
+        "items": [item("RUN#run-1", "META"), item("IDEMPOTENCY#AgentTurn", "pixie.AgentTurn#abc")],
+    }))
+    save_run(tmp_path, {"runId": "run-1", "status": "INTERRUPTED"})
+    items = resumable_state(tmp_path, "run-1")["items"]
+    assert ("IDEMPOTENCY#AgentTurn", "pixie.AgentTurn.run-1#abc") in [(i["pk"]["S"], i["sk"]["S"]) for i in items]

@@ -56,7 +56,7 @@ MUTANTS: list[Mutant] = [
            replace="runs.decide, run_id, approve, None)",
            promise="Console: POST /api/runs/RUN_ID/approve — deny with a reason the model is told"),
     Mutant("console-approve-not-a-choice", "pixie/console/backends.py", CONSOLE_API,
-           find='"maxTokens", "approve", "approvalTimeoutSeconds")', replace='"maxTokens")',
+           find=' "approve",\n                 "approvalTimeoutSeconds")', replace=")",
            promise="Console: POST /api/runs — approve and approvalTimeoutSeconds, checked as pixie run checks them"),
     Mutant("approvals-never-asked-inline", "pixie/cli.py", INLINE,
            find="        return sys.stdin.isatty() and sys.stderr.isatty()", replace="        return False",

@@ -50,8 +50,17 @@ MUTANTS += [
            find='    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")\n', replace="    temporary = path\n", count=1,
            promise="CLI: pixie resume — from a state file replaced whole, never half-written"),
     Mutant("resume-loses-idempotency-records", "pixie/run_journal.py",
-           [f"{JOURNAL}::test_the_saved_state_keeps_the_idempotency_records_and_only_this_runs_items"],
-           find=' or item["pk"]["S"].startswith(IDEMPOTENCY_PREFIX)]', replace="]", count=1,
+           [f"{JOURNAL}::test_the_saved_state_keeps_only_this_runs_items_and_idempotency_records"],
+           find=' or _run_of_record(item) == self.run_id]', replace="]", count=1,
+           promise="CLI: pixie resume — completed steps not redone (their idempotency records kept)"),
+    Mutant("saved-state-keeps-other-runs-records", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_the_saved_state_keeps_only_this_runs_items_and_idempotency_records",
+            "tests/test_console_api.py::test_a_runs_saved_state_holds_its_own_idempotency_records_not_other_runs"],
+           find=' or _run_of_record(item) == self.run_id]', replace=" or _run_of_record(item) is not None]", count=1,
+           promise="CLI: pixie resume — a run's saved state holds its own records, not other console runs'"),
+    Mutant("resume-forgets-records-saved-before-keys-named-the-run", "pixie/run_journal.py",
+           [f"{JOURNAL}::test_a_state_saved_before_records_named_their_run_still_resumes_with_them"],
+           find="[_keyed_to(run_id, _without_wait(item)) for item", replace="[_without_wait(item) for item", count=1,
            promise="CLI: pixie resume — completed steps not redone (their idempotency records kept)"),
 ]
 
@@ -78,4 +87,13 @@ MUTANTS += [
            find='raise ModelUnavailable(f"{self.name}: the reply stream broke off',
            replace='raise ModelRequestRejected(f"{self.name}: the reply stream broke off', count=1,
            promise="Durability: ModelThrottled — a broken Bedrock stream is ModelUnavailable"),
+]
+
+MUTANTS += [
+    # Placed before the private /tmp, as the audit did: a fake HOME under /tmp would hide it.
+    Mutant("isolation-home-bound-before-tmp", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation.py::test_home_and_other_runs_are_absent_and_the_system_is_read_only"],
+           find='    argv += [*size, "--tmpfs", "/tmp", ',
+           replace='    argv += ["--ro-bind", os.path.expanduser("~"), os.path.expanduser("~")]\n    argv += [*size, "--tmpfs", "/tmp", ',
+           count=1, promise="Security model: Files — your home is not there"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import threading
 from functools import cache
@@ -48,8 +49,9 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
-# boto3's default session is not thread-safe, and the local engine runs steps in threads:
-# clients and resources are made from it one at a time (each is thread-safe once made).
+# boto3's default session is not thread-safe, and the local engine runs steps in threads: the
+# steps' own clients and resources are made from it one at a time (clients are thread-safe once
+# made). moto's and the console's clients are made elsewhere, outside this lock.
 _default_session_lock = threading.Lock()
 
 
@@ -81,6 +83,17 @@ def idempotency_store(step: str) -> DynamoDBPersistenceLayer:
     )
 
 
+_RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def idempotency_key_prefix(step: str, event: Any) -> str:
+    """`pixie.<Step>.<runId>`, before the key's hash (which covers the run id too): a record says
+    which run it belongs to, so the local journal saves only its own run's records where several
+    runs share one table (the console)."""
+    run_id = event.get("runId") if isinstance(event, dict) else None
+    return f"pixie.{step}.{run_id}" if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) else f"pixie.{step}"
+
+
 def idempotent_step(step: str, key_jmespath: str) -> Callable:
     """Exactly-once effects for a step (Powertools Idempotency): a retry of an invocation that
     completed, e.g. one whose response was lost, returns the saved result without redoing
@@ -95,7 +108,10 @@ def idempotent_step(step: str, key_jmespath: str) -> Callable:
         @functools.wraps(handler)
         def wrapper(event: dict, context: Any) -> dict:
             # Built per call so the store is created lazily, inside whatever AWS (or moto) is current.
-            guarded = idempotent(handler, persistence_store=idempotency_store(step), config=config, key_prefix=f"pixie.{step}")
+            guarded = idempotent(
+                handler, persistence_store=idempotency_store(step), config=config,
+                key_prefix=idempotency_key_prefix(step, event),
+            )
             return guarded(event, context)
 
         return wrapper

@@ -110,24 +110,27 @@ AUTH = {
 }
 
 _session: boto3.session.Session | None = None  # set by the embedded engine only
+_endpoint_url: str | None = None  # likewise: the endpoint the user's configuration names
 _clients: dict[tuple[str, ...], Any] = {}
 _clients_lock = threading.Lock()
 # An endpoint override is part of what a cached client was built with.
 _ENDPOINT_VARIABLES = ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "AWS_ENDPOINT_URL")
 
 
-def use_session(session: boto3.session.Session | None) -> Callable[[], None]:
-    """Makes every Bedrock client come from `session` (None: the default configuration);
-    returns the function that restores the previous one."""
-    global _session
+def use_session(session: boto3.session.Session | None, endpoint_url: str | None = None) -> Callable[[], None]:
+    """Makes every Bedrock client come from `session` (None: the default configuration), at
+    `endpoint_url` if given (the engine resolves it before it clears the user's endpoint settings);
+    returns the function that restores the previous ones."""
+    global _session, _endpoint_url
     with _clients_lock:
-        previous, _session = _session, session
+        previous = _session, _endpoint_url
+        _session, _endpoint_url = session, endpoint_url
         _clients.clear()
 
     def restore() -> None:
-        global _session
+        global _session, _endpoint_url
         with _clients_lock:
-            _session = previous
+            _session, _endpoint_url = previous
             _clients.clear()
 
     return restore
@@ -155,12 +158,12 @@ def _client() -> Any:
                 "bedrock: no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION "
                 "(or a region in your AWS profile)"
             )
-        key = (region, *(os.environ.get(name, "") for name in _ENDPOINT_VARIABLES))
+        key = (region, _endpoint_url or "", *(os.environ.get(name, "") for name in _ENDPOINT_VARIABLES))
         client = _clients.get(key)
         if client is None:
             # Cached: building a client costs tens of ms, and a warm Lambda reuses it.
             client = (session or boto3.session.Session()).client(
-                "bedrock-runtime", region_name=region, config=CLIENT_CONFIG
+                "bedrock-runtime", region_name=region, config=CLIENT_CONFIG, endpoint_url=_endpoint_url
             )
             _clients[key] = client
         return client

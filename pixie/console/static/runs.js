@@ -80,6 +80,9 @@
         button.disabled = false;
       }
     });
+    // Enabled only now: a click (or Enter) before the handler is attached would submit the form
+    // as a plain GET of this page and lose the prompt.
+    document.getElementById("start").disabled = false;
   }
 
   document.addEventListener("DOMContentLoaded", async () => {
