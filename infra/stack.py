@@ -96,6 +96,9 @@ class PixieSettings:
     # Every run's budget: model spend in US dollars (list prices) and tokens. None: unbounded.
     budget_usd: float | None = None
     max_tokens: int | None = None
+    # Every run's approvals: "commands" or "all" tool calls wait for `pixie approve --aws`; how long.
+    approve: str = "none"
+    approval_timeout_s: int = 24 * 3600
 
     @classmethod
     def from_context(cls, scope: Construct) -> "PixieSettings":
@@ -118,6 +121,8 @@ class PixieSettings:
             senders=_names(ctx("senders", ())),
             budget_usd=_optional_number(ctx("budgetUsd", None), float),
             max_tokens=_optional_number(ctx("maxTokens", None), int),
+            approve=str(ctx("approve", defaults.approve)),
+            approval_timeout_s=int(ctx("approvalTimeoutSeconds", defaults.approval_timeout_s)),  # type: ignore[arg-type]
         )
         settings.check()
         return settings
@@ -147,6 +152,8 @@ class PixieSettings:
             ("sandboxTimeout", "PIXIE_SANDBOX_TIMEOUT", self.sandbox_timeout_s),
             ("budgetUsd", "PIXIE_BUDGET_USD", self.budget_usd),
             ("maxTokens", "PIXIE_MAX_TOKENS", self.max_tokens),
+            ("approve", "PIXIE_APPROVE", self.approve),
+            ("approvalTimeoutSeconds", "PIXIE_APPROVAL_TIMEOUT", self.approval_timeout_s),
         ):
             try:
                 Settings.from_env({env_name: "" if value is None else str(value)})
@@ -393,6 +400,9 @@ class AgentFunctions(Construct):
             # Unset: no budget.
             **({} if settings.budget_usd is None else {"PIXIE_BUDGET_USD": repr(settings.budget_usd)}),
             **({} if settings.max_tokens is None else {"PIXIE_MAX_TOKENS": str(settings.max_tokens)}),
+            # Unset: no approvals (the default wait, 24 h, is the code's own).
+            **({} if settings.approve == "none" else {
+                "PIXIE_APPROVE": settings.approve, "PIXIE_APPROVAL_TIMEOUT": str(settings.approval_timeout_s)}),
             "POWERTOOLS_SERVICE_NAME": "pixie",
             "POWERTOOLS_METRICS_NAMESPACE": "Pixie",
         }

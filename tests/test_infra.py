@@ -516,6 +516,23 @@ def test_the_budget_comes_from_cdk_context_and_is_checked_at_synth():
         PixieSettings.from_context(App(context={"pixie:budgetUsd": "1", "pixie:model": "openai:unpriced"}))
 
 
+def test_approvals_come_from_cdk_context_and_reach_the_functions():
+    from infra.stack import PixieStack
+
+    settings = PixieSettings.from_context(App(context={"pixie:approve": "commands", "pixie:approvalTimeoutSeconds": 3600}))
+    assert settings.approve == "commands" and settings.approval_timeout_s == 3600
+    assert PixieSettings.from_context(App()).approve == "none"
+    with pytest.raises(ValueError, match="pixie:approve"):
+        PixieSettings.from_context(App(context={"pixie:approve": "some"}))
+    with pytest.raises(ValueError, match="pixie:approvalTimeoutSeconds"):
+        PixieSettings.from_context(App(context={"pixie:approve": "all", "pixie:approvalTimeoutSeconds": 0}))
+    app = App(context={**cdk_context(), "pixie:approve": "all", "pixie:approvalTimeoutSeconds": "600"})
+    functions = of_type(Template.from_stack(PixieStack(app, "ApprovingStack")).to_json()["Resources"], "AWS::Lambda::Function")
+    for function in functions.values():
+        env = function["Properties"]["Environment"]["Variables"]
+        assert env["PIXIE_APPROVE"] == "all" and env["PIXIE_APPROVAL_TIMEOUT"] == "600"
+
+
 def test_every_asl_placeholder_has_a_function_spec_and_unknown_ones_fail():
     names = asl_function_names(ASL_PATH.read_text())
     assert set(HANDLERS) <= set(names)
