@@ -8,6 +8,7 @@ loopback unless an entry names it), started and stopped by each test; no other n
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -799,3 +800,36 @@ def test_the_run_record_keeps_allowed_requests_first_and_counts_every_request(tm
     assert [e["host"] for e in entries] == ["registry.example", "noise-3.invalid", "noise-4.invalid"]
     assert egress_audit(record)["allowed"] == 1 and egress_audit(record)["refused"] == 5, egress_audit(record)
     assert egress_lines(record)[0].startswith("Egress (6 requests through the allow-list proxy: 1 allowed, 5 refused"), egress_lines(record)[0]
+
+
+def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_at_the_head_deadline_and_audited(tmp_path, monkeypatch):
+    # The head timeout is for the whole head: a byte before each per-read timeout must not keep a
+    # proxy thread forever. Bytes are paced well inside the deadline; the proxy must answer 408.
+    monkeypatch.setattr(egress, "HEAD_TIMEOUT_S", 1)
+    proxy = egress.EgressProxy(parse_allow_hosts(["registry.invalid:443"]), tmp_path / "audit.jsonl")
+    answer = b""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(proxy.socket_path)
+            conn.settimeout(0.2)  # paces the bytes: a read with nothing to read yet sends the next
+            for byte in b"GET http://registry.invalid/" + b"x" * 200:  # 45 s of bytes: far past the deadline
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    conn.sendall(bytes([byte]))  # fails once the proxy has answered and closed; its answer is still there
+                try:
+                    answer += conn.recv(65536)
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
+                if answer:
+                    break
+            cut_off_while_sending = bool(answer)
+            conn.settimeout(30)
+            with contextlib.suppress(OSError):
+                while answer and (chunk := conn.recv(65536)):
+                    answer += chunk
+    finally:
+        proxy.stop()
+    assert cut_off_while_sending, "the proxy still waited for the head after 45 s of single bytes"
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert [e["verdict"] for e in egress.read_audit(tmp_path / "audit.jsonl")] == ["refused"]

@@ -76,4 +76,7 @@ MUTANTS: list[Mutant] = [
     Mutant("egress-allow-network-env-drops-the-allow-list", "pixie/cli.py", EGRESS_TESTS,
            find="        if whole_network:  # PIXIE_ALLOW_NETWORK=1", replace="        if False:  # PIXIE_ALLOW_NETWORK=1",
            count=1, promise="Security model: allowed hosts"),
+    Mutant("egress-head-timeout-per-read", EGRESS, EGRESS_TESTS,
+           find="        left = deadline - time.monotonic()\n", replace="        left = HEAD_TIMEOUT_S\n", count=1,
+           promise="Security model: allowed hosts"),
 ]
