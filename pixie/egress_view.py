@@ -42,6 +42,18 @@ def egress_line(entry: Any) -> str:
     ]).rstrip()
 
 
+def egress_counts(record: dict[str, Any]) -> tuple[int, int, int]:
+    """(requests, allowed, refused) over all of a run's requests: its `egressTotals`, which the record keeps
+    beside the entries it lists (at most egress.MAX_RUN_ENTRIES); counted from the entries for a
+    record made before totals were kept."""
+    totals = record.get("egressTotals")
+    if isinstance(totals, dict) and all(_number(totals.get(k)) is not None for k in ("requests", "allowed", "refused")):
+        return totals["requests"], totals["allowed"], totals["refused"]
+    entries = record.get("egress") if isinstance(record.get("egress"), list) else []
+    verdicts = [e.get("verdict") for e in entries if isinstance(e, dict)]
+    return len(entries), verdicts.count("allowed"), verdicts.count("refused")
+
+
 def egress_lines(record: dict[str, Any], deployed: bool = False) -> list[str]:
     """What `pixie show` prints about a run's network requests ([] for a local run that made none
     and had no allow-list proxy to make them through)."""
@@ -51,9 +63,11 @@ def egress_lines(record: dict[str, Any], deployed: bool = False) -> list[str]:
     entries = record.get("egress")
     if not isinstance(entries, list) or not entries:
         return []
-    verdicts = [e.get("verdict") for e in entries if isinstance(e, dict)]
+    requests, allowed, refused = egress_counts(record)
     shown = entries[-SHOWN:]
-    head = (f"Egress ({len(entries)} requests through the allow-list proxy: {verdicts.count('allowed')} allowed, "
-            f"{verdicts.count('refused')} refused")
-    head += f"; the last {len(shown)} here, all in --json):" if len(shown) < len(entries) else "):"
+    head = f"Egress ({requests} requests through the allow-list proxy: {allowed} allowed, {refused} refused"
+    if len(entries) < requests:  # the record keeps the allowed ones first, then the last refused
+        head += f"; the last {len(shown)} here, {len(entries)} kept in --json):"
+    else:
+        head += f"; the last {len(shown)} here, all in --json):" if len(shown) < len(entries) else "):"
     return [head, *(egress_line(entry) for entry in shown)]

@@ -134,6 +134,7 @@ def finish_run(
     record = execution_record(execution, NetworkState(engine.env["PIXIE_TABLE"]))
     started = execution.history[0].get("timestamp") if execution.history else None
     record["egress"] = egress.run_entries(pixie_home, record.get("sandboxId"), since=started)  # what its commands reached
+    record["egressTotals"] = egress.run_totals(pixie_home, record.get("sandboxId"), since=started)  # all, not only those kept
     save_run(pixie_home, record)
     save_run_version(pixie_home, record, complete=True)
     return record

@@ -608,3 +608,194 @@ def test_npm_view_asks_a_listed_registry_through_the_proxy(tmp_path, address):
     assert viewed.exit_code == 0 and viewed.stdout.strip() == "registry-answer-23", viewed
     assert seen == ["/pixie-egress-probe"]
     assert [(e["port"], e["verdict"]) for e in egress.read_audit(sandbox.egress_audit)] == [(port, "allowed")]
+
+
+# --- attacks (isolation2): what a malicious model's commands can do to the proxy and its audit ----------
+def noise(count: int) -> str:
+    """A command making `count` requests the proxy refuses (an unlisted name: no lookup, cheap)."""
+    return f"for i in $(seq {count}); do curl -s -o /dev/null http://noise-$i.invalid/; done"
+
+
+def test_refused_requests_past_the_audit_cap_do_not_hide_a_later_allowed_request(tmp_path, address, servers, monkeypatch):
+    # Past MAX_AUDIT_LINES (10,000 per sandbox: about 4 s of a loop of refused requests, or many
+    # continued runs of npm installs) the audit drops every request, the allowed ones included,
+    # and counts none: the record then shows refusals only, or nothing at all.
+    listed, _ = servers
+    monkeypatch.setattr(egress, "MAX_AUDIT_LINES", 5)
+    script = script_for(tmp_path / "s.json", [noise(5), f"curl -s http://{address}:{listed.port}/f", "true"])
+
+    record = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                             allow_hosts=(f"{address}:{listed.port}",)))
+
+    assert record["status"] == "SUCCEEDED", record
+    assert FILE_BODY.strip() in tool_outputs(record)[1] and listed.requests == ["/f"]  # it reached the host
+    assert [(e["host"], e["port"]) for e in record["egress"] if e["verdict"] == "allowed"] == [(address, listed.port)]
+
+
+def test_refused_noise_after_an_allowed_request_does_not_make_the_record_say_nothing_was_allowed(tmp_path, address, servers, monkeypatch):
+    # The record keeps the last MAX_RUN_ENTRIES (500) requests and its counts are those of what it
+    # kept: an upload to a listed host followed by 500 refused requests reads "0 allowed".
+    from pixie.console.views import egress_audit
+    from pixie.egress_view import egress_lines
+
+    listed, _ = servers
+    monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 5)
+    script = script_for(tmp_path / "s.json", [f"curl -s http://{address}:{listed.port}/f", noise(5)])
+
+    record = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                             allow_hosts=(f"{address}:{listed.port}",)))
+
+    assert record["status"] == "SUCCEEDED", record
+    assert listed.requests == ["/f"]
+    assert egress_audit(record)["allowed"] == 1, egress_audit(record)  # the console's Egress panel
+    assert "1 allowed" in egress_lines(record)[0], egress_lines(record)[0]  # pixie show
+
+
+class HeldAnswerServer:
+    """A listed host that sends its answer's head at once and the body only when `release` is set
+    (a slow endpoint: a long poll, a big upload being processed)."""
+
+    def __init__(self, host: str) -> None:
+        self.requests: list[str] = []
+        self.release = threading.Event()
+        requests, release = self.requests, self.release
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - stdlib name
+                requests.append(self.path)
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(FILE_BODY)))
+                self.end_headers()
+                self.wfile.flush()
+                release.wait(600)
+                self.wfile.write(FILE_BODY.encode())
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_request_whose_answer_has_not_ended_when_the_run_ends_is_in_the_run_record(tmp_path, address):
+    # An allowed request is written to the audit only when its relay ends: one the command leaves
+    # (it read the answer's head, then exited) while the listed host has not finished answering is
+    # in no run record (and with `pixie run`, whose process exits, in no audit file either).
+    server = HeldAnswerServer(address)
+    try:
+        leave_early = ("python3 -c 'import socket; s = socket.create_connection((\"127.0.0.1\", %d)); "
+                       "s.sendall(b\"GET http://%s:%d/slow HTTP/1.1\\r\\n\\r\\n\"); print(s.recv(200))'"
+                       % (egress.PROXY_PORT, address, server.port))
+        script = script_for(tmp_path / "s.json", [leave_early])
+        record = run_locally("Fetch", RunOptions(model=f"scripted:{script}", pixie_home=tmp_path / "home",
+                                                 allow_hosts=(f"{address}:{server.port}",)))
+    finally:
+        server.stop()
+    assert record["status"] == "SUCCEEDED", record
+    assert "200 OK" in tool_outputs(record)[0] and server.requests == ["/slow"]  # the host got it and answered
+    assert [(e["host"], e["port"], e["verdict"]) for e in record["egress"]] == [(address, server.port, "allowed")]
+
+
+def test_a_command_cannot_make_the_proxy_hold_more_threads_than_its_own_process_limit(tmp_path):
+    # Each connection to the proxy's socket is a thread of pixie's own process, outside the
+    # command's pids cgroup and RLIMIT_NPROC, kept while the head is unfinished (30 s per byte:
+    # forever, one byte at a time) or a tunnel is open. A command that connects straight to
+    # /run/pixie/egress.sock (no forwarder thread of its own) held 3,000 of them in pixie with one
+    # process; the machine's threads-max is the only bound.
+    import resource
+
+    from lambdas.logic.sandboxes.isolation import Limits
+
+    bound = Limits().processes
+    connections = bound + 100
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * connections + 200  # both ends live in this process
+    if soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"this process may open {hard} files, the test needs {wanted}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    proxy = egress.EgressProxy(parse_allow_hosts(["registry.invalid:443"]), tmp_path / "audit.jsonl")
+    held: list[socket.socket] = []
+    all_taken = threading.Event()
+
+    def open_connections() -> None:
+        for _ in range(connections):
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            held.append(conn)
+            conn.connect(proxy.socket_path)  # blocking: waits while the proxy's accept queue is full
+            conn.sendall(b"GET http://registry.invalid/")  # a head never finished
+        # One whole request behind them: once it is answered, the proxy has taken every
+        # connection before it (its accept loop takes them in order).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as last:
+            last.connect(proxy.socket_path)
+            last.sendall(b"GET http://unlisted.invalid/ HTTP/1.1\r\n\r\n")
+            while last.recv(65536):
+                pass
+        all_taken.set()
+
+    before = threading.active_count()
+    opener = threading.Thread(target=open_connections, daemon=True)
+    opener.start()
+    try:
+        all_taken.wait(300)  # bounds a hang only: a bounded proxy may stop taking connections
+        threads = threading.active_count() - before - opener.is_alive()
+    finally:
+        proxy.stop()  # a connect still waiting is refused
+        opener.join()
+        for conn in held:
+            conn.close()
+    assert threads <= bound, f"{threads} threads in pixie's process for one command's {connections} connections"
+
+
+def test_a_request_the_proxy_cannot_parse_is_answered_400_and_audited(tmp_path):
+    # urlsplit raises ValueError on an unclosed "[": the handler dies, the client gets no answer
+    # and the request is in no audit ("every request, allowed or refused").
+    proxy = egress.EgressProxy(parse_allow_hosts(["registry.invalid:443"]), tmp_path / "audit.jsonl")
+    try:
+        answers = [ask_proxy(proxy, request) for request in (
+            b"GET http://[registry.invalid/ HTTP/1.1\r\n\r\n", b"CONNECT [registry.invalid:443 HTTP/1.1\r\n\r\n")]
+    finally:
+        proxy.stop()
+    assert [answer[:12] for answer in answers] == [b"HTTP/1.1 400"] * 2, answers
+    assert [(e["method"], e["verdict"]) for e in egress.read_audit(tmp_path / "audit.jsonl")] == [("GET", "refused"), ("CONNECT", "refused")]
+
+
+def test_an_allow_list_is_not_silently_dropped_for_the_whole_network_by_pixie_allow_network_in_the_environment(tmp_path, address, servers):
+    # PIXIE_ALLOW_NETWORK=1 left in a shell profile wins over an explicit --allow-host: the command
+    # gets the whole network (LAN, 127.0.0.1, metadata), no proxy, no audit, and the only word on
+    # the terminal is "network on". An E2B run with --allow-host is refused for the same reason
+    # (README: "refused rather than silently unfiltered").
+    listed, other = servers
+    script = script_for(tmp_path / "s.json", [f"curl -s http://{address}:{other.port}/f"])
+
+    ran = pixie("run", "--no-serve", "--allow-host", f"{address}:{listed.port}", "--model", f"scripted:{script}", "Fetch",
+                home=tmp_path / "home", env={"PIXIE_ALLOW_NETWORK": "1"})
+
+    # Refused (exit 2, as with E2B) or the list applies: either way the unlisted port is not reached.
+    assert other.requests == [], f"--allow-host was given, yet the command reached an unlisted port directly: {ran.stderr}"
+
+
+def test_the_run_record_keeps_allowed_requests_first_and_counts_every_request(tmp_path, monkeypatch):
+    # Past MAX_RUN_ENTRIES the record keeps the allowed requests, then the last refused ones, and
+    # its totals (what `pixie show` and the console's Egress panel say) count every request.
+    from pixie.console.views import egress_audit
+    from pixie.egress_view import egress_lines
+
+    monkeypatch.setattr(egress, "MAX_RUN_ENTRIES", 3)
+    audit = egress.Audit(egress.audit_path(tmp_path, "local-kept"))
+    audit.write({**egress._entry("registry.example", 443, "CONNECT", egress.ALLOWED, "matches"), "id": "a"})
+    for i in range(5):
+        audit.write(egress._entry(f"noise-{i}.invalid", 80, "GET", egress.REFUSED, "not on the allow-list"))
+
+    entries = egress.run_entries(tmp_path, "local-kept")
+    record = {"sandboxId": "local-kept", "egress": entries, "egressTotals": egress.run_totals(tmp_path, "local-kept")}
+
+    assert [e["host"] for e in entries] == ["registry.example", "noise-3.invalid", "noise-4.invalid"]
+    assert egress_audit(record)["allowed"] == 1 and egress_audit(record)["refused"] == 5, egress_audit(record)
+    assert egress_lines(record)[0].startswith("Egress (6 requests through the allow-list proxy: 1 allowed, 5 refused"), egress_lines(record)[0]

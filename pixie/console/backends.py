@@ -477,6 +477,7 @@ class LocalRuns:
 
                 started = (record.get("history") or [{}])[0].get("timestamp")
                 record["egress"] = egress.run_entries(self.home, record.get("sandboxId"), since=started)
+                record["egressTotals"] = egress.run_totals(self.home, record.get("sandboxId"), since=started)
         if record is None:
             try:
                 record = load_run(self.home, run_id)

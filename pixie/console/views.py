@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from lambdas.logic.models.prices import estimate_cost
-from pixie.egress_view import LOCAL_ONLY
+from pixie.egress_view import LOCAL_ONLY, egress_counts
 
 PROMPT_PREVIEW_CHARS = 240
 
@@ -93,9 +93,8 @@ def egress_audit(record: dict[str, Any]) -> dict[str, Any]:
     sandbox_id = record.get("sandboxId")
     if isinstance(sandbox_id, str) and sandbox_id and not sandbox_id.startswith("local-"):
         return {"recorded": False, "note": LOCAL_ONLY, "allowed": 0, "refused": 0}
-    entries = record.get("egress") if isinstance(record.get("egress"), list) else []
-    verdicts = [e.get("verdict") for e in entries if isinstance(e, dict)]
-    return {"recorded": True, "note": None, "allowed": verdicts.count("allowed"), "refused": verdicts.count("refused")}
+    _, allowed, refused = egress_counts(record)
+    return {"recorded": True, "note": None, "allowed": allowed, "refused": refused}
 
 
 def run_row(record: dict[str, Any], source: str = "local") -> dict[str, Any]:

@@ -41,6 +41,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,9 +65,9 @@ HEAD_TIMEOUT_S = 30
 CONNECT_TIMEOUT_S = 15
 IDLE_TIMEOUT_S = 300  # a tunnel with no bytes either way for this long is closed
 RELAY_CHUNK = 65536
-MAX_AUDIT_LINES = 10_000  # per sandbox; past it requests are still decided, and counted, not listed
+MAX_AUDIT_LINES = 10_000  # per sandbox and verdict: refused noise never crowds out an allowed request
 MAX_AUDIT_HOST_CHARS = 255
-MAX_RUN_ENTRIES = 500  # kept in a run's record: the last ones
+MAX_RUN_ENTRIES = 500  # kept in a run's record: allowed ones first, then the last refused ones
 REASON_HEADER = "X-Pixie-Egress"
 ALLOWED, REFUSED = "allowed", "refused"
 
@@ -257,27 +258,34 @@ def own_address() -> str | None:
 
 # --- the audit -------------------------------------------------------------------------------------
 class Audit:
-    """Appends one JSON line per request to a file outside the sandbox, at most MAX_AUDIT_LINES."""
+    """Appends JSON lines to a file outside the sandbox: at most MAX_AUDIT_LINES requests of each
+    verdict (so refused noise cannot crowd out an allowed request). An allowed request is written
+    when it is decided and again, with its bytes, when its relay ends (same `id`; read_audit keeps
+    the last), so one whose answer never ends is still in the record."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.lock = threading.Lock()
-        self.lines = None  # counted on first write
+        self.requests: dict[str, int] | None = None  # per verdict, counted on first write
 
-    def write(self, entry: dict[str, Any]) -> None:
+    def write(self, entry: dict[str, Any], update: bool = False) -> bool:
+        """`update`: the second line of a request already written (not counted again). False when
+        the entry was over the bound and not written."""
         with self.lock:
-            if self.lines is None:
+            if self.requests is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with self.path.open("rb") as existing:
-                        self.lines = sum(1 for _ in existing)
-                except FileNotFoundError:
-                    self.lines = 0
-            if self.lines >= MAX_AUDIT_LINES:
-                return
-            self.lines += 1
+                self.requests = {ALLOWED: 0, REFUSED: 0}
+                for old in read_audit(self.path):
+                    verdict = old.get("verdict")
+                    self.requests[verdict if verdict in self.requests else REFUSED] += 1
+            verdict = entry.get("verdict") if entry.get("verdict") in self.requests else REFUSED
+            if not update:
+                if self.requests[verdict] >= MAX_AUDIT_LINES:
+                    return False
+                self.requests[verdict] += 1
             with self.path.open("a", encoding="utf-8") as out:
                 out.write(json.dumps(entry) + "\n")
+            return True
 
 
 def audit_path(pixie_home: Path, sandbox_id: str) -> Path:
@@ -291,6 +299,7 @@ def read_audit(path: Path, since: float | None = None, until: float | None = Non
         lines = Path(path).read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return []
+    where: dict[str, int] = {}  # request id -> its place in entries: a later line of a request replaces its first
     for line in lines:
         try:
             entry = json.loads(line)
@@ -299,15 +308,40 @@ def read_audit(path: Path, since: float | None = None, until: float | None = Non
         at = entry.get("epoch") if isinstance(entry, dict) else None
         if not isinstance(at, (int, float)):
             continue
-        if (since is None or at >= since) and (until is None or at <= until):
+        request = entry.get("id")
+        if isinstance(request, str) and request in where:
+            if where[request] >= 0:  # the request's time stays that of its first line
+                first = entries[where[request]]
+                entries[where[request]] = {**entry, "epoch": first["epoch"], "time": first.get("time")}
+            continue
+        included = (since is None or at >= since) and (until is None or at <= until)
+        if isinstance(request, str):
+            where[request] = len(entries) if included else -1
+        if included:
             entries.append(entry)
     return entries
 
 
 def run_entries(pixie_home: Path, sandbox_id: str | None, since: Any = None) -> list[dict[str, Any]]:
     """What a run's record keeps as `egress`: the sandbox's requests from `since` (the run's
-    start: an epoch, an ISO time or a datetime; a continued run shares the sandbox), the last
-    MAX_RUN_ENTRIES of them."""
+    start: an epoch, an ISO time or a datetime; a continued run shares the sandbox), at most
+    MAX_RUN_ENTRIES of them: the allowed ones first (the last of them), then the last refused
+    ones, in the order they were made. run_totals counts them all."""
+    entries = _run_requests(pixie_home, sandbox_id, since)
+    allowed = [i for i, e in enumerate(entries) if e.get("verdict") == ALLOWED][-MAX_RUN_ENTRIES:]
+    refused = [i for i, e in enumerate(entries) if e.get("verdict") != ALLOWED]
+    kept = set(allowed) | set(refused[len(refused) - (MAX_RUN_ENTRIES - len(allowed)):] if len(allowed) < MAX_RUN_ENTRIES else ())
+    return [e for i, e in enumerate(entries) if i in kept]
+
+
+def run_totals(pixie_home: Path, sandbox_id: str | None, since: Any = None) -> dict[str, int]:
+    """How many requests a run made, by verdict: all of them, not only those its record keeps."""
+    verdicts = [e.get("verdict") for e in _run_requests(pixie_home, sandbox_id, since)]
+    allowed = verdicts.count(ALLOWED)
+    return {"requests": len(verdicts), ALLOWED: allowed, REFUSED: len(verdicts) - allowed}
+
+
+def _run_requests(pixie_home: Path, sandbox_id: str | None, since: Any = None) -> list[dict[str, Any]]:
     if not sandbox_id:
         return []
     if isinstance(since, str):
@@ -317,8 +351,7 @@ def run_entries(pixie_home: Path, sandbox_id: str | None, since: Any = None) -> 
         since = since.timestamp()
     if not isinstance(since, (int, float)):
         since = None
-    entries = read_audit(audit_path(pixie_home, sandbox_id), since=since)
-    return entries[-MAX_RUN_ENTRIES:]
+    return read_audit(audit_path(pixie_home, sandbox_id), since=since)
 
 
 def _entry(host: str, port: int | None, method: str, verdict: str, reason: str, sent: int = 0, received: int = 0) -> dict[str, Any]:
@@ -344,15 +377,23 @@ class _Refused(Exception):
         self.status, self.reason, self.host, self.port, self.method = status, reason, host, port, method
 
 
-_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 502: "Bad Gateway"}
+_STATUS_TEXT = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 502: "Bad Gateway"}
 
 
 def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
     data = b""
+    deadline = time.monotonic() + HEAD_TIMEOUT_S  # for the whole head: a byte at a time does not extend it
     while b"\r\n\r\n" not in data:
         if len(data) > MAX_HEAD_BYTES:
             raise _Refused(400, "request head too long")
-        chunk = conn.recv(RELAY_CHUNK)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Refused(408, f"request head not complete within {HEAD_TIMEOUT_S} s")
+        conn.settimeout(left)
+        try:
+            chunk = conn.recv(RELAY_CHUNK)
+        except socket.timeout:
+            raise _Refused(408, f"request head not complete within {HEAD_TIMEOUT_S} s") from None
         if not chunk:
             raise _Refused(400, "connection closed before a whole request head")
         data += chunk
@@ -361,10 +402,10 @@ def _read_head(conn: socket.socket) -> tuple[bytes, bytes]:
 
 
 def _split_authority(authority: str) -> tuple[str, int | None]:
-    parsed = urllib.parse.urlsplit("//" + authority)
     try:
+        parsed = urllib.parse.urlsplit("//" + authority)
         return parsed.hostname or "", parsed.port
-    except ValueError:
+    except ValueError:  # an unclosed "[", a port that is no number
         return "", None
 
 
@@ -373,7 +414,6 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         conn: socket.socket = self.request
-        conn.settimeout(HEAD_TIMEOUT_S)
         try:
             self._serve(conn)
         except _Refused as refused:
@@ -398,9 +438,12 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         if method.upper() == "CONNECT":
             host, port = _split_authority(target)
             if not host or port is None:
-                raise _Refused(400, "CONNECT needs HOST:PORT", host, port, method)
+                raise _Refused(400, "CONNECT needs HOST:PORT", host or target, port, method)
         else:
-            url = urllib.parse.urlsplit(target)
+            try:
+                url = urllib.parse.urlsplit(target)
+            except ValueError:  # an unclosed "[": answered and audited like any other refusal
+                raise _Refused(400, "not a URL the proxy can read", target, None, method) from None
             host, port = url.hostname or "", None
             with contextlib.suppress(ValueError):
                 port = url.port or 80
@@ -410,6 +453,9 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
         if not decision.allowed:
             raise _Refused(403, decision.reason, host, port, method)
         upstream = self._connect(decision.addresses, port, host, method)
+        request = uuid.uuid4().hex
+        # Written now, before any answer: a request whose answer never ends is still in the record.
+        listed = self.server.audit.write({**_entry(host, port, method, ALLOWED, decision.reason), "id": request})
         with upstream:
             if method.upper() == "CONNECT":
                 conn.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
@@ -417,7 +463,8 @@ class _ProxyHandler(socketserver.BaseRequestHandler):
             else:
                 first = _origin_request(method, url, version, lines[1:]) + rest
             sent, received = _relay(conn, upstream, first)
-        self.server.audit.write(_entry(host, port, method, ALLOWED, decision.reason, sent, received))
+        if listed:
+            self.server.audit.write({**_entry(host, port, method, ALLOWED, decision.reason, sent, received), "id": request}, update=True)
 
     def _connect(self, addresses: tuple[str, ...], port: int, host: str, method: str) -> socket.socket:
         errors = []
@@ -483,13 +530,33 @@ def _relay(client: socket.socket, upstream: socket.socket, first: bytes) -> tupl
 
 
 class _ProxyServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """Each connection is a thread of pixie's own process, outside the command's process limits:
+    at most Limits().processes at once; past that the accept loop waits for one to end (a
+    further connection waits in the socket's backlog, its connect blocks)."""
+
     daemon_threads = True
     block_on_close = False
 
     def __init__(self, path: str, allow_list: AllowList, audit: Audit) -> None:
+        from lambdas.logic.sandboxes.isolation import Limits  # isolation imports this module
+
         self.allow_list = allow_list
         self.audit = audit
+        self.slots = threading.BoundedSemaphore(Limits().processes)
+        self.closing = threading.Event()
         super().__init__(path, _ProxyHandler)
+
+    def verify_request(self, request, client_address) -> bool:
+        while not self.slots.acquire(timeout=1):  # a bounded wait only so that stop() is heard
+            if self.closing.is_set():
+                return False
+        return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def handle_error(self, request, client_address) -> None:
         pass  # a client that hung up is no traceback on the user's terminal
@@ -507,6 +574,7 @@ class EgressProxy:
         self.thread.start()
 
     def stop(self) -> None:
+        self.server.closing.set()
         self.server.shutdown()
         self.server.server_close()
         shutil.rmtree(self.folder, ignore_errors=True)
