@@ -42,12 +42,27 @@ def pixie(home: Path, *args: str) -> subprocess.CompletedProcess:
                           timeout=300, stdin=subprocess.DEVNULL)
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_run_left_waiting():
+    """A run waits up to 24 h for a decision: a test that fails before deciding must not leave it."""
+    yield
+    while STARTED:
+        process = STARTED.pop()
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def start_in_background(home: Path, script: Path, *flags: str) -> subprocess.Popen:
-    return subprocess.Popen(
+    STARTED.append(subprocess.Popen(
         [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", *flags, "Touch a file"],
         env=environment(home), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
-    )
+    ))
+    return STARTED[-1]
 
 
 def waiting_run_id(home: Path, alive) -> str:
@@ -140,6 +155,7 @@ def test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again(tmp_path
     resumed = subprocess.Popen([str(PIXIE), "resume", run_id, "--json", "--no-serve"], env=environment(home),
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
+    STARTED.append(resumed)
     assert waiting_run_id(home, lambda: resumed.poll() is None) == run_id  # its own wait: the old one's token died
     approved = pixie(home, "approve", run_id)
     assert approved.returncode == 0, approved.stderr
