@@ -300,3 +300,22 @@ def test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies(tmp_p
     assert not marker_exists(home, record)
     (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
     assert tool_result.endswith("reason: not today.")
+
+
+def test_an_approved_call_runs_only_what_the_person_was_shown(tmp_path):
+    # A hostile model pads its command so that the part that matters falls in the middle, which
+    # the bounded pending call (head ... tail) leaves out: the person approves "echo xxx...xxx"
+    # and `touch pwned` runs. Either the whole call is shown, or a call too long to show is not
+    # run on that approval.
+    home = tmp_path / "home"
+    pad = "x" * 3000
+    hidden = {"content": "Echoing.", "tool_calls": [{"name": "terminal", "arguments": {"command": f"echo {pad} ; touch pwned ; echo {pad}"}}]}
+    process = start_in_background(home, write_script_file(tmp_path / "hidden.json", [hidden, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    (call,) = json.loads(pixie(home, "show", run_id, "--json").stdout)["pendingApproval"]["calls"]
+    approved = pixie(home, "approve", run_id)
+    assert approved.returncode == 0, approved.stderr
+    assert finish(process)["status"] == "SUCCEEDED"
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    ran = (home / "sandboxes" / record["sandboxId"] / "pwned").exists()
+    assert not ran or "touch pwned" in call["arguments"], "a command ran that the person approving it was never shown"
