@@ -319,3 +319,61 @@ def test_an_approved_call_runs_only_what_the_person_was_shown(tmp_path):
     record = json.loads(pixie(home, "show", run_id, "--json").stdout)
     ran = (home / "sandboxes" / record["sandboxId"] / "pwned").exists()
     assert not ran or "touch pwned" in call["arguments"], "a command ran that the person approving it was never shown"
+
+
+def test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about(tmp_path):
+    # The terminal asks about turn 1's `touch marker`; meanwhile another shell denies it, the
+    # model's turn 2 calls `touch pwned` and waits. The "y" typed for the question on screen
+    # (turn 1's calls) must not approve turn 2's calls, which the person never saw.
+    import pty
+    import select
+
+    home = tmp_path / "home"
+    other = {"content": "Again.", "tool_calls": [{"name": "terminal", "arguments": {"command": "touch pwned"}}]}
+    script = write_script_file(tmp_path / "two.json", [TOUCH, other, SUMMARY])
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(PIXIE), "run", "--no-serve", "--no-check", "--json", "--model", f"scripted:{script}", "--approve", "commands", "Touch"],
+        env=environment(home), stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, text=True, start_new_session=True,
+    )
+    os.close(terminal)
+    shown = b""
+
+    def drain() -> None:  # the live view goes on writing: a full terminal buffer would block the run
+        try:
+            while os.read(controller, 65536):
+                pass
+        except OSError:
+            pass
+
+    def waiting_on(run_id: str, iteration: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            pending = json.loads(pixie(home, "show", run_id, "--json").stdout).get("pendingApproval")
+            if pending and pending["iteration"] == iteration:
+                return
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while b"run them?" not in shown:
+            assert process.poll() is None and time.monotonic() < deadline, shown.decode(errors="replace")
+            if select.select([controller], [], [], 0.1)[0]:
+                shown += os.read(controller, 65536)
+        assert b"touch marker" in shown and b"touch pwned" not in shown
+        run_id = waiting_run_id(home, lambda: process.poll() is None)
+        assert pixie(home, "deny", run_id, "--reason", "no").returncode == 0  # turn 1, from another shell
+        waiting_on(run_id, 2)  # turn 2's `touch pwned` waits now; the terminal still shows turn 1's question
+        threading.Thread(target=drain, daemon=True).start()
+        os.write(controller, b"y\n")  # the answer to the question on screen: turn 1's calls
+        while process.poll() is None:  # whatever still waits is denied from the other shell
+            if pixie(home, "deny", run_id, "--reason", "not seen").returncode != 0 and process.poll() is None:
+                time.sleep(0.05)
+        out, _ = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        os.close(controller)
+    record = json.loads(pixie(home, "show", json.loads(out)["runId"], "--json").stdout)
+    assert not (home / "sandboxes" / record["sandboxId"] / "pwned").exists(), "a yes for turn 1's calls ran turn 2's"
