@@ -377,3 +377,30 @@ def test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about(tmp_pa
         os.close(controller)
     record = json.loads(pixie(home, "show", json.loads(out)["runId"], "--json").stdout)
     assert not (home / "sandboxes" / record["sandboxId"] / "pwned").exists(), "a yes for turn 1's calls ran turn 2's"
+
+
+def test_two_shells_deciding_at_once_both_get_an_answer(tmp_path):
+    # `pixie approve RUN` in one shell and `pixie deny RUN` in another (or the inline prompt and
+    # another shell): one request file per run, so the second replaces the first unread, and the
+    # first asker waits its whole DECISION_WAIT_S, then says the process "did not answer"
+    # although the process is alive and the run was decided.
+    home = tmp_path / "home"
+    process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    answers: dict[str, object] = {}
+
+    def ask(name: str, approve: bool) -> None:
+        try:
+            answers[name] = request_decision(home, run_id, approve, "no", wait_s=WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - what the asker is told
+            answers[name] = exc
+
+    askers = [threading.Thread(target=ask, args=("approve", True)), threading.Thread(target=ask, args=("deny", False))]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert finish(process)["status"] == "SUCCEEDED"
+    assert not [a for a in answers.values() if isinstance(a, TimeoutError)], answers
+    decided = [a for a in answers.values() if isinstance(a, dict)]
+    assert len(decided) == 1, answers  # one decides; the other hears that nothing waits any more
