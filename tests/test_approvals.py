@@ -404,3 +404,19 @@ def test_two_shells_deciding_at_once_both_get_an_answer(tmp_path):
     assert not [a for a in answers.values() if isinstance(a, TimeoutError)], answers
     decided = [a for a in answers.values() if isinstance(a, dict)]
     assert len(decided) == 1, answers  # one decides; the other hears that nothing waits any more
+
+
+def test_a_run_killed_while_waiting_shows_no_pending_approval(tmp_path):
+    # `kill -9` of `pixie run` during AwaitApproval: nothing waits any more (the token died with
+    # the process and `pixie approve` says so), yet `pixie show --json` still offers
+    # pendingApproval, which a script polling for it (as the README suggests) acts on forever.
+    # A stopped run shows None (test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again).
+    home = tmp_path / "home"
+    process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    approved = pixie(home, "approve", run_id)
+    assert approved.returncode == 2 and "is not waiting for approval" in approved.stderr
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    assert record["status"] == "INTERRUPTED" and record["pendingApproval"] is None
