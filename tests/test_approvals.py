@@ -409,7 +409,6 @@ def test_two_shells_deciding_at_once_both_get_an_answer(tmp_path):
     assert len(decided) == 1, answers  # one decides; the other hears that nothing waits any more
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
 def test_a_run_killed_while_waiting_shows_no_pending_approval(tmp_path):
     # `kill -9` of `pixie run` during AwaitApproval: nothing waits any more (the token died with
     # the process and `pixie approve` says so), yet `pixie show --json` still offers

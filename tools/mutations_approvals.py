@@ -73,4 +73,8 @@ MUTANTS: list[Mutant] = [
     Mutant("approvals-token-in-history", "statemachine/history.py", TOKEN_IN_HISTORY,
            find="    return redact_task_tokens(json.loads(", replace="    return (json.loads(",
            promise="CLI: Approvals — the token stays in the table, out of every history pixie prints"),
+    Mutant("approvals-interrupted-run-offers-a-dead-wait", "pixie/runs.py", KILLED_WAIT,
+           find='        return {**record, "status": "INTERRUPTED", "pendingApproval": None}',
+           replace='        return {**record, "status": "INTERRUPTED"}',
+           promise="CLI: Approvals — a run stopped (or killed) while it waits offers no pendingApproval"),
 ]
