@@ -77,4 +77,10 @@ MUTANTS: list[Mutant] = [
            find='        return {**record, "status": "INTERRUPTED", "pendingApproval": None}',
            replace='        return {**record, "status": "INTERRUPTED"}',
            promise="CLI: Approvals — a run stopped (or killed) while it waits offers no pendingApproval"),
+    Mutant("approvals-decision-names-no-turn", "pixie/local_run.py", STALE_YES,
+           find="    check_decided_turn(run_id, pending, iteration)\n", replace="",
+           promise="CLI: pixie approve — a decision names the turn it decides; one for a turn no longer waiting is refused"),
+    Mutant("approvals-decisions-share-one-file", "pixie/local_run.py", TWO_DECISIONS,
+           find='    path = folder / f"{run_id}.{request_id}.json"', replace='    path = folder / f"{run_id}.shared.json"',
+           promise="CLI: pixie approve — decisions at once each get their answer (one request file each)"),
 ]
