@@ -14,17 +14,25 @@ from typing import Any, Callable, TextIO
 from lambdas.logic import progress
 from pixie.terminal_text import visible
 
-SHOWN_ARGUMENT_CHARS = 300  # of each call's arguments, on the terminal
+SHOWN_ARGUMENT_CHARS = 2_000  # of each call's arguments, on the terminal: longer ones are said to be shortened
+
+
+def shown_whole(call: dict[str, Any]) -> bool:
+    """True when the terminal shows this call's arguments whole: only then may `y` approve it."""
+    arguments = visible(str(call.get("arguments") or ""), one_line=True)
+    return not call.get("tooLongToApprove") and len(arguments) <= SHOWN_ARGUMENT_CHARS
 
 
 def describe_calls(calls: list[dict[str, Any]]) -> list[str]:
-    """One line per pending call, escaped (a model wrote them)."""
+    """One line per pending call, escaped (a model wrote them); a shortened one says so."""
     lines = []
     for call in calls:
         arguments = visible(str(call.get("arguments") or ""), one_line=True)
-        if len(arguments) > SHOWN_ARGUMENT_CHARS:
+        note = ""
+        if not shown_whole(call):
             arguments = arguments[:SHOWN_ARGUMENT_CHARS] + "…"
-        lines.append(f"  → {visible(str(call.get('name')), one_line=True)}({arguments})")
+            note = "  [SHORTENED: not shown whole here, so `y` cannot approve it]"
+        lines.append(f"  → {visible(str(call.get('name')), one_line=True)}({arguments}){note}")
     return lines
 
 
@@ -75,6 +83,10 @@ class InlineApprovals:
             self.display.notice(line)
         answer = self._read("pixie: run them? y = yes, n = no (or type the reason for no), then Enter")
         approve = answer.lower() in ("y", "yes")
+        if approve and not all(shown_whole(call) for call in calls):  # a yes only for what was shown whole
+            self.display.notice(f"pixie: a call was shortened here, so `y` does not approve it: read it whole with "
+                                f"`pixie show {run_id} --json`, then `pixie approve {run_id} --turn {data.get('iteration')}` or deny")
+            return
         reason = None
         if not approve:
             reason = answer if answer.lower() not in ("", "n", "no") else self._read("pixie: why not? (the model is told)")

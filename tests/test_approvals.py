@@ -302,7 +302,6 @@ def test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies(tmp_p
     assert tool_result.endswith("reason: not today.")
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
 def test_an_approved_call_runs_only_what_the_person_was_shown(tmp_path):
     # A hostile model pads its command so that the part that matters falls in the middle, which
     # the bounded pending call (head ... tail) leaves out: the person approves "echo xxx...xxx"

@@ -83,4 +83,8 @@ MUTANTS: list[Mutant] = [
     Mutant("approvals-decisions-share-one-file", "pixie/local_run.py", TWO_DECISIONS,
            find='    path = folder / f"{run_id}.{request_id}.json"', replace='    path = folder / f"{run_id}.shared.json"',
            promise="CLI: pixie approve — decisions at once each get their answer (one request file each)"),
+    Mutant("approvals-pending-call-shortened", "lambdas/logic/approvals.py", SHOWN_WHOLE,
+           find='            "arguments": arguments if whole else bound_text(arguments, MAX_PENDING_ARGUMENTS_CHARS),',
+           replace='            "arguments": bound_text(arguments, MAX_PENDING_ARGUMENTS_CHARS),',
+           promise="CLI: Approvals — what is approved is what was shown: a call is shown whole, or cannot be approved"),
 ]

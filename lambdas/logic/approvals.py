@@ -25,7 +25,13 @@ APPROVAL_TIMED_OUT = "States.Timeout"  # what Step Functions reports when Timeou
 DEFAULT_APPROVAL_TIMEOUT_S = 24 * 3600
 # Step Functions: a standard execution (so any one wait in it) lasts at most a year.
 MAX_APPROVAL_TIMEOUT_S = 365 * 24 * 3600
-# What the run record keeps of each pending call for people to judge: bounded, as a model sent it.
+# What is approved must be what was shown: a pending call's arguments are kept whole up to
+# MAX_APPROVABLE_ARGUMENTS_CHARS (and while the turn's calls stay within MAX_PENDING_TOTAL_CHARS, so
+# the run's item stays under DynamoDB's 400 KB at 4 bytes a character). A call beyond that is shown
+# shortened (head and tail, MAX_PENDING_ARGUMENTS_CHARS) and cannot be approved: RunTool denies it
+# with a reason the model sees, whatever the decision.
+MAX_APPROVABLE_ARGUMENTS_CHARS = 8_000
+MAX_PENDING_TOTAL_CHARS = 64_000
 MAX_PENDING_ARGUMENTS_CHARS = 2_000
 MAX_PENDING_NAME_CHARS = 64
 MAX_REASON_CHARS = 1_000  # a deny reason, as the model and the record see it
@@ -61,15 +67,31 @@ def pending_calls(assistant: dict[str, Any], count: int) -> list[dict[str, Any]]
     """The turn's first `count` calls (those RunTools runs) as people see them before deciding."""
     calls = (assistant.get("tool_calls") or [])[:count]
     pending = []
+    room = MAX_PENDING_TOTAL_CHARS
     for index, call in enumerate(calls):
         function = call.get("function") or {}
+        arguments = str(function.get("arguments") or "")
+        whole = len(arguments) <= min(MAX_APPROVABLE_ARGUMENTS_CHARS, room)
+        room -= len(arguments) if whole else 0
         pending.append({
             "index": index,
             "id": str(call.get("id"))[:MAX_PENDING_NAME_CHARS],
             "name": str(function.get("name"))[:MAX_PENDING_NAME_CHARS],
-            "arguments": bound_text(str(function.get("arguments") or ""), MAX_PENDING_ARGUMENTS_CHARS),
+            "arguments": arguments if whole else bound_text(arguments, MAX_PENDING_ARGUMENTS_CHARS),
+            "tooLongToApprove": not whole,
         })
     return pending
+
+
+def too_long_to_approve(assistant: dict[str, Any], index: int, count: int) -> bool:
+    """True when the call at `index` was shown shortened, so no decision can approve it."""
+    pending = pending_calls(assistant, count)
+    return 0 <= index < len(pending) and pending[index]["tooLongToApprove"]
+
+
+TOO_LONG_TO_APPROVE = (
+    f"its arguments are too long to show a person whole (over {MAX_APPROVABLE_ARGUMENTS_CHARS:,} characters, "
+    f"or over {MAX_PENDING_TOTAL_CHARS:,} for the turn's calls together), so it cannot be approved: send a shorter call")
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from lambdas.dal.network_state import NetworkState, assistant_message_key, tool_message_key
-from lambdas.logic.approvals import call_needs_approval, decision_from, denied_result
+from lambdas.logic.approvals import (
+    TOO_LONG_TO_APPROVE, Decision, call_needs_approval, decision_from, denied_result, too_long_to_approve,
+)
 from lambdas.logic.config import Settings
 from lambdas.logic.continuation import live_sandbox
 from lambdas.logic.tools import ToolContext, execute_tool
@@ -33,6 +35,9 @@ def run_tool(
         decision = decision_from(approval)
         if decision is not None:
             state.clear_pending_approval(run_id, iteration)
+        if (decision is not None and decision.approved and call_needs_approval(run.approve, call["function"]["name"])
+                and too_long_to_approve(assistant, index, settings.max_tool_calls)):
+            decision = Decision(False, TOO_LONG_TO_APPROVE)  # approved was a shortened view, not this call
         if call_needs_approval(run.approve, call["function"]["name"]) and not (decision and decision.approved):
             # Denied, timed out, or (never, by the ASL) not asked: the call is not run, and says why.
             content = denied_result(call["function"]["name"], decision)
