@@ -300,3 +300,21 @@ def test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies(tmp_p
     assert not marker_exists(home, record)
     (tool_result,) = [m["content"] for m in record["conversation"] if m["role"] == "tool"]
     assert tool_result.endswith("reason: not today.")
+
+
+def test_with_approve_commands_the_done_check_runs_no_model_written_command_unasked(tmp_path):
+    # The model writes package.json (a file write: no approval under --approve commands) whose
+    # `test` script is any command it likes, then summarizes; the done-check runs `npm test` in
+    # the sandbox. A command the model wrote must not run without the person's yes.
+    package = json.dumps({"name": "app", "scripts": {"test": "touch pwned"}})
+    write = {"content": "Writing.", "tool_calls": [{"name": "createOrUpdateFiles", "arguments": {"files": [
+        {"path": "package.json", "content": package}, {"path": "index.html", "content": "<p>hi</p>"}]}}]}
+    asked: list[dict] = []
+
+    def deny(run_id: str) -> dict:
+        asked.append({"runId": run_id})
+        return request_decision(tmp_path / "home", run_id, approve=False, reason="no")
+
+    record = run_with(tmp_path, [write, SUMMARY, SUMMARY, SUMMARY], decide=deny, approve="commands", max_iterations=4)
+    ran = (tmp_path / "home" / "sandboxes" / record["sandboxId"] / "pwned").exists()
+    assert not ran or asked, "the done-check ran the model's own `npm test` script with nobody asked"
