@@ -498,12 +498,12 @@ def test_cfn_lint_finds_no_errors(synth, tmp_path_factory):
 
 
 def test_settings_come_from_cdk_context():
-    app = App(context={"pixie:model": "openai:gpt-4.1-mini", "pixie:commandTimeout": "300", "pixie:maxIterations": 20})
+    app = App(context={"pixie:model": "openai:gpt-4.1-mini", "pixie:commandTimeout": "240", "pixie:maxIterations": 20})
     settings = PixieSettings.from_context(app)
     assert settings.model == "openai:gpt-4.1-mini"
-    assert settings.command_timeout_s == 300 and settings.max_iterations == 20
+    assert settings.command_timeout_s == 240 and settings.max_iterations == 20
     assert settings.template == "pixie" and settings.sandbox_timeout_s == 3600
-    assert function_specs(settings)["RunTool"].timeout_s == 480
+    assert function_specs(settings)["RunTool"].timeout_s == 420
 
 
 def test_the_budget_comes_from_cdk_context_and_is_checked_at_synth():
