@@ -240,7 +240,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from lambdas.logic.sandboxes.run_isolation import isolation_for_run, network_allowed
 
-    check_allow_hosts(args.allow_host, args.sandbox, network_allowed(args.allow_network))
+    listed = bool(args.allow_host) or bool(os.environ.get("PIXIE_ALLOW_HOSTS", "").strip())
+    check_allow_hosts(args.allow_host, args.sandbox, listed and network_allowed(args.allow_network))
 
     isolation = isolation_for_run(args.sandbox, model, args.no_isolation, args.allow_network, sys.stderr)
     options = _run_options(args, model, model_env, isolation, network_allowed(args.allow_network))
@@ -273,15 +274,15 @@ def _asks_inline() -> bool:
 def check_allow_hosts(entries: list[str] | None, sandbox: str, whole_network: bool = False) -> None:
     """`--allow-host` mistakes (an unknown @preset, a bad port, an E2B sandbox, which pixie's
     proxy does not stand in front of) in one line, before anything starts."""
+    if whole_network and sandbox == "local":  # PIXIE_ALLOW_NETWORK=1 left in a profile must not silently drop the list
+        raise UsageError("--allow-host (or PIXIE_ALLOW_HOSTS) with --allow-network or PIXIE_ALLOW_NETWORK=1: the whole "
+                         "network would win over the list (no proxy, no audit); give one or the other")
     if entries:
         from lambdas.logic.sandboxes.egress import parse_allow_hosts
 
         if sandbox != "local":
             raise UsageError("--allow-host applies to the local sandbox: an E2B sandbox's network is E2B's, "
                              "neither filtered nor recorded by pixie")
-        if whole_network:  # PIXIE_ALLOW_NETWORK=1 left in a profile must not silently drop the list
-            raise UsageError("--allow-host with --allow-network or PIXIE_ALLOW_NETWORK=1: the whole network would "
-                             "win over the list (no proxy, no audit); give one or the other")
 
         try:
             parse_allow_hosts(entries)

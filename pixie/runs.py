@@ -120,7 +120,8 @@ def with_live_status(record: dict[str, Any]) -> dict[str, Any]:
     """A record saved as RUNNING whose pixie process is gone (kill -9, a crash, a closed lid)
     reads as INTERRUPTED: `pixie resume RUN_ID` finishes it."""
     if record.get("status") == "RUNNING" and not _process_alive(record.get("pid"), record.get("host")):
-        return {**record, "status": "INTERRUPTED"}
+        # Nothing waits for a decision any more (the wait died with the process), as for a stopped run.
+        return {**record, "status": "INTERRUPTED", "pendingApproval": None}
     return record
 
 

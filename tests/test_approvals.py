@@ -302,6 +302,129 @@ def test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies(tmp_p
     assert tool_result.endswith("reason: not today.")
 
 
+@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
+def test_an_approved_call_runs_only_what_the_person_was_shown(tmp_path):
+    # A hostile model pads its command so that the part that matters falls in the middle, which
+    # the bounded pending call (head ... tail) leaves out: the person approves "echo xxx...xxx"
+    # and `touch pwned` runs. Either the whole call is shown, or a call too long to show is not
+    # run on that approval.
+    home = tmp_path / "home"
+    pad = "x" * 3000
+    hidden = {"content": "Echoing.", "tool_calls": [{"name": "terminal", "arguments": {"command": f"echo {pad} ; touch pwned ; echo {pad}"}}]}
+    process = start_in_background(home, write_script_file(tmp_path / "hidden.json", [hidden, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    (call,) = json.loads(pixie(home, "show", run_id, "--json").stdout)["pendingApproval"]["calls"]
+    approved = pixie(home, "approve", run_id)
+    assert approved.returncode == 0, approved.stderr
+    assert finish(process)["status"] == "SUCCEEDED"
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    ran = (home / "sandboxes" / record["sandboxId"] / "pwned").exists()
+    assert not ran or "touch pwned" in call["arguments"], "a command ran that the person approving it was never shown"
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
+def test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about(tmp_path):
+    # The terminal asks about turn 1's `touch marker`; meanwhile another shell denies it, the
+    # model's turn 2 calls `touch pwned` and waits. The "y" typed for the question on screen
+    # (turn 1's calls) must not approve turn 2's calls, which the person never saw.
+    import pty
+    import select
+
+    home = tmp_path / "home"
+    other = {"content": "Again.", "tool_calls": [{"name": "terminal", "arguments": {"command": "touch pwned"}}]}
+    script = write_script_file(tmp_path / "two.json", [TOUCH, other, SUMMARY])
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        [str(PIXIE), "run", "--no-serve", "--no-check", "--json", "--model", f"scripted:{script}", "--approve", "commands", "Touch"],
+        env=environment(home), stdin=terminal, stdout=subprocess.PIPE, stderr=terminal, text=True, start_new_session=True,
+    )
+    os.close(terminal)
+    shown = b""
+
+    def drain() -> None:  # the live view goes on writing: a full terminal buffer would block the run
+        try:
+            while os.read(controller, 65536):
+                pass
+        except OSError:
+            pass
+
+    def waiting_on(run_id: str, iteration: int) -> None:
+        deadline = time.monotonic() + WAIT_S
+        while True:
+            pending = json.loads(pixie(home, "show", run_id, "--json").stdout).get("pendingApproval")
+            if pending and pending["iteration"] == iteration:
+                return
+            assert process.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while b"run them?" not in shown:
+            assert process.poll() is None and time.monotonic() < deadline, shown.decode(errors="replace")
+            if select.select([controller], [], [], 0.1)[0]:
+                shown += os.read(controller, 65536)
+        assert b"touch marker" in shown and b"touch pwned" not in shown
+        run_id = waiting_run_id(home, lambda: process.poll() is None)
+        assert pixie(home, "deny", run_id, "--reason", "no").returncode == 0  # turn 1, from another shell
+        waiting_on(run_id, 2)  # turn 2's `touch pwned` waits now; the terminal still shows turn 1's question
+        threading.Thread(target=drain, daemon=True).start()
+        os.write(controller, b"y\n")  # the answer to the question on screen: turn 1's calls
+        while process.poll() is None:  # whatever still waits is denied from the other shell
+            if pixie(home, "deny", run_id, "--reason", "not seen").returncode != 0 and process.poll() is None:
+                time.sleep(0.05)
+        out, _ = process.communicate(timeout=WAIT_S)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        os.close(controller)
+    record = json.loads(pixie(home, "show", json.loads(out)["runId"], "--json").stdout)
+    assert not (home / "sandboxes" / record["sandboxId"] / "pwned").exists(), "a yes for turn 1's calls ran turn 2's"
+
+
+@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
+def test_two_shells_deciding_at_once_both_get_an_answer(tmp_path):
+    # `pixie approve RUN` in one shell and `pixie deny RUN` in another (or the inline prompt and
+    # another shell): one request file per run, so the second replaces the first unread, and the
+    # first asker waits its whole DECISION_WAIT_S, then says the process "did not answer"
+    # although the process is alive and the run was decided.
+    home = tmp_path / "home"
+    process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    answers: dict[str, object] = {}
+
+    def ask(name: str, approve: bool) -> None:
+        try:
+            answers[name] = request_decision(home, run_id, approve, "no", wait_s=WAIT_S)
+        except Exception as exc:  # noqa: BLE001 - what the asker is told
+            answers[name] = exc
+
+    askers = [threading.Thread(target=ask, args=("approve", True)), threading.Thread(target=ask, args=("deny", False))]
+    for asker in askers:
+        asker.start()
+    for asker in askers:
+        asker.join()
+    assert finish(process)["status"] == "SUCCEEDED"
+    assert not [a for a in answers.values() if isinstance(a, TimeoutError)], answers
+    decided = [a for a in answers.values() if isinstance(a, dict)]
+    assert len(decided) == 1, answers  # one decides; the other hears that nothing waits any more
+
+
+def test_a_run_killed_while_waiting_shows_no_pending_approval(tmp_path):
+    # `kill -9` of `pixie run` during AwaitApproval: nothing waits any more (the token died with
+    # the process and `pixie approve` says so), yet `pixie show --json` still offers
+    # pendingApproval, which a script polling for it (as the README suggests) acts on forever.
+    # A stopped run shows None (test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again).
+    home = tmp_path / "home"
+    process = start_in_background(home, write_script_file(tmp_path / "touch.json", [TOUCH, SUMMARY]), "--approve", "commands")
+    run_id = waiting_run_id(home, lambda: process.poll() is None)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    approved = pixie(home, "approve", run_id)
+    assert approved.returncode == 2 and "is not waiting for approval" in approved.stderr
+    record = json.loads(pixie(home, "show", run_id, "--json").stdout)
+    assert record["status"] == "INTERRUPTED" and record["pendingApproval"] is None
+
+
 def test_with_approve_commands_the_done_check_runs_no_model_written_command_unasked(tmp_path):
     # The model writes package.json (a file write: no approval under --approve commands) whose
     # `test` script is any command it likes, then summarizes; the done-check runs `npm test` in

@@ -441,3 +441,33 @@ def test_cli_watch_exit_codes_and_json(moto_sfn, capsys):
     missing = ok.replace("run-ok", "run-missing")
     assert cli.main(["watch", missing]) == 2
     assert "ExecutionDoesNotExist" in capsys.readouterr().err
+
+
+def test_show_aws_of_a_run_waiting_for_approval_never_prints_its_live_task_token(moto_sfn):
+    # AwaitApproval's TaskScheduled event carries the resolved Payload, task token included
+    # (Parameters: "taskToken.$": "$$.Task.Token"). `pixie show RUN --aws --json` adds the
+    # execution's history while the run waits, so the live token (which SendTaskSuccess accepts
+    # from anyone with states:SendTaskSuccess, no run id needed) lands in output people paste.
+    from datetime import datetime, timezone
+
+    token = "AQCEAAAAKgAAAAMAAAAAAAAAAfake-live-token-" + "x" * 40
+    put_run("pixie-table", "run-1")
+    NetworkState("pixie-table").set_pending_approval("run-1", {
+        "taskToken": token, "iteration": 1, "calls": [], "requestedAt": 0, "timeoutSeconds": 60})
+    NetworkState("pixie-table").update_run("run-1", status="RUNNING")
+
+    class WaitingExecution:
+        def describe_execution(self, executionArn):
+            return {"executionArn": executionArn, "status": "RUNNING", "startDate": datetime.now(timezone.utc)}
+
+        def get_execution_history(self, **_):
+            scheduled = {"resourceType": "lambda", "resource": "invoke.waitForTaskToken", "region": REGION,
+                         "parameters": json.dumps({"FunctionName": "arn:aws:lambda:us-east-1:1:function:f",
+                                                   "Payload": {"runId": "run-1", "iteration": 1, "taskToken": token}})}
+            return {"events": [{"id": 1, "previousEventId": 0, "timestamp": datetime.now(timezone.utc),
+                                "type": "TaskScheduled", "taskScheduledEventDetails": scheduled}]}
+
+    record = show_aws("run-1", "pixie-table", sfn_client=WaitingExecution(),
+                      state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:pixie-agent")
+    assert record["status"] == "RUNNING" and record["history"]
+    assert token not in json.dumps(record, default=str)

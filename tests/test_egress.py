@@ -833,3 +833,24 @@ def test_a_request_head_sent_a_byte_at_a_time_is_cut_off_at_the_head_deadline_an
     assert cut_off_while_sending, "the proxy still waited for the head after 45 s of single bytes"
     assert answer.startswith(b"HTTP/1.1 408"), answer
     assert [e["verdict"] for e in egress.read_audit(tmp_path / "audit.jsonl")] == ["refused"]
+
+
+def test_an_allow_list_in_the_environment_wins_over_pixie_allow_network_in_the_environment():
+    # A resumed run gets its saved list as PIXIE_ALLOW_HOSTS: PIXIE_ALLOW_NETWORK=1 left in the
+    # environment must not give its commands the whole network in the list's place.
+    from lambdas.logic.config import Settings
+
+    both = Settings.from_env({"PIXIE_ALLOW_NETWORK": "1", "PIXIE_ALLOW_HOSTS": "registry.example:443"})
+    assert both.allow_hosts == ("registry.example:443",) and both.allow_network is False
+    assert Settings.from_env({"PIXIE_ALLOW_NETWORK": "1"}).allow_network is True
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_allow_host_with_the_whole_network_is_refused_before_the_run_starts(tmp_path, how):
+    # Either way the list would not be what the command gets: said in one line, exit 2, no run.
+    script = script_for(tmp_path / "s.json", ["true"])
+    network = ["--allow-network"] if how == "flag" else []
+    ran = pixie("run", "--no-serve", *network, "--allow-host", "registry.example:443", "--model", f"scripted:{script}", "Fetch",
+                home=tmp_path / "home", env={"PIXIE_ALLOW_NETWORK": "1"} if how == "environment" else {})
+    assert ran.returncode == 2 and "PIXIE_ALLOW_NETWORK" in ran.stderr, ran.stderr
+    assert not (tmp_path / "home" / "runs").exists() or not any((tmp_path / "home" / "runs").iterdir())

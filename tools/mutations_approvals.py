@@ -9,6 +9,11 @@ TIMEOUT = [f"{APPROVALS}::test_no_decision_within_the_timeout_counts_as_denied"]
 INLINE = [f"{APPROVALS}::test_pixie_run_on_a_terminal_asks_inline_and_a_no_with_a_reason_denies"]
 RESUME = [f"{APPROVALS}::test_a_run_waiting_for_approval_stops_at_once_and_resume_asks_again"]
 CONSOLE_BUTTON = ["tests/test_console_approvals.py::test_the_approve_button_runs_the_waiting_command"]
+TOKEN_IN_HISTORY = ["tests/test_cli_aws.py::test_show_aws_of_a_run_waiting_for_approval_never_prints_its_live_task_token"]
+KILLED_WAIT = [f"{APPROVALS}::test_a_run_killed_while_waiting_shows_no_pending_approval"]
+STALE_YES = [f"{APPROVALS}::test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about"]
+TWO_DECISIONS = [f"{APPROVALS}::test_two_shells_deciding_at_once_both_get_an_answer"]
+SHOWN_WHOLE = [f"{APPROVALS}::test_an_approved_call_runs_only_what_the_person_was_shown"]
 CONSOLE_API = ["tests/test_console_approvals.py::test_deny_through_the_api_and_pixie_approve_from_another_shell"]
 
 
@@ -65,4 +70,11 @@ MUTANTS: list[Mutant] = [
            find='    return {k: v for k, v in item.items() if k != "pendingApproval"} if item["sk"]["S"] == "META" else item',
            replace="    return item",
            promise="CLI: Approvals — a resumed run asks again about a turn not yet decided"),
+    Mutant("approvals-token-in-history", "statemachine/history.py", TOKEN_IN_HISTORY,
+           find="    return redact_task_tokens(json.loads(", replace="    return (json.loads(",
+           promise="CLI: Approvals — the token stays in the table, out of every history pixie prints"),
+    Mutant("approvals-interrupted-run-offers-a-dead-wait", "pixie/runs.py", KILLED_WAIT,
+           find='        return {**record, "status": "INTERRUPTED", "pendingApproval": None}',
+           replace='        return {**record, "status": "INTERRUPTED"}',
+           promise="CLI: Approvals — a run stopped (or killed) while it waits offers no pendingApproval"),
 ]

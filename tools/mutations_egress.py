@@ -74,9 +74,12 @@ MUTANTS: list[Mutant] = [
            find='raise _Refused(400, "not a URL the proxy can read", target, None, method) from None', replace="raise",
            count=1, promise="Security model: allowed hosts"),
     Mutant("egress-allow-network-env-drops-the-allow-list", "pixie/cli.py", EGRESS_TESTS,
-           find="        if whole_network:  # PIXIE_ALLOW_NETWORK=1", replace="        if False:  # PIXIE_ALLOW_NETWORK=1",
+           find="    if whole_network and sandbox == \"local\":  # PIXIE_ALLOW_NETWORK=1", replace="    if False:  # PIXIE_ALLOW_NETWORK=1",
            count=1, promise="Security model: allowed hosts"),
     Mutant("egress-head-timeout-per-read", EGRESS, EGRESS_TESTS,
            find="        left = deadline - time.monotonic()\n", replace="        left = HEAD_TIMEOUT_S\n", count=1,
            promise="Security model: allowed hosts"),
+    Mutant("egress-allow-network-env-wins-over-the-list", "lambdas/logic/config.py", EGRESS_TESTS,
+           find='allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK") and not _allow_hosts(env),',
+           replace='allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK"),', count=1, promise="Security model: allowed hosts"),
 ]

@@ -206,7 +206,9 @@ class Settings:
             max_call_bytes=_int(env, "PIXIE_MAX_CALL_BYTES"),
             max_reply_chars=_int(env, "PIXIE_MAX_REPLY_CHARS"),
             isolation=_choice(env, "PIXIE_ISOLATION", ("bwrap", "none")),
-            allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK"),
+            # An allow-list wins over PIXIE_ALLOW_NETWORK left in the environment (a resumed run
+            # keeps its list): never the whole network, unproxied and unaudited, in its place.
+            allow_network=env_flag(env, "PIXIE_ALLOW_NETWORK") and not _allow_hosts(env),
             allow_hosts=_allow_hosts(env),
             bwrap_path=env.get("PIXIE_BWRAP") or None,
             max_project_bytes=_int(env, "PIXIE_MAX_PROJECT_BYTES"),
