@@ -79,7 +79,9 @@ class InlineApprovals:
         if not approve:
             reason = answer if answer.lower() not in ("", "n", "no") else self._read("pixie: why not? (the model is told)")
         try:
-            result = request_decision(self.pixie_home, run_id, approve, reason)
+            iteration = data.get("iteration")  # the turn whose calls were shown: never a later one
+            result = request_decision(self.pixie_home, run_id, approve, reason,
+                                      iteration=iteration if isinstance(iteration, int) else None)
         except (NothingToDecide, TimeoutError) as exc:
             self.display.notice(f"pixie: {exc}")
             return

@@ -198,7 +198,8 @@ def decide_aws(args: argparse.Namespace, approve: bool, reason: str | None) -> i
         from pixie.aws_runs import aws_client, decide_aws as decide_run, stack_outputs
 
         outputs = stack_outputs(stack_name=args.stack, required=("TableName",))
-        return decide_run(args.run_id, outputs["TableName"], aws_client("stepfunctions"), approve, reason)
+        return decide_run(args.run_id, outputs["TableName"], aws_client("stepfunctions"), approve, reason,
+                          iteration=getattr(args, "turn", None))
 
     result = aws_call(args, decide)
     if result is None:

@@ -473,7 +473,7 @@ def show_aws(
 
 
 def decide_aws(run_id: str, table: str, sfn_client: Any, approve: bool, reason: str | None = None,
-               dynamodb_resource: Any | None = None) -> dict[str, Any]:
+               dynamodb_resource: Any | None = None, iteration: int | None = None) -> dict[str, Any]:
     """Approves or denies the tool calls a deployed run waits on (AwaitApproval): the task token
     RequestApproval saved with the run goes back with SendTaskSuccess ({"approved": true}) or
     SendTaskFailure (ApprovalDenied, the reason as its cause)
@@ -490,6 +490,9 @@ def decide_aws(run_id: str, table: str, sfn_client: Any, approve: bool, reason: 
     pending = run.pending_approval
     if not pending or not pending.get("taskToken"):
         raise AwsRunsError(f"run {run_id} is not waiting for approval")
+    if iteration is not None and pending.get("iteration") != iteration:  # a decision for a turn no longer waiting
+        raise AwsRunsError(f"run {run_id} no longer waits on turn {iteration}'s calls (turn {pending.get('iteration')}'s calls wait now: "
+                           f"look at them with `pixie show {run_id} --aws --json`, then decide again)")
     try:
         if approve:
             sfn_client.send_task_success(taskToken=pending["taskToken"], output=json.dumps({"approved": True}))

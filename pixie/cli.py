@@ -761,7 +761,7 @@ def cmd_decide(args: argparse.Namespace) -> int:
         status = record.get("status")
         raise UsageError(f"run {run_id} is not waiting for approval (it is {status}{'' if status != 'RUNNING' else ', running its turn'})")
     try:
-        result = request_decision(pixie_home(), run_id, approve, reason)
+        result = request_decision(pixie_home(), run_id, approve, reason, iteration=args.turn)
     except NothingToDecide as exc:
         raise UsageError(str(exc)) from None
     except TimeoutError as exc:
@@ -948,6 +948,8 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("run_id", help="the run id, or a unique prefix of it")
         if verb == "deny":
             decide.add_argument("--reason", metavar="TEXT", help="why, for the model (it sees this in each call's result)")
+        decide.add_argument("--turn", type=int, metavar="N", help="the turn whose calls you looked at (pendingApproval's "
+                            "iteration): refused if another turn waits now")
         decide.add_argument("--json", action="store_true", help="print {runId, decision, calls} as one JSON object")
         decide.add_argument("--aws", action="store_true", help="a deployed run: SendTaskSuccess / SendTaskFailure")
         decide.add_argument("--stack", default="PixieStack", help="stack whose outputs name the table (default PixieStack)")

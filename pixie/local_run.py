@@ -156,7 +156,7 @@ def request_stop(pixie_home: Path, run_id: str) -> None:
     path.touch()
 
 
-DECISION_REQUESTS = "approval-requests"  # under $PIXIE_HOME: `pixie approve`/`deny` leave <run>.json here
+DECISION_REQUESTS = "approval-requests"  # under $PIXIE_HOME: `pixie approve`/`deny` leave <run>.<uuid>.json here
 DECISION_WAIT_S = 120  # how long `pixie approve` waits for the running process to answer
 
 
@@ -164,11 +164,13 @@ class NothingToDecide(Exception):
     """The run is not waiting for a decision (never was, or it was decided or timed out)."""
 
 
-def decide(engine: LocalEngine, run_id: str, approve: bool, reason: str | None = None) -> dict[str, Any]:
+def decide(engine: LocalEngine, run_id: str, approve: bool, reason: str | None = None,
+           iteration: int | None = None) -> dict[str, Any]:
     """Approves or denies the calls a run running on `engine` waits on: SendTaskSuccess with
     {"approved": true}, or SendTaskFailure with ApprovalDenied and the reason as its cause, as
     `pixie approve --aws` does on AWS. The one way a local decision is made (the CLI through a
-    request file, the console directly). NothingToDecide when nothing waits."""
+    request file, the console directly). NothingToDecide when nothing waits, or when `iteration`
+    (the turn whose calls the person was shown) is no longer the turn that waits."""
     from botocore.exceptions import ClientError
 
     from lambdas.logic.approvals import APPROVAL_DENIED, MAX_REASON_CHARS
@@ -178,6 +180,7 @@ def decide(engine: LocalEngine, run_id: str, approve: bool, reason: str | None =
     pending = run.pending_approval if run else None
     if not pending or not pending.get("taskToken"):
         raise NothingToDecide(f"run {run_id} is not waiting for approval")
+    check_decided_turn(run_id, pending, iteration)
     token = pending["taskToken"]
     try:
         if approve:
@@ -190,12 +193,21 @@ def decide(engine: LocalEngine, run_id: str, approve: bool, reason: str | None =
     return {"runId": run_id, "decision": "approved" if approve else "denied", "calls": len(pending.get("calls") or [])}
 
 
-def decision_request_path(pixie_home: Path, run_id: str) -> Path:
-    return Path(pixie_home) / DECISION_REQUESTS / f"{run_id}.json"
+def check_decided_turn(run_id: str, pending: dict[str, Any], iteration: int | None) -> None:
+    """A decision names the turn whose calls were shown: one for a turn that no longer waits (it
+    was decided elsewhere, and the next turn's different calls wait now) is refused."""
+    waiting = pending.get("iteration")
+    if iteration is not None and waiting != iteration:
+        raise NothingToDecide(f"run {run_id} no longer waits on turn {iteration}'s calls (turn {waiting}'s calls wait now: "
+                              f"look at them with `pixie show {run_id} --json`, then decide again)")
+
+
+def decision_requests_dir(pixie_home: Path) -> Path:
+    return Path(pixie_home) / DECISION_REQUESTS
 
 
 def request_decision(pixie_home: Path, run_id: str, approve: bool, reason: str | None = None,
-                     wait_s: float = DECISION_WAIT_S) -> dict[str, Any]:
+                     wait_s: float = DECISION_WAIT_S, iteration: int | None = None) -> dict[str, Any]:
     """Asks the process running `run_id` (a `pixie run`, or the console) to approve or deny what
     it waits on, and waits for its answer: the result of `decide`. NothingToDecide when nothing
     waits; TimeoutError when the process does not answer."""
@@ -204,13 +216,15 @@ def request_decision(pixie_home: Path, run_id: str, approve: bool, reason: str |
     import time
     import uuid
 
-    path = decision_request_path(pixie_home, run_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    folder = decision_requests_dir(pixie_home)
+    folder.mkdir(parents=True, exist_ok=True)
     request_id = uuid.uuid4().hex
+    path = folder / f"{run_id}.{request_id}.json"  # one file per decision: none replaces another
     answer = path.with_name(f"{run_id}.{request_id}.answer")
     temporary = path.with_name(f".{run_id}.{request_id}.tmp")
-    temporary.write_text(json.dumps({"id": request_id, "approve": approve, "reason": reason}), encoding="utf-8")
-    os.replace(temporary, path)  # one request at a time per run: a newer one replaces an unread one
+    temporary.write_text(json.dumps({"id": request_id, "approve": approve, "reason": reason, "iteration": iteration}),
+                         encoding="utf-8")
+    os.replace(temporary, path)
     deadline = time.monotonic() + wait_s
     while not answer.exists():
         if time.monotonic() > deadline:
@@ -233,37 +247,40 @@ class StopRequestWatcher:
     def __init__(self, engine: LocalEngine, arn: str, run_id: str, pixie_home: Path) -> None:
         self.path = stop_request_path(pixie_home, run_id)
         self.path.unlink(missing_ok=True)  # an old request is not for this start
-        self.decision_path = decision_request_path(pixie_home, run_id)
-        self.decision_path.unlink(missing_ok=True)
+        self.decisions = decision_requests_dir(pixie_home)
+        for old in self.decisions.glob(f"{run_id}.*.json"):  # an old request is not for this start
+            old.unlink(missing_ok=True)
         self._engine, self._arn, self._run_id = engine, arn, run_id
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name=f"stop-watch-{run_id}", daemon=True)
         self._thread.start()
 
-    def _answer_decision(self) -> None:
+    def _answer_decision(self, path: Path) -> None:
         import json
         import os
 
         try:
-            request = json.loads(self.decision_path.read_text(encoding="utf-8"))
-            self.decision_path.unlink(missing_ok=True)
+            request = json.loads(path.read_text(encoding="utf-8"))
+            path.unlink(missing_ok=True)
             request_id = str(request["id"])
             if not request_id.isalnum():
                 return
-            answer: dict[str, Any] = decide(self._engine, self._run_id, request.get("approve") is True, request.get("reason"))
+            iteration = request.get("iteration")
+            answer: dict[str, Any] = decide(self._engine, self._run_id, request.get("approve") is True, request.get("reason"),
+                                            iteration=iteration if isinstance(iteration, int) else None)
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return  # half-written or not ours: the asker times out and says so
         except NothingToDecide as exc:
             answer = {"error": str(exc)}
-        target = self.decision_path.with_name(f"{self._run_id}.{request_id}.answer")
+        target = path.with_name(f"{self._run_id}.{request_id}.answer")
         temporary = target.with_name(f".{target.name}.tmp")
         temporary.write_text(json.dumps(answer), encoding="utf-8")
         os.replace(temporary, target)
 
     def _watch(self) -> None:
         while not self._done.wait(STOP_POLL_S):
-            if self.decision_path.exists():
-                self._answer_decision()
+            for request in sorted(self.decisions.glob(f"{self._run_id}.*.json")):  # each decision its answer
+                self._answer_decision(request)
             if self.path.exists():
                 self.path.unlink(missing_ok=True)
                 try:

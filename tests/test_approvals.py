@@ -322,7 +322,6 @@ def test_an_approved_call_runs_only_what_the_person_was_shown(tmp_path):
     assert not ran or "touch pwned" in call["arguments"], "a command ran that the person approving it was never shown"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
 def test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about(tmp_path):
     # The terminal asks about turn 1's `touch marker`; meanwhile another shell denies it, the
     # model's turn 2 calls `touch pwned` and waits. The "y" typed for the question on screen
@@ -381,7 +380,6 @@ def test_a_yes_on_the_terminal_approves_only_the_calls_it_was_asked_about(tmp_pa
     assert not (home / "sandboxes" / record["sandboxId"] / "pwned").exists(), "a yes for turn 1's calls ran turn 2's"
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed yet (runs helper)")
 def test_two_shells_deciding_at_once_both_get_an_answer(tmp_path):
     # `pixie approve RUN` in one shell and `pixie deny RUN` in another (or the inline prompt and
     # another shell): one request file per run, so the second replaces the first unread, and the

@@ -11,7 +11,7 @@ too, with `Authorization: Bearer TOKEN`), and each run's server-sent events.
     GET  /api/runs/{id}/diff       what the run changed against its parent (local runs' versions)
     POST /api/runs/{id}/open-version -> {"url"}: a preview server of exactly that run's version
     POST /api/runs/{id}/approve    run the tool calls the run waits on (--approve)
-    POST /api/runs/{id}/deny {"reason"?}  do not run them; the model is told, with the reason
+    POST /api/runs/{id}/deny {"reason"?, "iteration"?}  do not run them; the model is told, with the reason
 """
 
 from __future__ import annotations
@@ -130,10 +130,12 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
             except json.JSONDecodeError as exc:
                 return _error(400, f"the body is not JSON: {exc}")
             reason = payload.get("reason") if isinstance(payload, dict) else None
-            if not isinstance(payload, dict) or set(payload) - {"reason"} or not isinstance(reason, (str, type(None))):
-                return _error(400, 'send nothing, or {"reason": "why not"}')
+            iteration = payload.get("iteration") if isinstance(payload, dict) else None
+            if (not isinstance(payload, dict) or set(payload) - {"reason", "iteration"} or not isinstance(reason, (str, type(None)))
+                    or not (iteration is None or (isinstance(iteration, int) and not isinstance(iteration, bool)))):
+                return _error(400, 'send nothing, or {"reason": "why not", "iteration": TURN}')
             try:
-                result = await run_in_threadpool(runs.decide, run_id, approve, reason if not approve else None)
+                result = await run_in_threadpool(runs.decide, run_id, approve, reason if not approve else None, iteration)
             except Conflict as exc:
                 return _error(409, str(exc))
             return JSONResponse(result)

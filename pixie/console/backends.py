@@ -63,7 +63,7 @@ class Runs(Protocol):
     def capabilities(self) -> dict[str, Any]: ...
     def start(self, prompt: Any, choices: dict[str, Any], continue_from: str | None) -> str: ...
     def stop(self, run_id: str) -> dict[str, Any]: ...
-    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]: ...
+    def decide(self, run_id: str, approve: bool, reason: str | None, iteration: int | None = None) -> dict[str, Any]: ...
     def rerun_request(self, run_id: str) -> tuple[Any, dict[str, Any], str | None]: ...
     def list_runs(self) -> list[dict[str, Any]]: ...
     def get_run(self, run_id: str) -> dict[str, Any] | None: ...
@@ -315,7 +315,7 @@ class LocalRuns:
             thread.join(STOP_WAIT_S)  # its record saved before the answer
         return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
 
-    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+    def decide(self, run_id: str, approve: bool, reason: str | None, iteration: int | None = None) -> dict[str, Any]:
         """Approves or denies what a run running here waits on, as `pixie approve` / `deny` do
         (pixie/local_run.py: decide); Conflict when it waits on nothing."""
         from pixie.local_run import NothingToDecide, decide
@@ -323,7 +323,7 @@ class LocalRuns:
         if run_id not in self.active or self.engine is None:
             raise Conflict(f"run {run_id} is not running in this console")
         try:
-            return decide(self.engine, run_id, approve, reason)
+            return decide(self.engine, run_id, approve, reason, iteration=iteration)
         except NothingToDecide as exc:
             raise Conflict(str(exc)) from None
 
@@ -607,12 +607,12 @@ class AwsRuns:
         self.sfn.stop_execution(executionArn=arn, error="Stopped", cause="stopped from the pixie console")
         return self.get_run(run_id) or {"runId": run_id, "status": "ABORTED"}
 
-    def decide(self, run_id: str, approve: bool, reason: str | None) -> dict[str, Any]:
+    def decide(self, run_id: str, approve: bool, reason: str | None, iteration: int | None = None) -> dict[str, Any]:
         """SendTaskSuccess / SendTaskFailure with the token the run's wait saved in the table."""
         from pixie.aws_runs import AwsRunsError, decide_aws
 
         try:
-            return decide_aws(run_id, self.table, self.sfn, approve, reason, dynamodb_resource=self.dynamodb)
+            return decide_aws(run_id, self.table, self.sfn, approve, reason, dynamodb_resource=self.dynamodb, iteration=iteration)
         except AwsRunsError as exc:
             raise Conflict(str(exc)) from None
 

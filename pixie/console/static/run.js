@@ -406,11 +406,13 @@
   }
 
   // --- approvals: the calls a run waits on (--approve), approved or denied here ------------------
+  let shownTurn = null;
   function renderApproval(record) {
     const pending = record.status === "RUNNING" ? record.pendingApproval : null;
     const section = document.getElementById("approval");
     section.hidden = !pending;
     if (!pending) return;
+    shownTurn = pending.iteration;  // a decision names the turn whose calls are on screen
     const calls = pending.calls || [];
     const hours = (pending.timeoutSeconds || 0) / 3600;
     document.getElementById("approval-note").textContent =
@@ -430,7 +432,7 @@
           const reason = document.getElementById("deny-reason").value.trim();
           await api(`/api/runs/${encodeURIComponent(runId)}/${verdict}`, {
             method: "POST", headers: { "Content-Type": "application/json" },
-            body: JSON.stringify(verdict === "deny" && reason ? { reason } : {}),
+            body: JSON.stringify(verdict === "deny" && reason ? { reason, iteration: shownTurn } : { iteration: shownTurn }),
           });
           document.getElementById("approval").hidden = true;
         } catch (failure) {
