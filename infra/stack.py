@@ -131,6 +131,15 @@ class PixieSettings:
         """The same ranges the functions enforce (lambdas/logic/config.py), at synth time."""
         from lambdas.logic.config import Settings
 
+        # CheckResult runs the preview's check and up to two commands, each with the command
+        # timeout, in one Lambda of at most 900 s: a longer command timeout would let the function
+        # be killed mid-check (a Lambda timeout instead of a verdict), so it is refused here.
+        if self.command_timeout_s > MAX_DEPLOYED_COMMAND_TIMEOUT_S:
+            raise ValueError(
+                f"context pixie:commandTimeout must be from 1 to {MAX_DEPLOYED_COMMAND_TIMEOUT_S} on AWS "
+                f"(the done-check runs up to {DONE_CHECK_STEPS} checks of that length in one 900 s Lambda), "
+                f"got {self.command_timeout_s}"
+            )
         if not 1 <= self.run_timeout_minutes <= 525_600:  # Step Functions: a standard execution lasts at most a year
             raise ValueError(f"context pixie:runTimeoutMinutes must be from 1 to 525600, got {self.run_timeout_minutes}")
         if self.log_level not in LOG_LEVELS:
@@ -188,6 +197,18 @@ def _reserved_concurrency(value: object) -> int | None:
 
 
 LOG_LEVELS = ("ERROR", "ALL", "FATAL", "OFF")
+LAMBDA_MAX_TIMEOUT_S = 900
+DONE_CHECK_STEPS = 3  # the preview, npm test, npm run build
+DONE_CHECK_OVERHEAD_S = 60  # sandbox connect, reading package.json, storing the verdict
+
+
+def done_check_timeout_s(command_timeout_s: int) -> int:
+    """CheckResult's Lambda timeout: all its checks at the command timeout, plus overhead (Lambda
+    allows at most 900 s; check() refuses a command timeout that would need more)."""
+    return min(DONE_CHECK_STEPS * command_timeout_s + DONE_CHECK_OVERHEAD_S, LAMBDA_MAX_TIMEOUT_S)
+
+
+MAX_DEPLOYED_COMMAND_TIMEOUT_S = (LAMBDA_MAX_TIMEOUT_S - DONE_CHECK_OVERHEAD_S) // DONE_CHECK_STEPS  # 280
 
 
 def _flag(value: object) -> bool:
@@ -329,8 +350,8 @@ def function_specs(settings: PixieSettings) -> dict[str, FunctionSpec]:
             "lambdas.handlers.check_result.handler",
             "pixie: the done-check of a run's result (its preview, the project's tests and build)",
             # the preview's answer and up to two commands (npm test, npm run build), each bounded by
-            # the command timeout
-            min(3 * settings.command_timeout_s + 60, 900),
+            # the command timeout, plus sandbox connect (check() keeps this within Lambda's 900 s)
+            done_check_timeout_s(settings.command_timeout_s),
             512,
             "e2b",
         ),

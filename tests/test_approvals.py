@@ -420,3 +420,21 @@ def test_a_run_killed_while_waiting_shows_no_pending_approval(tmp_path):
     assert approved.returncode == 2 and "is not waiting for approval" in approved.stderr
     record = json.loads(pixie(home, "show", run_id, "--json").stdout)
     assert record["status"] == "INTERRUPTED" and record["pendingApproval"] is None
+
+
+def test_with_approve_commands_the_done_check_runs_no_model_written_command_unasked(tmp_path):
+    # The model writes package.json (a file write: no approval under --approve commands) whose
+    # `test` script is any command it likes, then summarizes; the done-check runs `npm test` in
+    # the sandbox. A command the model wrote must not run without the person's yes.
+    package = json.dumps({"name": "app", "scripts": {"test": "touch pwned"}})
+    write = {"content": "Writing.", "tool_calls": [{"name": "createOrUpdateFiles", "arguments": {"files": [
+        {"path": "package.json", "content": package}, {"path": "index.html", "content": "<p>hi</p>"}]}}]}
+    asked: list[dict] = []
+
+    def deny(run_id: str) -> dict:
+        asked.append({"runId": run_id})
+        return request_decision(tmp_path / "home", run_id, approve=False, reason="no")
+
+    record = run_with(tmp_path, [write, SUMMARY, SUMMARY, SUMMARY], decide=deny, approve="commands", max_iterations=4)
+    ran = (tmp_path / "home" / "sandboxes" / record["sandboxId"] / "pwned").exists()
+    assert not ran or asked, "the done-check ran the model's own `npm test` script with nobody asked"

@@ -7,7 +7,13 @@ from __future__ import annotations
 import json
 
 from conftest import write_script_file
-from lambdas.logic.done_check import NPM_PLACEHOLDER_TEST, project_check_commands
+from lambdas.logic.done_check import (
+    NPM_PLACEHOLDER_TEST,
+    SKIPPED_FOR_APPROVALS,
+    CheckFailure,
+    check_notice,
+    project_check_commands,
+)
 from lambdas.logic.errors import ToolError
 from lambdas.logic.sandboxes.local import stop_all_previews
 from pixie.local_run import RunOptions, run_locally
@@ -135,6 +141,19 @@ def test_the_project_check_follows_package_json():
     # On E2B the dev server builds from the folder `npm run build` would overwrite.
     assert project_check_commands(FakeSandbox(scripts(test="jest", build="next build")), "e2b", None) == ["npm test"]
     assert project_check_commands(FakeSandbox(scripts(test="jest")), "local", "make check") == ["make check"]
+
+
+def test_with_approvals_on_the_model_written_scripts_are_not_run_but_the_users_command_is():
+    # package.json is a file the model writes; its scripts are commands it chose. Under
+    # --approve commands|all those run only on a person's yes, so the done-check leaves them out.
+    both = FakeSandbox(json.dumps({"scripts": {"test": "touch pwned", "build": "touch pwned"}}))
+    for approve in ("commands", "all"):
+        assert project_check_commands(both, "local", None, approve) == []
+        assert project_check_commands(both, "local", "make check", approve) == ["make check"]
+    assert project_check_commands(both, "local", None, "none") == ["npm test", "npm run build"]
+    failure = [CheckFailure("the preview", "GET / answered 404.")]
+    assert SKIPPED_FOR_APPROVALS in check_notice(failure, 1, 3, 10_000, scripts_skipped=True)
+    assert SKIPPED_FOR_APPROVALS not in check_notice(failure, 1, 3, 10_000)
 
 
 def test_pixie_run_no_check_and_check_command_from_the_cli(tmp_path):

@@ -498,12 +498,12 @@ def test_cfn_lint_finds_no_errors(synth, tmp_path_factory):
 
 
 def test_settings_come_from_cdk_context():
-    app = App(context={"pixie:model": "openai:gpt-4.1-mini", "pixie:commandTimeout": "300", "pixie:maxIterations": 20})
+    app = App(context={"pixie:model": "openai:gpt-4.1-mini", "pixie:commandTimeout": "240", "pixie:maxIterations": 20})
     settings = PixieSettings.from_context(app)
     assert settings.model == "openai:gpt-4.1-mini"
-    assert settings.command_timeout_s == 300 and settings.max_iterations == 20
+    assert settings.command_timeout_s == 240 and settings.max_iterations == 20
     assert settings.template == "pixie" and settings.sandbox_timeout_s == 3600
-    assert function_specs(settings)["RunTool"].timeout_s == 480
+    assert function_specs(settings)["RunTool"].timeout_s == 420
 
 
 def test_the_budget_comes_from_cdk_context_and_is_checked_at_synth():
@@ -1011,3 +1011,17 @@ def test_the_tool_call_widget_queries_the_dimensions_the_metric_is_published_wit
     query = re.search(r"SEARCH\('\{Pixie,([a-z,]+)\} MetricName=", body)
     assert query, "the tool-call widget should SEARCH the ToolCalls metric"
     assert set(query.group(1).split(",")) == published
+
+
+def test_the_done_check_function_outlives_its_checks_at_every_allowed_command_timeout():
+    # CheckResult runs up to three checks (the preview's GET /, `npm test`, `npm run build`), each
+    # bounded by the command timeout; a slower Lambda timeout kills it mid-check and the run ends
+    # with a Lambda timeout instead of CheckFailed or a retry turn. pixie:commandTimeout=300 is
+    # accepted (test_settings_come_from_cdk_context) but CheckResult gets only 900 s of 960.
+    for command_timeout_s in (120, 300, 720):
+        app = App(context={"pixie:commandTimeout": str(command_timeout_s)})
+        try:
+            settings = PixieSettings.from_context(app)
+        except ValueError:
+            continue  # refused at synth: fine, nothing deploys that cannot finish its check
+        assert function_specs(settings)["CheckResult"].timeout_s >= 3 * command_timeout_s + 30, command_timeout_s

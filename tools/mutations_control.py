@@ -75,7 +75,7 @@ MUTANTS += [
     Mutant("asl-router-skips-the-done-check", ASL, DONE_CHECK, edit_json=_router_skips_the_check,
            promise=DONE_CHECK_PROMISE),
     Mutant("control-check-finds-nothing", "lambdas/logic/steps/check_result.py", DONE_CHECK,
-           find="    failures = check_result(sandbox, run.sandbox_kind, run.check_command, settings.command_timeout_s)",
+           find="    failures = check_result(sandbox, run.sandbox_kind, run.check_command, settings.command_timeout_s, run.approve)",
            replace="    failures = []",
            promise=DONE_CHECK_PROMISE),
     Mutant("control-check-preview-not-asked", "lambdas/logic/done_check.py", DONE_CHECK,
@@ -102,4 +102,17 @@ MUTANTS += [
            find='    state.put_message(run_id, notice_message_key(iteration + 1, CHECK_NOTICE), {"role": "user", "content": notice})',
            replace="    pass",
            promise=DONE_CHECK_PROMISE),
+]
+MUTANTS += [
+    # Under --approve commands|all the done-check runs the model-written package.json scripts unasked.
+    Mutant("control-check-runs-model-scripts-under-approvals", "lambdas/logic/done_check.py",
+           ["tests/test_approvals.py::test_with_approve_commands_the_done_check_runs_no_model_written_command_unasked",
+            "tests/test_done_check.py"],
+           find='    return approve != "none" and not configured', replace="    return False",
+           promise="CLI: The done-check — with approvals on, no model-written project command runs unasked"),
+    # A deployed command timeout whose three checks outlast CheckResult's 900 s Lambda is accepted.
+    Mutant("infra-command-timeout-outlasts-the-done-check", "infra/stack.py",
+           ["tests/test_infra.py::test_the_done_check_function_outlives_its_checks_at_every_allowed_command_timeout"],
+           find="        if self.command_timeout_s > MAX_DEPLOYED_COMMAND_TIMEOUT_S:", replace="        if False:",
+           promise="CLI: The done-check — each check fits in CheckResult's function timeout"),
 ]

@@ -1,7 +1,9 @@
 """The done-check: before a run accepts the model's <task_summary>, its result is checked. The
 preview must answer 2xx for `/`, and the project's own check must pass where there is one: the
 user's command (--check-command, detail.checkCommand, PIXIE_CHECK_COMMAND), otherwise `npm test`
-and `npm run build` when package.json defines those scripts. A failure goes back to the model as
+and `npm run build` when package.json defines those scripts. With approvals on (--approve commands
+or all) the package.json scripts are not run: the model wrote them, and a command it wrote runs only
+on a person's yes; the user's own check command still runs. A failure goes back to the model as
 a message (bounded) with another turn; after PIXIE_CHECK_LIMIT failed checks the run ends
 CheckFailed with the output in its cause. Failed checks are counted from the conversation (one
 notice per failure, at a fixed key), so a retried or resumed step decides the same."""
@@ -28,10 +30,25 @@ class CheckFailure:
     output: str  # what it said, bounded
 
 
-def project_check_commands(sandbox: Sandbox, sandbox_kind: str, configured: str | None) -> list[str]:
-    """The commands that check the project: the user's one, or the package.json scripts."""
+SKIPPED_FOR_APPROVALS = (
+    "The project's own check (npm test / npm run build from package.json) was skipped: this run's "
+    "commands need approval, and those scripts are commands you wrote; only the preview was checked."
+)
+
+
+def model_scripts_skipped(approve: str, configured: str | None) -> bool:
+    """Under --approve commands|all, package.json's scripts (written by the model) are not run
+    unasked; a check command the user gave is theirs and runs."""
+    return approve != "none" and not configured
+
+
+def project_check_commands(sandbox: Sandbox, sandbox_kind: str, configured: str | None, approve: str = "none") -> list[str]:
+    """The commands that check the project: the user's one, or the package.json scripts (none
+    when commands need approval: see model_scripts_skipped)."""
     if configured:
         return [configured]
+    if model_scripts_skipped(approve, configured):
+        return []
     try:
         manifest = json.loads(sandbox.read_file("package.json"))
     except (ToolError, ValueError):
@@ -59,14 +76,16 @@ def _command_output(result: CommandResult, timeout_s: int) -> str:
     return bound_text(text, MAX_CHECK_OUTPUT_CHARS)
 
 
-def check_result(sandbox: Sandbox, sandbox_kind: str, configured: str | None, timeout_s: int) -> list[CheckFailure]:
+def check_result(
+    sandbox: Sandbox, sandbox_kind: str, configured: str | None, timeout_s: int, approve: str = "none"
+) -> list[CheckFailure]:
     """Runs every check; the ones that failed (none: the result is accepted)."""
     failures = []
     status, detail = sandbox.preview_status(timeout_s)
     if status is None or not 200 <= status < 300:
         answered = f"answered {status}" if status is not None else "did not answer"
         failures.append(CheckFailure("the preview", bound_text(f"GET / {answered}. {detail}".strip(), MAX_CHECK_OUTPUT_CHARS)))
-    for command in project_check_commands(sandbox, sandbox_kind, configured):
+    for command in project_check_commands(sandbox, sandbox_kind, configured, approve):
         result = sandbox.run_command(command, timeout_s)
         if result.timed_out or result.exit_code != 0:
             failures.append(CheckFailure(f"`{command}`", _command_output(result, timeout_s)))
@@ -77,11 +96,12 @@ def describe_failures(failures: list[CheckFailure]) -> str:
     return "\n".join(f"- {f.what} failed:\n{f.output}" for f in failures)
 
 
-def check_notice(failures: list[CheckFailure], failed: int, limit: int, max_chars: int) -> str:
+def check_notice(failures: list[CheckFailure], failed: int, limit: int, max_chars: int, scripts_skipped: bool = False) -> str:
     """What the model is told when its result failed the check (bounded to a tool result's size)."""
+    skipped = f"{SKIPPED_FOR_APPROVALS}\n" if scripts_skipped else ""
     text = (
         f"[pixie] Your <task_summary> was not accepted: the result was checked and it failed "
-        f"(failed check {failed} of at most {limit}).\n{describe_failures(failures)}\n"
+        f"(failed check {failed} of at most {limit}).\n{skipped}{describe_failures(failures)}\n"
         "Fix the cause, then write a <task_summary> again. "
         f"After {limit} failed checks the run ends CheckFailed."
     )
