@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any, Callable
 
@@ -15,6 +16,13 @@ from moto import mock_aws
 
 from lambdas.dal.network_state import NetworkState, create_table
 from lambdas.handlers import shared
+
+# A suite started in the background by a non-interactive shell (`nohup make test &`, some CI
+# runners) inherits SIGINT ignored, and so would every `pixie` it starts: Python then installs no
+# KeyboardInterrupt handler, and a test's Ctrl-C (SIGINT) stops nothing. A handler set here is
+# reset to the default in each child at exec (xdist's workers included), so children get Ctrl-C.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEST_TABLE = "pixie-test"
 REGION = "us-east-1"

@@ -101,3 +101,15 @@ def test_a_second_signal_forces_the_exit_and_still_saves(tmp_path, hanging_serve
     assert record["status"] == "ABORTED" and record["error"] == "Interrupted"
     assert record["prompt"] == "Build a todo app"  # what there was: the run's record and history so far
     assert any(e["type"] == "TaskStateEntered" for e in record["history"])
+
+
+def test_ctrl_c_still_stops_pixie_when_the_suite_was_started_with_sigint_ignored():
+    """`nohup make test &` starts pytest with SIGINT ignored; the tests that stop `pixie open` with
+    SIGINT hung until their timeouts then. The suite restores SIGINT for its children."""
+    chosen = "tests/test_cli_runs.py::test_list_show_by_prefix_and_open_serve_finished_runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider", chosen],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
