@@ -228,3 +228,35 @@ def test_file_paths_are_listed_sorted_without_reading_contents(table):
     finally:
         events.unregister("after-call.dynamodb.Query", capture)
     assert returned and all(set(item) == {"path"} for item in returned)  # no content came back
+
+
+def test_one_network_state_answers_queries_from_many_threads_at_once(table):
+    """The local engine's threads share one NetworkState. boto3's condition builder on a shared
+    resource is not thread-safe (boto/boto3#1332): a burst of runs got "Query condition missed
+    key schema element" now and then. A tiny switch interval makes the interleaving likely."""
+    import sys
+    import threading
+
+    new_run(table, "run-a")
+    key, message = conversation()[0]
+    table.put_message("run-a", key, message)
+    errors: list[str] = []
+
+    def ask() -> None:
+        try:
+            for _ in range(150):
+                assert len(table.list_messages("run-a")) == 1
+        except Exception as exc:  # noqa: BLE001 - every failure is reported below
+            errors.append(repr(exc)[:300])
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=ask) for _ in range(12)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors, errors[:3]

@@ -53,6 +53,12 @@ MUTANTS: list[Mutant] = [
            ["tests/test_cli_interrupts.py::test_ctrl_c_still_stops_pixie_when_the_suite_was_started_with_sigint_ignored"],
            find="    signal.signal(signal.SIGINT, signal.default_int_handler)", replace="    pass", count=1,
            promise="Testing: children stopped in a way that works when SIGINT is ignored"),
+    Mutant("network-state-queries-share-boto3s-condition-builder", "lambdas/dal/network_state.py",
+           ["tests/test_network_state.py::test_one_network_state_answers_queries_from_many_threads_at_once"],
+           find='"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",\n            "ExpressionAttributeValues": {":pk": _pk(run_id), ":prefix": prefix},',
+           replace='"KeyConditionExpression": __import__("boto3.dynamodb.conditions").dynamodb.conditions.Key("pk").eq(_pk(run_id))'
+                   ' & __import__("boto3.dynamodb.conditions").dynamodb.conditions.Key("sk").begins_with(prefix),',
+           count=1, promise="Durability: many runs at once in one engine"),
     Mutant("asl-parsed-on-every-start", "statemachine/asl_cache.py",
            [f"{STARTUP}::test_the_definition_is_parsed_once_and_then_comes_from_the_cache"],
            find="    blob = _stored(key)\n", replace="    blob = None\n", count=1,

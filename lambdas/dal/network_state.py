@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from boto3.dynamodb.conditions import Key
 
 from lambdas.logic.errors import RunNotFound
 
@@ -370,8 +369,12 @@ class NetworkState:
 
     def _query(self, run_id: str, prefix: str, projection: str | None = None) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
+        # Written out, not built with boto3's Key(): the builder lives on the resource's client and
+        # is not thread-safe (boto/boto3#1332); the local engine's threads share this object, and
+        # a burst of runs got "Query condition missed key schema element" now and then.
         kwargs: dict[str, Any] = {
-            "KeyConditionExpression": Key("pk").eq(_pk(run_id)) & Key("sk").begins_with(prefix),
+            "KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",
+            "ExpressionAttributeValues": {":pk": _pk(run_id), ":prefix": prefix},
             "ConsistentRead": True,
         }
         if projection:
