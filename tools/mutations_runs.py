@@ -59,8 +59,8 @@ ROBUST = "tests/test_console_lifecycle.py"
 MUTANTS += [
     Mutant("console-body-read-whole", "pixie/console/app.py",
            [f"{ROBUST}::test_a_body_over_the_limit_is_refused_before_it_is_read_whole"],
-           find="    async def start_run(request: Request) -> Response:\n        body = await bounded_body(request)",
-           replace="    async def start_run(request: Request) -> Response:\n        body = await request.body()\n        body = None if len(body) > MAX_BODY_BYTES else body", count=1,
+           find="    body = await bounded_body(request)\n    if body is None:",
+           replace="    body = await request.body()\n    body = None if len(body) > MAX_BODY_BYTES else body\n    if body is None:", count=1,
            promise="Console: Security — bodies over the limit refused, never read whole"),
     Mutant("console-runs-uncapped", "pixie/console/backends.py",
            [f"{ROBUST}::test_past_the_cap_on_running_runs_a_start_is_refused_with_429"],

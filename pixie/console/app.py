@@ -59,6 +59,20 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+async def json_body(request: Request, empty: Any) -> Any:
+    """The request's JSON body (`empty` when there is none), or the error Response to send:
+    413 past MAX_BODY_BYTES, 400 when it is not JSON."""
+    body = await bounded_body(request)
+    if body is None:
+        return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
+    if not body:
+        return empty
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        return _error(400, f"the body is not JSON: {exc}")
+
+
 def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixie_console") -> Any:
     """The ASGI app: the routes behind the token/Host/Origin guard."""
     graph = graph_from_file(ASL_PATH)
@@ -70,13 +84,9 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
         return JSONResponse(graph)
 
     async def start_run(request: Request) -> Response:
-        body = await bounded_body(request)
-        if body is None:
-            return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-        try:
-            payload = json.loads(body or b"null")
-        except json.JSONDecodeError as exc:
-            return _error(400, f"the body is not JSON: {exc}")
+        payload = await json_body(request, empty=None)
+        if isinstance(payload, Response):
+            return payload
         if not isinstance(payload, dict):
             return _error(400, 'send a JSON object: {"prompt": "..."}')
         unknown = sorted(set(payload) - START_FIELDS)
@@ -122,13 +132,9 @@ def create_app(runs: Runs, token: str, hosts: set[str], cookie_name: str = "pixi
             run_id = request.path_params["run_id"]
             if not RUN_ID.fullmatch(run_id):
                 return _error(404, f"no run {run_id!r}")
-            body = await bounded_body(request)
-            if body is None:
-                return _error(413, f"the request body is over {MAX_BODY_BYTES} bytes")
-            try:
-                payload = json.loads(body or b"{}")
-            except json.JSONDecodeError as exc:
-                return _error(400, f"the body is not JSON: {exc}")
+            payload = await json_body(request, empty={})
+            if isinstance(payload, Response):
+                return payload
             reason = payload.get("reason") if isinstance(payload, dict) else None
             iteration = payload.get("iteration") if isinstance(payload, dict) else None
             if (not isinstance(payload, dict) or set(payload) - {"reason", "iteration"} or not isinstance(reason, (str, type(None)))
