@@ -37,7 +37,23 @@ FILE_BODY = "registry-file-5b1e\n"
 own_address = egress.own_address
 
 
-class Server:
+class Serving:
+    """A ThreadingHTTPServer the test starts on `host` (port chosen by the OS), answered by
+    `handler` in a thread of its own, until stop()."""
+
+    def __init__(self, host: str, handler: type) -> None:
+        self.server = ThreadingHTTPServer((host, 0), handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+class Server(Serving):
     """An HTTP server the test starts (and stops) on `host`: serves FILE_BODY at /f, records
     every request it gets."""
 
@@ -64,15 +80,7 @@ class Server:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(host, Handler)
 
 
 @pytest.fixture(autouse=True)
@@ -379,7 +387,7 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-class IndexServer:
+class IndexServer(Serving):
     """A PEP 503 simple index with one project, served from a folder on `host`."""
 
     def __init__(self, host: str, root: Path) -> None:
@@ -402,15 +410,7 @@ class IndexServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
+        super().__init__(host, Handler)
 
 
 def test_pip_downloads_from_a_listed_index_through_the_proxy_in_a_run(tmp_path, address):
@@ -596,16 +596,14 @@ def test_npm_view_asks_a_listed_registry_through_the_proxy(tmp_path, address):
         def log_message(self, *args) -> None:
             pass
 
-    server = ThreadingHTTPServer((address, 0), Registry)
-    port = server.server_address[1]
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    registry = Serving(address, Registry)
+    port = registry.port
     try:
         sandbox = sandbox_with(tmp_path, f"{address}:{port}")
         viewed = sandbox.run_command(f"npm_config_update_notifier=false npm view pixie-egress-probe description "
                                      f"--registry http://{address}:{port}/", 120)
     finally:
-        server.shutdown()
-        server.server_close()
+        registry.stop()
     assert viewed.exit_code == 0 and viewed.stdout.strip() == "registry-answer-23", viewed
     assert seen == ["/pixie-egress-probe"]
     assert [(e["port"], e["verdict"]) for e in egress.read_audit(sandbox.egress_audit)] == [(port, "allowed")]
@@ -652,7 +650,7 @@ def test_refused_noise_after_an_allowed_request_does_not_make_the_record_say_not
     assert "1 allowed" in egress_lines(record)[0], egress_lines(record)[0]  # pixie show
 
 
-class HeldAnswerServer:
+class HeldAnswerServer(Serving):
     """A listed host that sends its answer's head at once and the body only when `release` is set
     (a slow endpoint: a long poll, a big upload being processed)."""
 
@@ -674,14 +672,11 @@ class HeldAnswerServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(host, Handler)
 
     def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        self.release.set()  # its held answers end, so the server's threads can
+        super().stop()
 
 
 def test_a_request_whose_answer_has_not_ended_when_the_run_ends_is_in_the_run_record(tmp_path, address):
