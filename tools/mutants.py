@@ -1,9 +1,12 @@
 """`make mutants`: break pixie on purpose, one named mutation at a time, and check that the tests
 notice. Each mutant (tools/mutations.py) edits one file in a scratch copy of the repository — a
 find/replace in Python code, or an edit of the parsed JSON of agent.asl.json — then runs the test
-files mapped to it. A mutant is *killed* when those tests fail, *survived* when they pass. The
-exit code is non-zero when any mutant survived, or could not be applied (its code moved: update
-the entry).
+files mapped to it. A mutant is *killed* when those tests fail, *survived* when they pass. A
+control run first runs the chosen mutants' tests on the unmutated copy: a mutant whose tests fail
+without it proves nothing and is reported as CONTROL FAILED, naming the failing tests. The exit
+code is non-zero when any mutant survived, could not be applied (its code moved: update the
+entry), or its control failed. Ctrl-C or SIGTERM stops the run: no further mutant starts, the
+running ones are killed with everything they started, the scratch copies are removed.
 
     python -m tools.mutants                 # every mutant
     python -m tools.mutants asl-no-jitter   # only these (names or fnmatch patterns)
@@ -23,10 +26,14 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
+import threading
 import time
+import venv
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,8 +41,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tools.mutations import MUTANTS, Mutant  # noqa: E402
+from tools.reaper import children  # noqa: E402
 
 TIMEOUT_S = 900  # a mutant whose tests hang this long counts as killed (a hang is noticed)
+CONTROL_TIMEOUT_S = 3600  # the control run: every chosen mutant's tests at once
+REAPER = ROOT / "tools" / "reaper.py"
+PYTEST_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+
+# Set by SIGINT / SIGTERM: no further test run starts, and the running ones are terminated.
+STOPPING = threading.Event()
+RUNNING: set[subprocess.Popen] = set()
+# Control results, (copy, test selection) -> run_tests' (code, detail) on the unmutated copy.
+CONTROLS: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}
 
 
 def scratch_copy() -> Path:
@@ -53,6 +70,40 @@ def scratch_copy() -> Path:
     return target
 
 
+def copy_interpreter(copy: Path) -> Path:
+    """A Python for `copy`'s tests whose imports and `pixie` script resolve to the copy.
+
+    Tests start `Path(sys.executable).parent / "pixie"` with an environment of their own (no
+    PYTHONPATH); with this interpreter's Python that would be the developer's editable install,
+    the unmutated checkout. So the copy gets a light venv of its own (`copy/.venv`, ignored by
+    git like the checkout's, made once per copy): a .pth puts the copy first on sys.path, then
+    adds this interpreter's site-packages (the packages, and the editable finder, which comes
+    after the path entries); its bin/ holds this interpreter's console scripts, re-pointed at it."""
+    env_dir = copy / ".venv"
+    python = env_dir / "bin" / "python"
+    if python.exists():
+        return python
+    venv.EnvBuilder(symlinks=True, with_pip=False).create(env_dir)
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site_dirs = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
+    (env_dir / "lib" / version / "site-packages" / "_pixie_mutants_copy.pth").write_text(
+        f"{copy}\n" + "".join(f"import site; site.addsitedir({d!r})\n" for d in site_dirs), encoding="utf-8")
+    own_bin = Path(sys.prefix) / "bin"
+    if own_bin.resolve() != (Path(sys.base_prefix) / "bin").resolve():  # this Python is a venv
+        for script in own_bin.iterdir():
+            target = env_dir / "bin" / script.name
+            if target.exists() or script.name.startswith(("python", "activate", "deactivate")) or not script.is_file():
+                continue
+            with script.open("rb") as handle:
+                first = handle.readline()
+            if first.startswith(b"#!") and Path(first[2:].split()[0].decode()).parent == own_bin:
+                target.write_bytes(f"#!{python}\n".encode() + script.read_bytes().split(b"\n", 1)[1])
+                target.chmod(0o755)
+            else:
+                target.symlink_to(script)
+    return python
+
+
 def mutate(mutant: Mutant, text: str) -> str:
     if mutant.edit_json is not None:
         document = json.loads(text)
@@ -65,35 +116,116 @@ def mutate(mutant: Mutant, text: str) -> str:
     expected = mutant.count if mutant.count is not None else max(found, 1)
     if found == 0 or found != expected:
         raise ValueError(f"expected {expected} occurrence(s) of {mutant.find!r} in {mutant.file}, found {found}")
-    return text.replace(mutant.find, mutant.replace)
+    mutated = text.replace(mutant.find, mutant.replace)
+    if mutated == text:
+        raise ValueError(f"replacing {mutant.find!r} with {mutant.replace!r} changes nothing")
+    return mutated
+
+
+def failures(output: str) -> list[str]:
+    """The node ids pytest's short summary names as failed or in error."""
+    return list(dict.fromkeys(line.split(" ", 1)[1].split(" - ", 1)[0] for line in output.splitlines()
+                              if line.startswith(("FAILED ", "ERROR "))))
+
+
+def pytest_in(copy: Path, arguments: list[str], timeout: float) -> tuple[int, str, str]:
+    """Runs pytest with `arguments` in `copy`: (exit code, stdout, stderr); code -1 on timeout, -2
+    when stopped. pytest runs under tools/reaper.py in a session of its own: a Ctrl-C reaches this
+    process only, and whatever the tests started (daemons, setsid sandboxes, browsers) is killed
+    when pytest ends, times out or is stopped."""
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [str(copy_interpreter(copy)), "-m", "pytest", *PYTEST_ARGS, *arguments]
+    process = subprocess.Popen([sys.executable, str(REAPER), *command], cwd=copy, env=env, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    RUNNING.add(process)
+    try:
+        if STOPPING.is_set():  # the signal came while this was starting: the handler missed it
+            process.terminate()
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.terminate()  # the reaper kills pytest and everything it started, then exits
+            stdout, stderr = process.communicate()
+            return -1, stdout, stderr
+    finally:
+        RUNNING.discard(process)
+    return (-2 if STOPPING.is_set() else process.returncode), stdout, stderr
 
 
 def run_tests(copy: Path, tests: list[str]) -> tuple[int, str]:
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-p", "no:randomly", *tests]
-    try:
-        done = subprocess.run(command, cwd=copy, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return -1, "timeout"
-    failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED tests/", "ERROR tests/"))]
-    return done.returncode, (failed[0] if failed else done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:])
+    """`tests` in `copy`, stopping at the first failure: (exit code, the first failure or the last
+    line of output), (-1, "timeout") or (-2, "stopped")."""
+    code, stdout, stderr = pytest_in(copy, ["-x", *tests], TIMEOUT_S)
+    if code < 0:
+        return code, {-1: "timeout", -2: "stopped"}[code]
+    failed = failures(stdout)
+    return code, (f"FAILED {failed[0]}" if failed else stdout.strip().splitlines()[-1] if stdout.strip() else stderr[-500:])
+
+
+def control(copy: Path, tests: list[str]) -> tuple[int, str]:
+    """`tests` on the unmutated `copy`, once per (copy, selection); main() seeds this from one run
+    of every chosen mutant's tests."""
+    key = (str(copy), tuple(tests))
+    if key not in CONTROLS:
+        CONTROLS[key] = run_tests(copy, tests)
+    return CONTROLS[key]
 
 
 def run_one(mutant: Mutant, copy: Path, tests: list[str]) -> tuple[str, float, str]:
-    """Applies `mutant` to `copy`, runs its tests, puts the file back: (verdict, seconds, detail)."""
+    """Applies `mutant` to `copy`, runs its tests, puts the file back: (verdict, seconds, detail).
+    Killed only when the same tests pass on the unmutated copy (the control)."""
     path = copy / mutant.file
-    original = path.read_text(encoding="utf-8")
     start = time.monotonic()
     try:
-        path.write_text(mutate(mutant, original), encoding="utf-8")
-    except (ValueError, KeyError, IndexError, StopIteration) as exc:
+        original = path.read_text(encoding="utf-8")
+        mutated = mutate(mutant, original)
+    except (OSError, ValueError, KeyError, IndexError, StopIteration) as exc:
         return "NOT APPLIED", 0.0, str(exc)
+    code, detail = control(copy, tests)
+    if code == -2:
+        return "STOPPED", time.monotonic() - start, detail
+    if code != 0:
+        return "CONTROL FAILED", time.monotonic() - start, f"fails without the mutant: {detail}"
+    path.write_text(mutated, encoding="utf-8")
     try:
         code, detail = run_tests(copy, tests)
     finally:
         path.write_text(original, encoding="utf-8")
     # pytest: 1 = tests failed; 0 = all passed; anything else (no tests, usage) is an error.
-    return {0: "SURVIVED", 1: "killed", -1: "killed"}.get(code, "ERROR"), time.monotonic() - start, detail
+    verdict = {0: "SURVIVED", 1: "killed", -1: "killed", -2: "STOPPED"}.get(code, "ERROR")
+    return verdict, time.monotonic() - start, detail
+
+
+def covers(selection: str, node: str) -> bool:
+    """Whether pytest argument `selection` (a folder, file or node id) runs `node`, or `node` (a
+    file whose collection failed) holds `selection`."""
+    return (node == selection or node.startswith((selection + "::", selection.rstrip("/") + "/"))
+            or selection.startswith(node + "::"))
+
+
+def seed_controls(copies: list[Path], selections: list[list[str]], jobs: int) -> None:
+    """One control run of every selection's tests at once (pytest -n jobs, no -x, so every
+    failure is named) in the first copy; each selection's control is then whether any of its
+    tests failed there. Prints the time it took."""
+    union = list(dict.fromkeys(test for tests in selections for test in tests))
+    union = [t for t in union if not any(t != u and covers(u, t) for u in union)]
+    began = time.monotonic()
+    code, stdout, stderr = pytest_in(copies[0], [*(["-n", str(jobs)] if jobs > 1 else []), *union], CONTROL_TIMEOUT_S)
+    minutes = (time.monotonic() - began) / 60
+    if code < 0:
+        print(f"control: {'timeout' if code == -1 else 'stopped'} after {minutes:.1f} min", flush=True)
+        return  # each mutant runs its own control (or, stopped, none)
+    failed = failures(stdout)
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else stderr[-500:]
+    if code not in (0, 1) and not failed:  # no test outcome at all (usage, collection, crash)
+        failed = union
+    print(f"control: the chosen mutants' tests on the unmutated copy, {minutes:.1f} min: "
+          + (f"{len(failed)} failing: {' '.join(failed)}" if failed else last), flush=True)
+    for tests in map(tuple, selections):
+        failing = [node for node in failed if any(covers(t, node) for t in tests)]
+        result = (code, "; ".join(failing)) if failing else (0, "passes")
+        for copy in copies:
+            CONTROLS[(str(copy), tests)] = result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,33 +247,69 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = max(1, min(args.jobs, len(chosen)))
     print(f"{len(chosen)} mutants, {jobs} at a time", flush=True)
+    received: list[int] = []
+
+    def stop(signum, frame):
+        """Ctrl-C / SIGTERM: no further mutant starts; the running ones end now. A reaper gets
+        SIGTERM (it then kills its pytest and all it started), any other child SIGKILL."""
+        received.append(signum)
+        STOPPING.set()
+        for pid in children(os.getpid()):
+            try:
+                reaper = str(REAPER).encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                os.kill(pid, signal.SIGTERM if reaper else signal.SIGKILL)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+
+    def block_stop_signals() -> None:
+        # In the workers (and what they start): the signals go to the main thread, whose handler
+        # sets STOPPING before any mutant's process ends, so a worker cannot start another first.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     # One scratch copy per worker: a worker takes a free copy, mutates one file, runs the tests and
     # puts the file back before handing the copy on, so mutants never see each other's edits.
     copies: queue.Queue[Path] = queue.Queue()
-    made = [scratch_copy() for _ in range(jobs)]
-    for copy in made:
-        copies.put(copy)
+    made: list[Path] = []
     results: dict[str, tuple[str, float, str]] = {}
     began = time.monotonic()
     width = len(str(len(chosen)))
 
-    def work(mutant: Mutant) -> tuple[str, float, str]:
+    def work(mutant: Mutant) -> tuple[str, float, str] | None:
+        if STOPPING.is_set():
+            return None
         copy = copies.get()
         try:
-            return run_one(mutant, copy, args.tests or mutant.tests)
+            return None if STOPPING.is_set() else run_one(mutant, copy, args.tests or mutant.tests)
         finally:
             copies.put(copy)
 
     try:
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        while len(made) < jobs and not STOPPING.is_set():
+            made.append(scratch_copy())
+            copies.put(made[-1])
+        if not STOPPING.is_set():
+            seed_controls(made, [args.tests or m.tests for m in chosen], jobs)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, initializer=block_stop_signals) as pool:
             pending = {pool.submit(work, m): m for m in chosen}
             for done in concurrent.futures.as_completed(pending):
                 mutant = pending[done]
+                if done.result() is None:
+                    continue
                 verdict, seconds, detail = results[mutant.name] = done.result()
                 print(f"[{len(results):{width}}/{len(chosen)}] {mutant.name:40} {verdict:8} {seconds:6.1f}s  {detail}", flush=True)
+    except Exception:
+        if not STOPPING.is_set():  # else: a consequence of the stop (a killed git, say)
+            raise
     finally:
         for copy in made:
             shutil.rmtree(copy, ignore_errors=True)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        print(f"\nstopped by {signal.Signals(received[0]).name}: {len(results)} of {len(chosen)} mutants ran, "
+              "the scratch copies are removed", flush=True)
+        return 128 + received[0]
 
     killed = sum(1 for verdict, _, _ in results.values() if verdict == "killed")
     wall = time.monotonic() - began
