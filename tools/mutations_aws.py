@@ -22,7 +22,7 @@ MUTANTS: list[Mutant] = [
     Mutant("asl-last-turn-summary-with-tools-fails", ASL, LAST_TURN, edit_json=_drop_summary_pending,
            promise="How it works: Steps — a reply that calls tools and writes its summary gets its tools run, then the run ends"),
     Mutant("asl-iteration-limit-before-summary-pending", ASL, LAST_TURN, edit_json=_limit_before_summary_pending,
-           promise="How it works: Steps — a reply that calls tools and writes its summary, on the last allowed turn too, ends the run"),
+           promise="How it works: Steps — a reply that calls tools and writes its summary ends the run, on the last allowed turn too"),
 ]
 
 INFRA_NAMES = ["tests/test_infra.py::test_every_task_handles_lambda_errors_by_the_names_step_functions_reports",
