@@ -1,16 +1,24 @@
 """The promises of the README's Security model, Durability, Bounds, Console and CLI sections, as
 (section, label) pairs, and which of them a named mutant (tools/mutations*.py) breaks.
 
-A promise is:
-- a bullet whose text begins with a bold label (`- **No capabilities, not root:** ...`): the label;
+A promise is, in any Markdown form a README editor may use (fenced code left out):
+- a list item (`-`, `*`, `+` or `1.`, however spaced or nested) whose text begins with a bold
+  label (`- **No capabilities, not root:** ...`): the label;
 - a paragraph that begins with a bold label (`**Stopping a run.** ...`): the label;
-- a table row: its first cell's first code span (`Lambda.Unknown`, `POST /api/runs`), a command
-  cut at its first option list (`pixie run [--model ...]` -> `pixie run`, placeholders such as
-  RUN_ID left out), or, with no code span first, the cell's words up to the first `:`, `,` or `(`.
+- a row of a table (with or without outer pipes, indented or not; the header row left out),
+  labelled by its first cell: the cell's first code span (`Lambda.Unknown`,
+  `GET /api/runs/RUN_ID`), a command cut at its first option list (`pixie run [--model ...]` ->
+  `pixie run`, placeholders such as RUN_ID left out), or, with no code span first, the cell's
+  words up to the first `:`, `,` or `(`. Every row is a promise of its own: when two rows of a
+  section would get the same label, each is labelled by its first cell's words up to the first
+  word that tells it from the others (`POST /api/runs {"prompt"` and `POST /api/runs {"rerunOf"`).
 
 A mutant names a promise when its `promise="Section: label..."` has that section and its label
-starts with the promise's label (case, backticks and spacing ignored, ending at a word boundary);
-when several labels fit, the longest (`pixie run --continue` over `pixie run`)."""
+starts with the promise's label (case, backticks and spacing ignored) followed by the end, a space
+or one of `: , ; (` — not by `/`, `.`, `-` or a letter, so `POST /api/runs/{id}/stop` does not
+name `POST /api/runs`; when several labels fit, the longest (`pixie run --continue` over
+`pixie run`). A mutant's section must be a README heading, or its leading words
+(`Deploy` for "Deploy to AWS")."""
 
 from __future__ import annotations
 
@@ -28,8 +36,15 @@ SECTIONS = {
     "Console": "Console",
 }
 
-_BOLD_LEAD = re.compile(r"^(?:- )?\*\*(.+?)\*\*")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+")
+_BOLD_LEAD = re.compile(r"^(\*\*|__)(.+?)\1")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+# A table's delimiter row: `|---|:--:|`, `--- | ---`, indented or not; it needs a pipe.
+_DELIMITER = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*…?$")
+# What may follow a promise's label in a mutant's label: the end, a space, or one of these.
+_LABEL_END = ":,;("
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,10 @@ class Promise:
 
 def normalized(label: str) -> str:
     return " ".join(label.replace("`", "").strip().rstrip(".:").lower().split())
+
+
+def _clean(label: str) -> str:
+    return " ".join(label.replace("`", "").replace("\\|", "|").strip().rstrip(".:,;").split())
 
 
 def _row_label(cell: str) -> str:
@@ -60,46 +79,78 @@ def _row_label(cell: str) -> str:
     return re.split(r"[:,(]", cell, maxsplit=1)[0]
 
 
-def _paragraphs(text: str) -> list[str]:
-    """Bullets and paragraphs, each joined into one line; tables and code blocks left out."""
+def _is_table_start(lines: list[str], at: int) -> bool:
+    return (at + 1 < len(lines) and "|" in lines[at] and "|" in lines[at + 1] and "-" in lines[at + 1]
+            and bool(_DELIMITER.match(lines[at + 1])))
+
+
+def _first_cell(line: str) -> str:
+    row = line.strip()
+    if row.startswith("|"):
+        row = row[1:]
+    return _CELL_SPLIT.split(row, maxsplit=1)[0].strip()
+
+
+def _blocks(text: str) -> tuple[list[str], list[str]]:
+    """(paragraphs and list items, each joined into one line with its list marker removed; the
+    first cell of every table row), fenced code left out."""
+    lines = text.splitlines()
     blocks: list[str] = []
+    cells: list[str] = []
+    open_block = False  # the next line continues blocks[-1]
     fenced = False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
+    at = 0
+    while at < len(lines):
+        line = lines[at]
+        if _FENCE.match(line):
+            fenced, open_block = not fenced, False
+        elif fenced:
+            pass
+        elif not line.strip():
+            open_block = False
+        elif _is_table_start(lines, at):
+            at += 2  # the header row and the delimiter row
+            while at < len(lines) and lines[at].strip() and not _FENCE.match(lines[at]):
+                cells.append(_first_cell(lines[at]))
+                at += 1
+            open_block = False
             continue
-        if fenced or line.startswith("|"):
-            continue
-        if not line.strip():
-            blocks.append("")
-        elif line.startswith("- ") or not blocks or not blocks[-1]:
-            blocks.append(line)
+        elif (item := _LIST_ITEM.match(line)) or not open_block or line.lstrip().startswith("#"):
+            blocks.append(line[item.end():] if item else line.strip())
+            open_block = not line.lstrip().startswith("#")
         else:
             blocks[-1] += " " + line.strip()
-    return [b for b in blocks if b]
+        at += 1
+    return blocks, cells
 
 
-def _table_rows(text: str) -> list[str]:
-    """The first cell of every row of every table in `text` (headers and separators left out)."""
-    cells: list[str] = []
-    previous = ""
-    for line in text.splitlines():
-        if line.startswith("|") and not re.match(r"^\|\s*-", line):
-            first = re.split(r"(?<!\\)\|", line.strip())[1].strip()
-            if previous.startswith("|"):  # not a header: the line above is a row or a separator
-                cells.append(first)
-        previous = line
-    return cells
+def _row_labels(cells: list[str]) -> list[str]:
+    """Each row's label: its short label, or where rows share that, their first cell's words up
+    to the first one that differs."""
+    short = [_clean(_row_label(cell)) for cell in cells]
+    words = [[_clean(w) for w in cell.replace("`", "").replace("\\|", "|").split()] for cell in cells]
+    labels = []
+    for i, cell in enumerate(cells):
+        alike = [j for j in range(len(cells)) if j != i and normalized(short[j]) == normalized(short[i])]
+        if not alike:
+            labels.append(short[i])
+            continue
+        length = 1
+        while length < len(words[i]) and any(
+                [w.lower() for w in words[j][:length]] == [w.lower() for w in words[i][:length]] for j in alike):
+            length += 1
+        labels.append(_clean(" ".join(cell.replace("`", "").replace("\\|", "|").split()[:length])))
+    return labels
 
 
 def readme_promises(text: str | None = None) -> list[Promise]:
     found: list[Promise] = []
     for section, heading in SECTIONS.items():
-        body = readme_section(heading, text)
-        labels = [m.group(1) for p in _paragraphs(body) if (m := _BOLD_LEAD.match(p))]
-        labels += [_row_label(cell) for cell in _table_rows(body)]
+        blocks, cells = _blocks(readme_section(heading, text))
+        labels = [m.group(2) for b in blocks if (m := _BOLD_LEAD.match(b))]
+        labels += _row_labels(cells)
         for label in labels:
-            promise = Promise(section, " ".join(label.replace("`", "").strip().rstrip(".:").split()))
+            promise = Promise(section, _clean(label))
             if promise.label and promise not in found:
                 found.append(promise)
     return found
@@ -109,15 +160,32 @@ def promise_named(mutant_promise: str, promises: list[Promise]) -> Promise | Non
     """The README promise a mutant's `promise=` names, or None."""
     section, _, label = mutant_promise.partition(":")
     said = normalized(label)
-    fitting = [
-        p for p in promises
-        if p.section == section.strip()
-        and said.startswith(normalized(p.label))
-        and not said[len(normalized(p.label)):][:1].isalnum()
-    ]
+
+    def fits(promise: Promise) -> bool:
+        own = normalized(promise.label)
+        after = said[len(own):][:1]
+        return said.startswith(own) and (not after or after.isspace() or after in _LABEL_END)
+
+    fitting = [p for p in promises if p.section == section.strip() and fits(p)]
     return max(fitting, key=lambda p: len(p.label), default=None)
 
 
 def readme_headings(text: str | None = None) -> list[str]:
+    """Every heading of the README (a `#` line inside fenced code is not one)."""
     text = README.read_text(encoding="utf-8") if text is None else text
-    return re.findall(r"^#+ (.+?)\s*$", text, re.MULTILINE)
+    headings, fenced = [], False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+        elif not fenced and (heading := re.match(r"^#+ (.+?)\s*$", line)):
+            headings.append(heading.group(1))
+    return headings
+
+
+def heading_named(section: str, headings: list[str]) -> str | None:
+    """The README heading a mutant's section names: the heading itself, or its leading words."""
+    section = section.strip()
+    for heading in headings:
+        if heading == section or (heading.startswith(section) and not heading[len(section)].isalnum()):
+            return heading
+    return None

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdas.logic.sandboxes.isolation import IsolationPolicy, SANDBOX_UID
+from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, SANDBOX_UID
 from lambdas.logic.sandboxes.local import LocalSandbox, stop_all_previews
 from pixie.local_run import RunOptions, run_locally
 from conftest import require_isolation, write_script_file
@@ -82,8 +82,8 @@ def test_as_root_a_run_whose_commands_try_to_undo_the_sandbox_gets_nowhere(tmp_p
         assert Path("/etc/shadow").stat().st_size == 0 or "root:" not in json.dumps(record)
 
 
-def run_as(uid: int, work: Path, probe: Path) -> list[str]:
-    """The attack commands run in a sandbox by a forked child that is `uid`, not root."""
+def run_as(uid: int, work: Path, probe: Path, commands: list[str] | None = None, **policy) -> list[str]:
+    """The attack commands (or `commands`) run in a sandbox by a forked child that is `uid`, not root."""
     read, write = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child reports through the pipe
@@ -95,9 +95,11 @@ def run_as(uid: int, work: Path, probe: Path) -> list[str]:
             os.setuid(uid)
             project = work / "project"
             project.mkdir()
-            sandbox = LocalSandbox("local-" + "0" * 12, project, IsolationPolicy())
+            sandbox = LocalSandbox("local-" + "0" * 12, project, IsolationPolicy(**policy))
+            if commands is not None:
+                (project / "fork.py").write_text(FORK_BOMB)
             outputs = []
-            for command in attack_commands(probe):
+            for command in attack_commands(probe) if commands is None else commands:
                 result = sandbox.run_command(command, 30)
                 outputs.append(result.stdout + result.stderr)
             os.write(write, json.dumps(outputs).encode())
@@ -124,6 +126,37 @@ def test_as_an_ordinary_user_the_same_commands_get_nowhere(tmp_path):
         import shutil
 
         shutil.rmtree(work, ignore_errors=True)
+
+
+# Forks sleeping children until fork fails; never more than 400 tries, whatever happens.
+FORK_BOMB = (
+    "import os, time\n"
+    "n = 0\n"
+    "try:\n"
+    "    while n < 400:\n"
+    "        if os.fork() == 0:\n"
+    "            time.sleep(30); os._exit(0)\n"
+    "        n += 1\n"
+    "except OSError as e:\n"
+    "    print('stopped', n, e.errno)\n"
+)
+
+
+def test_as_an_ordinary_user_a_fork_bomb_stops_at_the_process_limit(tmp_path):
+    """The process limit binds when pixie is not root too (as root a pids cgroup does it; as a
+    user, RLIMIT_NPROC inside the command's own user namespace)."""
+    require_root()  # to become another user
+    work = Path(os.environ.get("PIXIE_TEST_SHARED_TMP", "/var/tmp")) / f"pixie-user-{uuid.uuid4().hex[:8]}"
+    work.mkdir(mode=0o755)
+    os.chown(work, NOBODY, NOBODY)
+    try:
+        (output,) = run_as(NOBODY, work, probe_path(), ["python3 fork.py"], limits=Limits(processes=60))
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+    assert output.startswith("stopped"), output
+    assert int(output.split()[1]) < 60, output
 
 
 def test_doctor_checks_each_of_these_live():

@@ -23,7 +23,8 @@ SECRETS = {
 def test_an_unisolated_command_sees_no_secret_of_pixies_in_its_environment_or_its_parents(tmp_path):
     probes = [
         "env",
-        "cat /proc/$PPID/environ | tr '\\0' '\\n'; echo parent-environ-exit=$?",
+        # $? of the read itself (a pipe would report tr's)
+        "tr '\\0' '\\n' < /proc/$PPID/environ; echo parent-environ-exit=$?",
         "cat /proc/$PPID/cmdline >/dev/null; ls /proc/$PPID/ >/dev/null; echo listed",
     ]
     turns = [{"content": None, "tool_calls": [{"name": "terminal", "arguments": {"command": c}} for c in probes]},

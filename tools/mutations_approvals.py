@@ -62,7 +62,7 @@ MUTANTS: list[Mutant] = [
            promise="Console: POST /api/runs/RUN_ID/approve — deny with a reason the model is told"),
     Mutant("console-approve-not-a-choice", "pixie/console/backends.py", CONSOLE_API,
            find=' "approve",\n                 "approvalTimeoutSeconds")', replace=")",
-           promise="Console: POST /api/runs — approve and approvalTimeoutSeconds, checked as pixie run checks them"),
+           promise='Console: POST /api/runs {"prompt", ..., "approve"?, "approvalTimeoutSeconds"?} — checked as pixie run checks them'),
     Mutant("approvals-never-asked-inline", "pixie/cli.py", INLINE,
            find="        return sys.stdin.isatty() and sys.stderr.isatty()", replace="        return False",
            promise="CLI: Approvals — pixie run on a terminal asks inline"),

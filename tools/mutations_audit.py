@@ -96,4 +96,8 @@ MUTANTS += [
            find='    argv += [*size, "--tmpfs", "/tmp", ',
            replace='    argv += ["--ro-bind", os.path.expanduser("~"), os.path.expanduser("~")]\n    argv += [*size, "--tmpfs", "/tmp", ',
            count=1, promise="Security model: Files — your home is not there"),
+    Mutant("user-process-limit-tenfold", "lambdas/logic/sandboxes/isolation.py",
+           ["tests/test_isolation_root.py::test_as_an_ordinary_user_a_fork_bomb_stops_at_the_process_limit"],
+           find='_limit(resource.RLIMIT_NPROC, limits.processes)', replace='_limit(resource.RLIMIT_NPROC, limits.processes * 10)', count=1,
+           promise="Security model: Limits — 1024 processes per command"),
 ]

@@ -20,9 +20,9 @@ def _limit_before_summary_pending(definition: dict) -> None:
 
 MUTANTS: list[Mutant] = [
     Mutant("asl-last-turn-summary-with-tools-fails", ASL, LAST_TURN, edit_json=_drop_summary_pending,
-           promise="Durability: a last turn with tools and a summary succeeds"),
+           promise="How it works: Steps — a reply that calls tools and writes its summary gets its tools run, then the run ends"),
     Mutant("asl-iteration-limit-before-summary-pending", ASL, LAST_TURN, edit_json=_limit_before_summary_pending,
-           promise="Durability: a last turn with tools and a summary succeeds"),
+           promise="How it works: Steps — a reply that calls tools and writes its summary ends the run, on the last allowed turn too"),
 ]
 
 INFRA_NAMES = ["tests/test_infra.py::test_every_task_handles_lambda_errors_by_the_names_step_functions_reports",
@@ -101,15 +101,15 @@ MUTANTS += [
     # A redrive that starts over runs CreateSandbox again and asks the model for turns it answered.
     Mutant("local-redrive-starts-over", "statemachine/engine.py", REDRIVE,
            find='definition["StartAt"] = state_name', replace="pass", count=1,
-           promise="Durability: resume after the cleanup"),
+           promise="CLI: pixie resume --aws — RedriveExecution reruns only the unsuccessful step, the model not asked again"),
     # The execution's first input, not the unsuccessful state's own, handed to the restarted state.
     Mutant("local-redrive-with-the-execution-input", "statemachine/engine.py", REDRIVE,
            find="name=name, input=state_input)", replace='name=name, input=self.describe(arn)["input"])', count=1,
-           promise="Durability: resume after the cleanup"),
+           promise="CLI: pixie resume --aws — RedriveExecution reruns the unsuccessful step with its own input"),
 ]
 MUTANTS += [
     Mutant("local-redrive-of-a-redriven-execution", "statemachine/engine.py",
            ["tests/test_local_redrive.py::test_an_execution_already_redriven_is_not_redriven_again_by_its_first_arn"],
            find="        arn = self._latest(arn)  # AWS keeps one execution", replace="        pass  # AWS keeps one execution", count=1,
-           promise="Durability: resume after the cleanup"),
+           promise="CLI: pixie resume --aws — RedriveExecution only of a failed, timed-out or aborted execution, not one already redriven"),
 ]

@@ -96,7 +96,7 @@ MUTANTS += [
            ["tests/test_console_lifecycle.py::test_rerun_starts_a_new_run_with_the_same_prompt_model_and_settings"],
            find='        return detail.get("value"), {k: v for k, v in chosen.items() if v is not None}, continued_run(event)',
            replace='        return detail.get("value"), {}, continued_run(event)', count=1,
-           promise="Console: POST /api/runs — rerunOf keeps the prompt, model and settings"),
+           promise='Console: POST /api/runs {"rerunOf": RUN_ID} — keeps the prompt, model and settings'),
 ]
 ATTACKS = "tests/test_console_attacks.py"
 MUTANTS += [
@@ -116,7 +116,7 @@ MUTANTS += [
     Mutant("console-follow-up-takes-the-default-model", "pixie/console/backends.py",
            [f"{ATTACKS}::test_a_console_follow_up_without_a_model_keeps_its_parents_model"],
            find="                chosen = continued_model(self.home, continue_from)", replace="                chosen = None", count=1,
-           promise="Console: POST /api/runs — a follow-up keeps its parent's model"),
+           promise='Console: POST /api/runs {"prompt", ..., "continueFrom"?} — a follow-up keeps its parent\'s model'),
     Mutant("rm-crashes-on-a-corrupt-record", "pixie/run_removal.py",
            [f"{ATTACKS}::test_corrupt_run_files_give_one_line_never_a_traceback"],
            find="    records = {run_id: _record_or_stub(pixie_home, run_id)", replace="    records = {run_id: load_run(pixie_home, run_id)",

@@ -58,7 +58,7 @@ MUTANTS: list[Mutant] = [
            find='"KeyConditionExpression": "pk = :pk AND begins_with(sk, :prefix)",\n            "ExpressionAttributeValues": {":pk": _pk(run_id), ":prefix": prefix},',
            replace='"KeyConditionExpression": __import__("boto3.dynamodb.conditions").dynamodb.conditions.Key("pk").eq(_pk(run_id))'
                    ' & __import__("boto3.dynamodb.conditions").dynamodb.conditions.Key("sk").begins_with(prefix),',
-           count=1, promise="Durability: many runs at once in one engine"),
+           count=1, promise="Console: Warm engine — several runs at once: one network state answers many threads"),
     Mutant("asl-parsed-on-every-start", "statemachine/asl_cache.py",
            [f"{STARTUP}::test_the_definition_is_parsed_once_and_then_comes_from_the_cache"],
            find="    blob = _stored(key)\n", replace="    blob = None\n", count=1,

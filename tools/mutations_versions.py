@@ -71,7 +71,7 @@ MUTANTS += [
     Mutant("abandoned-partial-versions-never-pruned", "lambdas/logic/versions.py",
            ["tests/test_versions.py::test_versions_of_interrupted_runs_never_resumed_stay_within_the_projects_bound"],
            find='(m for m in kept if m["runId"] != keep and m.get("createdAt", 0) < abandoned)',
-           replace="(m for m in kept if False)", count=1, promise="Bounds: version storage per project"),
+           replace="(m for m in kept if False)", count=1, promise="Projects across runs: Versions — Bounds: partial versions not rewritten for an hour are pruned"),
     Mutant("hard-linked-pair-dropped", "lambdas/logic/versions.py",
            ["tests/test_versions.py::test_a_hard_linked_pair_inside_the_project_is_kept_in_its_version"],
            find="        if len(paths) == names and", replace="        if False and", count=1,
