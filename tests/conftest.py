@@ -8,7 +8,7 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 import boto3
 import pytest
@@ -51,6 +51,55 @@ _PIXIE_ENV = (
 )
 
 
+def ci_forbids_skips() -> bool:
+    """PIXIE_CI_NO_SKIP=1 (.ci/run): a test that would skip for want of something fails instead."""
+    return os.environ.get("PIXIE_CI_NO_SKIP", "") not in ("", "0")
+
+
+def skip_or_fail_in_ci(reason: str, required_by: str | None = None, allow_module_level: bool = False) -> NoReturn:
+    """The one way a test skips for want of something on this machine (a tool, root, a kernel
+    feature, an address, a newer bubblewrap): it skips saying `reason`, or, under
+    PIXIE_CI_NO_SKIP=1 (or the PIXIE_REQUIRE_* setting named by `required_by`), fails saying it,
+    so CI is never green with such a test unrun."""
+    for setting in ("PIXIE_CI_NO_SKIP", required_by):
+        if setting and os.environ.get(setting, "") not in ("", "0"):
+            pytest.fail(f"{setting}={os.environ[setting]} but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=allow_module_level)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under PIXIE_CI_NO_SKIP=1 a skip that did not go through skip_or_fail_in_ci (a plugin's, an
+    importorskip added later) fails too: the suite has no skip that is not for want of something
+    on the machine."""
+    report = yield
+    return _skip_failed_in_ci(report)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    """The same for a whole module skipped at import (pytest.importorskip at module level)."""
+    report = yield
+    return _skip_failed_in_ci(report)
+
+
+def skip_by_design(reason: str) -> NoReturn:
+    """A skip that is not for want of anything on the machine, and so stands in CI too: the one
+    today is tools/test_as_user.sh's ordinary user, who gets no memory cgroup by design."""
+    pytest.skip(SKIPPED_BY_DESIGN + reason)
+
+
+SKIPPED_BY_DESIGN = "by design, not for want of anything on this machine: "
+
+
+def _skip_failed_in_ci(report):
+    reason = report.longrepr[2] if report.skipped and isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if report.skipped and ci_forbids_skips() and not hasattr(report, "wasxfail") and SKIPPED_BY_DESIGN not in reason:
+        report.outcome = "failed"
+        report.longrepr = f"PIXIE_CI_NO_SKIP=1 but this skipped: {reason}"
+    return report
+
+
 @functools.cache
 def isolation_problem() -> str | None:
     """Why commands cannot run under bubblewrap here (None: they can)."""
@@ -66,13 +115,11 @@ def isolation_problem() -> str | None:
 
 def require_isolation() -> None:
     """Skips the test where bubblewrap cannot run, saying why; PIXIE_REQUIRE_ISOLATION=1
-    (.ci/run) makes that a failure."""
+    or PIXIE_CI_NO_SKIP=1 (.ci/run sets both) makes that a failure."""
     problem = isolation_problem()
-    if problem is None:
-        return
-    if os.environ.get("PIXIE_REQUIRE_ISOLATION") == "1":
-        pytest.fail(f"PIXIE_REQUIRE_ISOLATION=1 but commands cannot be isolated here: {problem}")
-    pytest.skip(f"no working bubblewrap here: {problem}")
+    if problem is not None:
+        skip_or_fail_in_ci(f"commands cannot be isolated here (no working bubblewrap): {problem}",
+                           required_by="PIXIE_REQUIRE_ISOLATION")
 
 
 @pytest.fixture(autouse=True)

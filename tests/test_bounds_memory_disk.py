@@ -2,18 +2,16 @@
 bounded: past either the command is stopped and its result says so; the host is unaffected.
 
 The memory bound needs a memory cgroup pixie may create (root, or a delegated v2 subtree); where
-there is none the test skips, and PIXIE_CI_NO_SKIP (CI runs as root) makes that a failure."""
+there is none the test skips, and PIXIE_CI_NO_SKIP (CI runs as root) makes that a failure for root."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import pytest
-
 from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, memory_cgroup_base
 from lambdas.logic.sandboxes.local import LocalSandbox, project_disk_bytes
-from conftest import require_isolation
+from conftest import require_isolation, skip_by_design, skip_or_fail_in_ci
 
 MB = 1024 * 1024
 # One process maps a 1 GB memfd and touches every page: shared memory, which RLIMIT_DATA does not count.
@@ -32,10 +30,10 @@ def sandbox(tmp_path: Path, **limits) -> LocalSandbox:
 def test_memory_of_all_a_commands_processes_is_bounded_memfd_included(tmp_path):
     require_isolation()
     if memory_cgroup_base() is None:
-        if os.environ.get("PIXIE_CI_NO_SKIP") == "1" and os.geteuid() == 0:
-            pytest.fail("PIXIE_CI_NO_SKIP=1 but pixie, as root, cannot create a memory cgroup here")
-        # An ordinary user gets no memory cgroup (tools/test_as_user.sh): the per-process rlimits bind.
-        pytest.skip("no memory cgroup pixie may create here (root, or a delegated cgroup v2 subtree, is needed)")
+        if os.geteuid() != 0:
+            # An ordinary user gets no memory cgroup (tools/test_as_user.sh): the per-process rlimits bind.
+            skip_by_design("an ordinary user gets no memory cgroup (root, or a delegated cgroup v2 subtree, is needed)")
+        skip_or_fail_in_ci("pixie, as root, cannot create a memory cgroup here")
     result = sandbox(tmp_path, total_memory_mb=256).run_command(MEMFD_HOG, 60)
     assert "survived" not in result.stdout
     assert result.exit_code != 0 and not result.timed_out

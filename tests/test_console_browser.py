@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import write_script_file
+from conftest import skip_or_fail_in_ci, write_script_file
 from console_server import ROOT, ConsoleProcess
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -44,9 +44,8 @@ def chromium_path() -> str | None:
 
 
 def skip_or_fail(reason: str) -> None:
-    if os.environ.get("PIXIE_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason}, and PIXIE_REQUIRE_BROWSER=1 requires the browser tests")
-    pytest.skip(f"{reason}: install one (Debian: apt-get install chromium) to run the browser tests")
+    skip_or_fail_in_ci(f"{reason}: the browser tests need it (Debian: apt-get install chromium)",
+                       required_by="PIXIE_REQUIRE_BROWSER")
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from lambdas.logic.sandboxes.egress import AllowList, parse_allow_hosts
 from lambdas.logic.sandboxes.isolation import IsolationPolicy
 from lambdas.logic.sandboxes.local import LocalSandboxProvider, stop_all_previews
 from pixie.local_run import RunOptions, run_locally
-from conftest import require_isolation, write_script_file
+from conftest import require_isolation, skip_or_fail_in_ci, write_script_file
 
 PIXIE = Path(sys.executable).parent / "pixie"
 FILE_BODY = "registry-file-5b1e\n"
@@ -95,7 +95,8 @@ def _isolation_required():
 def address() -> str:
     found = own_address()
     if found is None:
-        pytest.skip("this machine has no non-loopback IPv4 address to serve the stand-in registry on")
+        skip_or_fail_in_ci("this machine has no non-loopback IPv4 address to serve the stand-in registry on "
+                           "(.ci/ensure-address gives a CI machine one)")
     return found
 
 
@@ -415,7 +416,7 @@ class IndexServer(Serving):
 
 def test_pip_downloads_from_a_listed_index_through_the_proxy_in_a_run(tmp_path, address):
     if subprocess.run(["/usr/bin/python3", "-m", "pip", "--version"], capture_output=True).returncode != 0:
-        pytest.skip("the system python3 has no pip")
+        skip_or_fail_in_ci("the system python3 has no pip (Debian: apt-get install python3-pip)")
     (tmp_path / "index").mkdir()
     index = IndexServer(address, tmp_path / "index")
     try:
@@ -578,7 +579,7 @@ def test_doctor_says_fail_when_the_proxy_lets_an_unlisted_port_through(monkeypat
 
 def test_npm_view_asks_a_listed_registry_through_the_proxy(tmp_path, address):
     if shutil.which("npm") is None:
-        pytest.skip("no npm here")
+        skip_or_fail_in_ci("no npm on PATH (Debian's nodejs has none: apt-get install npm)")
     seen: list[str] = []
 
     class Registry(BaseHTTPRequestHandler):
@@ -714,7 +715,7 @@ def test_a_command_cannot_make_the_proxy_hold_more_threads_than_its_own_process_
     wanted = 2 * connections + 200  # both ends live in this process
     if soft < wanted:
         if hard != resource.RLIM_INFINITY and hard < wanted:
-            pytest.skip(f"this process may open {hard} files, the test needs {wanted}")
+            skip_or_fail_in_ci(f"this process may open {hard} files, the test needs {wanted}")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     proxy = egress.EgressProxy(parse_allow_hosts(["registry.invalid:443"]), tmp_path / "audit.jsonl")
     held: list[socket.socket] = []

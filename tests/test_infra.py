@@ -14,10 +14,15 @@ from typing import Any
 
 import pytest
 
+from conftest import skip_or_fail_in_ci
+
 os.environ.setdefault("JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION", "1")
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "18,20")
 
-aws_cdk = pytest.importorskip("aws_cdk", reason="the deploy extra (aws-cdk-lib) is not installed")
+try:
+    import aws_cdk
+except ImportError:
+    skip_or_fail_in_ci("the deploy extra (aws-cdk-lib) is not installed", allow_module_level=True)
 
 from aws_cdk import App, CopyOptions, DockerImage, FileSystem  # noqa: E402
 from aws_cdk.assertions import Annotations, Match, Template  # noqa: E402
@@ -699,9 +704,7 @@ def test_compiled_bytecode_is_cpython_313_and_unchecked(tmp_path):
 
     python = lambda_deps.bytecode_python()
     if python is None:
-        if os.environ.get("PIXIE_CI_NO_SKIP"):
-            pytest.fail("PIXIE_CI_NO_SKIP is set and no CPython 3.13 was found")
-        pytest.skip("no CPython 3.13 here (python3.13 on PATH, pyenv, or PIXIE_BUNDLE_PYTHON)")
+        skip_or_fail_in_ci("no CPython 3.13 here (python3.13 on PATH, pyenv, or PIXIE_BUNDLE_PYTHON)")
     (tmp_path / "pkg").mkdir()
     (tmp_path / "pkg" / "mod.py").write_text("VALUE = 1\n")
     bundling.subprocess.run(lambda_deps.compile_command(python, tmp_path), check=True)

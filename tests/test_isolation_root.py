@@ -18,7 +18,7 @@ import pytest
 from lambdas.logic.sandboxes.isolation import IsolationPolicy, Limits, SANDBOX_UID
 from lambdas.logic.sandboxes.local import LocalSandbox, stop_all_previews
 from pixie.local_run import RunOptions, run_locally
-from conftest import require_isolation, write_script_file
+from conftest import require_isolation, skip_or_fail_in_ci, write_script_file
 
 NOBODY = 65534
 
@@ -33,9 +33,7 @@ def _isolation_required():
 def require_root() -> None:
     if os.geteuid() == 0:
         return
-    if os.environ.get("PIXIE_CI_NO_SKIP") == "1":
-        pytest.fail("PIXIE_CI_NO_SKIP=1: the root case of the isolation tests must run as root")
-    pytest.skip("the root case needs pixie to run as root")
+    skip_or_fail_in_ci("the root case of the isolation tests needs pixie to run as root")
 
 
 def attack_commands(probe: Path) -> list[str]:

