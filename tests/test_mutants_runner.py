@@ -205,3 +205,23 @@ def test_make_mutants_reports_a_mutant_whose_tests_fail_anyway_and_kills_the_oth
     assert "x-changed" in out and "killed" in out.split("x-changed", 1)[1].splitlines()[0]
     assert "CONTROL FAILED: y-changed" in out and "test_broken.py::test_broken_anyway" in out.split("CONTROL FAILED: y-changed", 1)[1]
     assert not (tmp_path / "copy-a").exists() and not (tmp_path / "copy-b").exists()
+
+
+def test_a_test_that_fails_only_in_the_first_control_run_costs_no_mutant(tmp_path, monkeypatch, capsys):
+    """The control runs every test at once (-n): a test that fails there but passes when run
+    again by itself (a loaded machine) leaves its mutant to be killed, not reported."""
+    copy = _tiny_project(tmp_path / "copy")
+    (copy / "test_x.py").write_text(
+        "from pathlib import Path\nfrom lib import X\n"
+        "def test_x():\n"
+        "    first = not Path('ran-once').exists()\n"
+        "    Path('ran-once').touch()\n"
+        "    assert not first and X == 1\n"
+    )
+    monkeypatch.setattr(mutants_tool, "scratch_copy", lambda: copy)
+    monkeypatch.setattr(mutants_tool, "MUTANTS", [
+        Mutant("x-changed", "lib.py", ["test_x.py"], find="X = 1", replace="X = 2", count=1)])
+    monkeypatch.setattr(mutants_tool, "CONTROLS", {})
+    assert mutants_tool.main(["-j", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "passed when run again by themselves" in out and "1 of 1 mutants killed" in out

@@ -219,6 +219,16 @@ def seed_controls(copies: list[Path], selections: list[list[str]], jobs: int) ->
     last = stdout.strip().splitlines()[-1] if stdout.strip() else stderr[-500:]
     if code not in (0, 1) and not failed:  # no test outcome at all (usage, collection, crash)
         failed = union
+    elif failed:
+        # Only the tests that fail again, run by themselves without -n, fail the control: a test
+        # that failed only beside the others (a loaded machine) must not cost its mutants.
+        again, stdout, _ = pytest_in(copies[0], failed, CONTROL_TIMEOUT_S)
+        if again < 0:
+            return
+        if again in (0, 1):
+            last += f"; {len(failed)} failing among them passed when run again by themselves"
+            failed = failures(stdout)
+        minutes = (time.monotonic() - began) / 60
     print(f"control: the chosen mutants' tests on the unmutated copy, {minutes:.1f} min: "
           + (f"{len(failed)} failing: {' '.join(failed)}" if failed else last), flush=True)
     for tests in map(tuple, selections):
