@@ -133,8 +133,10 @@ def pytest_in(copy: Path, arguments: list[str], timeout: float) -> tuple[int, st
     when stopped. pytest runs under tools/reaper.py in a session of its own: a Ctrl-C reaches this
     process only, and whatever the tests started (daemons, setsid sandboxes, browsers) is killed
     when pytest ends, times out or is stopped."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [str(copy_interpreter(copy)), "-m", "pytest", *PYTEST_ARGS, *arguments]
+    python = copy_interpreter(copy)
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1", "VIRTUAL_ENV": str(python.parent.parent),
+           "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", os.defpath)])}
+    command = [str(python), "-m", "pytest", *PYTEST_ARGS, *arguments]
     process = subprocess.Popen([sys.executable, str(REAPER), *command], cwd=copy, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     RUNNING.add(process)
