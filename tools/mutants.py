@@ -319,7 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
-        print(f"\nstopped by {signal.Signals(received[0]).name}: {len(results)} of {len(chosen)} mutants ran, "
+        finished = sum(1 for verdict, _, _ in results.values() if verdict != "STOPPED")
+        print(f"\nstopped by {signal.Signals(received[0]).name}: {finished} of {len(chosen)} mutants finished, "
               "the scratch copies are removed", flush=True)
         return 128 + received[0]
 
