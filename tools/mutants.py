@@ -95,9 +95,12 @@ def copy_interpreter(copy: Path) -> Path:
             if target.exists() or script.name.startswith(("python", "activate", "deactivate")) or not script.is_file():
                 continue
             with script.open("rb") as handle:
-                first = handle.readline()
-            if first.startswith(b"#!") and Path(first[2:].split()[0].decode()).parent == own_bin:
-                target.write_bytes(f"#!{python}\n".encode() + script.read_bytes().split(b"\n", 1)[1])
+                head = handle.read(1024)
+            own_python = str(own_bin / "python").encode()
+            if head.startswith(b"#!") and own_python in head:
+                # `#!/.../bin/python`, or pip's `#!/bin/sh` + `exec "/.../bin/python"` (long paths)
+                body = script.read_bytes()
+                target.write_bytes(head.replace(own_python, str(python).encode()) + body[len(head):])
                 target.chmod(0o755)
             else:
                 target.symlink_to(script)
