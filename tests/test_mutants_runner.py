@@ -205,3 +205,81 @@ def test_make_mutants_reports_a_mutant_whose_tests_fail_anyway_and_kills_the_oth
     assert "x-changed" in out and "killed" in out.split("x-changed", 1)[1].splitlines()[0]
     assert "CONTROL FAILED: y-changed" in out and "test_broken.py::test_broken_anyway" in out.split("CONTROL FAILED: y-changed", 1)[1]
     assert not (tmp_path / "copy-a").exists() and not (tmp_path / "copy-b").exists()
+
+
+def test_a_test_that_fails_only_in_the_first_control_run_costs_no_mutant(tmp_path, monkeypatch, capsys):
+    """The control runs every test at once (-n): a test that fails there but passes when run
+    again by itself (a loaded machine) leaves its mutant to be killed, not reported."""
+    copy = _tiny_project(tmp_path / "copy")
+    (copy / "test_x.py").write_text(
+        "from pathlib import Path\nfrom lib import X\n"
+        "def test_x():\n"
+        "    first = not Path('ran-once').exists()\n"
+        "    Path('ran-once').touch()\n"
+        "    assert not first and X == 1\n"
+    )
+    monkeypatch.setattr(mutants_tool, "scratch_copy", lambda: copy)
+    monkeypatch.setattr(mutants_tool, "MUTANTS", [
+        Mutant("x-changed", "lib.py", ["test_x.py"], find="X = 1", replace="X = 2", count=1)])
+    monkeypatch.setattr(mutants_tool, "CONTROLS", {})
+    assert mutants_tool.main(["-j", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "passed when run again by themselves" in out and "1 of 1 mutants killed" in out
+
+
+REAL_RUN_SCRIPT = r"""
+import sys, tempfile
+from pathlib import Path
+import tools.mutants as tm
+from tools.mutations import Mutant
+
+marks = Path(sys.argv[1])
+HANGS = '''
+import os, subprocess, time
+from pathlib import Path
+import lib
+
+def test_hangs_once_mutated():
+    if lib.X == 1:
+        return  # the control passes
+    daemon = subprocess.Popen(["setsid", "sleep", "300"])
+    Path(MARKS, f"daemon-{daemon.pid}").touch()
+    time.sleep(600)
+'''.replace("MARKS", repr(str(marks)))
+
+def tiny_copy():
+    copy = Path(tempfile.mkdtemp(prefix="copy-", dir=marks))
+    (copy / "lib.py").write_text("X = 1\n")
+    (copy / "test_hangs.py").write_text(HANGS)
+    return copy
+
+tm.MUTANTS = [Mutant(f"m{i}", "lib.py", ["test_hangs.py"], find="X = 1", replace="X = 2") for i in range(4)]
+tm.scratch_copy = tiny_copy
+sys.exit(tm.main(["-j", "2"]))
+"""
+
+
+def test_ctrl_c_during_real_mutants_kills_what_their_tests_started_in_sessions_of_their_own(tmp_path):
+    """The real runner, not a stand-in: two mutants' tests each start a setsid daemon and hang;
+    Ctrl-C ends the run, the daemons are gone, no further mutant starts, no copy stays."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    process = subprocess.Popen([sys.executable, "-c", REAL_RUN_SCRIPT, str(marks)], cwd=ROOT,
+                               start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while len(list(marks.glob("daemon-*"))) < 2:
+            assert process.poll() is None, "tools.mutants ended before its mutants' tests started"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGINT)
+        assert process.wait(timeout=120) == 128 + signal.SIGINT
+        daemons = [int(p.name.split("-")[1]) for p in marks.glob("daemon-*")]
+        assert len(daemons) == 2, "a mutant started after Ctrl-C"
+        assert not [pid for pid in daemons if _alive(pid)], "a daemon a mutant's tests started outlived Ctrl-C"
+        assert not list(marks.glob("copy-*")), "scratch copies left behind after Ctrl-C"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        for mark in marks.glob("daemon-*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(mark.name.split("-")[1]), signal.SIGKILL)

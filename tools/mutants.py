@@ -95,9 +95,12 @@ def copy_interpreter(copy: Path) -> Path:
             if target.exists() or script.name.startswith(("python", "activate", "deactivate")) or not script.is_file():
                 continue
             with script.open("rb") as handle:
-                first = handle.readline()
-            if first.startswith(b"#!") and Path(first[2:].split()[0].decode()).parent == own_bin:
-                target.write_bytes(f"#!{python}\n".encode() + script.read_bytes().split(b"\n", 1)[1])
+                head = handle.read(1024)
+            own_python = str(own_bin / "python").encode()
+            if head.startswith(b"#!") and own_python in head:
+                # `#!/.../bin/python`, or pip's `#!/bin/sh` + `exec "/.../bin/python"` (long paths)
+                body = script.read_bytes()
+                target.write_bytes(head.replace(own_python, str(python).encode()) + body[len(head):])
                 target.chmod(0o755)
             else:
                 target.symlink_to(script)
@@ -133,8 +136,10 @@ def pytest_in(copy: Path, arguments: list[str], timeout: float) -> tuple[int, st
     when stopped. pytest runs under tools/reaper.py in a session of its own: a Ctrl-C reaches this
     process only, and whatever the tests started (daemons, setsid sandboxes, browsers) is killed
     when pytest ends, times out or is stopped."""
-    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [str(copy_interpreter(copy)), "-m", "pytest", *PYTEST_ARGS, *arguments]
+    python = copy_interpreter(copy)
+    env = {**os.environ, "PYTHONPATH": str(copy), "PYTHONDONTWRITEBYTECODE": "1", "VIRTUAL_ENV": str(python.parent.parent),
+           "PATH": os.pathsep.join([str(python.parent), os.environ.get("PATH", os.defpath)])}
+    command = [str(python), "-m", "pytest", *PYTEST_ARGS, *arguments]
     process = subprocess.Popen([sys.executable, str(REAPER), *command], cwd=copy, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     RUNNING.add(process)
@@ -219,6 +224,16 @@ def seed_controls(copies: list[Path], selections: list[list[str]], jobs: int) ->
     last = stdout.strip().splitlines()[-1] if stdout.strip() else stderr[-500:]
     if code not in (0, 1) and not failed:  # no test outcome at all (usage, collection, crash)
         failed = union
+    elif failed:
+        # Only the tests that fail again, run by themselves without -n, fail the control: a test
+        # that failed only beside the others (a loaded machine) must not cost its mutants.
+        again, stdout, _ = pytest_in(copies[0], failed, CONTROL_TIMEOUT_S)
+        if again < 0:
+            return
+        if again in (0, 1):
+            last += f"; {len(failed)} failing among them passed when run again by themselves"
+            failed = failures(stdout)
+        minutes = (time.monotonic() - began) / 60
     print(f"control: the chosen mutants' tests on the unmutated copy, {minutes:.1f} min: "
           + (f"{len(failed)} failing: {' '.join(failed)}" if failed else last), flush=True)
     for tests in map(tuple, selections):
@@ -307,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if received:
-        print(f"\nstopped by {signal.Signals(received[0]).name}: {len(results)} of {len(chosen)} mutants ran, "
+        finished = sum(1 for verdict, _, _ in results.values() if verdict != "STOPPED")
+        print(f"\nstopped by {signal.Signals(received[0]).name}: {finished} of {len(chosen)} mutants finished, "
               "the scratch copies are removed", flush=True)
         return 128 + received[0]
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 
 
 class Terminated(Exception):
@@ -61,14 +62,15 @@ def kill_descendants() -> None:
 
 
 def main(command: list[str]) -> int:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
     def on_sigterm(signum, frame):
         raise Terminated
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    libc = ctypes.CDLL(None, use_errno=True)
+    # SIGTERM here too when the thread that started this dies (tools.mutants killed outright).
+    for option, value in ((PR_SET_CHILD_SUBREAPER, 1), (PR_SET_PDEATHSIG, signal.SIGTERM)):
+        if libc.prctl(option, int(value), 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl({option}, {int(value)})")
     try:
         try:
             # tools/mutants.py starts this from worker threads that block SIGINT and SIGTERM (so
