@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -76,6 +77,42 @@ def test_fit_json_cuts_by_the_escaped_size_and_says_so():
 def test_settings_out_of_range_are_clear_errors(name, value, message):
     with pytest.raises(InvalidSetting, match=message):
         Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("PIXIE_BUDGET_USD", "five", "PIXIE_BUDGET_USD must be a number of US dollars above 0 and at most 10,000, got 'five'"),
+        ("PIXIE_BUDGET_USD", "0", "above 0"),
+        ("PIXIE_BUDGET_USD", "nan", "got 'nan'"),
+        ("PIXIE_BUDGET_USD", "inf", "got 'inf'"),
+        ("PIXIE_BUDGET_USD", "10000.01", "at most 10,000"),
+        ("PIXIE_MAX_TOKENS", "1.5", "PIXIE_MAX_TOKENS must be a whole number above 0"),
+        ("PIXIE_MAX_TOKENS", "-1", "got '-1'"),
+        ("PIXIE_ISOLATION", "docker", "PIXIE_ISOLATION must be one of bwrap, none, got 'docker'"),
+        ("PIXIE_APPROVE", "ALL", "PIXIE_APPROVE must be one of none, commands, all, got 'ALL'"),
+        ("PIXIE_CHECK_COMMAND", "x" * 1001, "PIXIE_CHECK_COMMAND must be a shell command of at most 1000 characters"),
+        ("PIXIE_CHECK_COMMAND", "npm test\x00rm -rf /", "PIXIE_CHECK_COMMAND must be a shell command"),
+        ("PIXIE_ALLOW_HOSTS", "@no-such-preset", "PIXIE_ALLOW_HOSTS: unknown allow-host preset"),
+    ],
+)
+def test_budgets_choices_check_commands_and_hosts_out_of_range_are_clear_errors(name, value, message):
+    with pytest.raises(InvalidSetting, match=re.escape(message)):
+        Settings.from_env({name: value})
+
+
+def test_optional_settings_left_empty_mean_no_bound_and_flags_read_as_people_write_them():
+    settings = Settings.from_env({"PIXIE_BUDGET_USD": " ", "PIXIE_MAX_TOKENS": "", "PIXIE_CHECK_COMMAND": "  "})
+    assert (settings.budget_usd, settings.max_tokens, settings.check_command) == (None, None, None)
+    settings = Settings.from_env({"PIXIE_BUDGET_USD": " 2.5 ", "PIXIE_MAX_TOKENS": "1000", "PIXIE_CHECK_COMMAND": " npm test "})
+    assert (settings.budget_usd, settings.max_tokens, settings.check_command) == (2.5, 1000, "npm test")
+    assert Settings.from_env({"PIXIE_CHECK": "Off"}).check is False
+    assert Settings.from_env({"PIXIE_CHECK": "maybe"}).check is True  # only a clear no turns it off
+    assert Settings.from_env({"PIXIE_ALLOW_NETWORK": " YES "}).allow_network is True
+    assert Settings.from_env({"PIXIE_ALLOW_NETWORK": "2"}).allow_network is False  # only a clear yes turns it on
+    # An allow-list wins over a whole-network flag left in the environment.
+    hosts = Settings.from_env({"PIXIE_ALLOW_NETWORK": "1", "PIXIE_ALLOW_HOSTS": " example.com:443 , "})
+    assert (hosts.allow_network, hosts.allow_hosts) == (False, ("example.com:443",))
 
 
 def test_iterations_and_calls_together_must_fit_the_history():
