@@ -852,3 +852,54 @@ def test_allow_host_with_the_whole_network_is_refused_before_the_run_starts(tmp_
                 home=tmp_path / "home", env={"PIXIE_ALLOW_NETWORK": "1"} if how == "environment" else {})
     assert ran.returncode == 2 and "PIXIE_ALLOW_NETWORK" in ran.stderr, ran.stderr
     assert not (tmp_path / "home" / "runs").exists() or not any((tmp_path / "home" / "runs").iterdir())
+
+
+# --- the forwarder inside the sandbox, run here on the host's loopback ------------------------------
+# In a run it is the sandbox's system python3 that runs egress_forwarder.py (bound in at
+# /run/pixie/egress_forwarder.py), where coverage cannot follow; run directly it is measured too.
+@contextlib.contextmanager
+def forwarder_to(unix_path: Path):
+    """The forwarder listening on a free loopback port, passing connections to `unix_path`; its
+    forked server is in the starter's process group, stopped with it afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    starter = subprocess.Popen([sys.executable, str(egress.FORWARDER_SOURCE), str(unix_path), str(port)], start_new_session=True)
+    try:
+        assert starter.wait(timeout=60) == 0  # it returns once listening
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(starter.pid, 15)
+
+
+def test_the_forwarder_passes_bytes_both_ways_and_closes_a_connection_the_proxy_cannot_take(tmp_path):
+    unix_path = tmp_path / "egress.sock"
+    upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    upstream.bind(str(unix_path))
+    upstream.listen(4)
+
+    def answer_once():
+        conn, _ = upstream.accept()
+        with conn:
+            asked = b""
+            while not asked.endswith(b"\n"):
+                asked += conn.recv(1024)
+            conn.sendall(b"proxy saw " + asked)
+
+    answering = threading.Thread(target=answer_once, daemon=True)
+    answering.start()
+    with forwarder_to(unix_path) as port:
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+            client.sendall(b"CONNECT example.com:443\n")
+            client.shutdown(socket.SHUT_WR)
+            got = b""
+            while chunk := client.recv(1024):
+                got += chunk
+        assert got == b"proxy saw CONNECT example.com:443\n"
+        answering.join(timeout=60)
+        upstream.close()
+        unix_path.unlink()
+        # With nothing on the socket the client is closed at once, not left hanging.
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
+            assert client.recv(1024) == b""
