@@ -51,6 +51,14 @@ _PIXIE_ENV = (
 )
 
 
+def bare_environment(**values: str) -> dict[str, str]:
+    """An environment of only `values`, for a process that must work without the test's own;
+    under `make coverage` it keeps coverage's settings too (they travel in the environment), so
+    the process is measured like any other and behaves the same."""
+    kept = {k: os.environ[k] for k in ("COVERAGE_PROCESS_CONFIG", "COVERAGE_PROCESS_START") if k in os.environ}
+    return {**kept, **values}
+
+
 def ci_forbids_skips() -> bool:
     """PIXIE_CI_NO_SKIP=1 (.ci/run): a test that would skip for want of something fails instead."""
     return os.environ.get("PIXIE_CI_NO_SKIP", "") not in ("", "0")

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import write_script_file
+from conftest import bare_environment, write_script_file
 from console_server import PIXIE, ConsoleProcess
 from lambdas.logic import progress
 from pixie.console.channel import MAX_PROGRESS_ITEMS, RunChannel, replay
@@ -140,7 +140,7 @@ def test_a_scripted_run_started_through_the_api_succeeds_with_its_choices(consol
     assert record["durationS"] > 0 and record["startedAt"]
     # Saved as `pixie run` saves it: `pixie show --json` reads the same record.
     shown = subprocess.run([str(PIXIE), "show", run_id, "--json"], capture_output=True, text=True,
-                           env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=60)
+                           env=bare_environment(PIXIE_HOME=str(console.home), PATH="/usr/bin:/bin"), timeout=60)
     assert shown.returncode == 0, shown.stderr
     saved = json.loads(shown.stdout)
     assert saved["status"] == "SUCCEEDED" and saved["conversation"] == record["conversation"]
@@ -254,7 +254,7 @@ def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
     for prompt in ("Made on the command line first", "Made on the command line"):
         made = subprocess.run(
             [str(PIXIE), "run", "--no-serve", "--json", "--model", f"scripted:{script}", prompt],
-            capture_output=True, text=True, env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=120,
+            capture_output=True, text=True, env=bare_environment(PIXIE_HOME=str(console.home), PATH="/usr/bin:/bin"), timeout=120,
         )
         assert made.returncode == 0, made.stderr
         made_ids.append(json.loads(made.stdout)["runId"])
@@ -285,7 +285,7 @@ def test_runs_made_by_pixie_run_in_the_same_home_are_listed(console, script):
 def test_projects_continue_across_the_console_and_pixie_run(console, script, tmp_path):
     """Come back to a project later, from either side: the console continues a run `pixie run`
     made, and `pixie run --continue` continues the console's follow-up (its state is on disk)."""
-    environment = {"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin", **console.env}
+    environment = bare_environment(PIXIE_HOME=str(console.home), PATH="/usr/bin:/bin", **console.env)
     if os.environ.get("PYTHONPATH"):  # a checkout other than the installed one
         environment["PYTHONPATH"] = os.environ["PYTHONPATH"]
     made = subprocess.run(

@@ -8,7 +8,7 @@ import json
 import subprocess
 import time
 
-from conftest import write_script_file
+from conftest import bare_environment, write_script_file
 from console_server import PIXIE
 from test_console_browser import LOADED_MACHINE_CEILING_MS, browser, console, page, screenshot  # noqa: F401 - fixtures
 
@@ -78,7 +78,7 @@ def test_deny_through_the_api_and_pixie_approve_from_another_shell(console, tmp_
     approved = console.start_run("Touch", model=f"scripted:{script}", approve="commands")
     waiting(console, approved)
     shell = subprocess.run([str(PIXIE), "approve", approved, "--json"], capture_output=True, text=True, timeout=300,
-                           env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL)
+                           env=bare_environment(PIXIE_HOME=str(console.home), PATH="/usr/bin:/bin"), stdin=subprocess.DEVNULL)
     assert shell.returncode == 0, shell.stderr
     assert json.loads(shell.stdout)["decision"] == "approved"
     record = console.wait_for(approved, WAIT_S)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import skip_or_fail_in_ci, write_script_file
+from conftest import bare_environment, skip_or_fail_in_ci, write_script_file
 from console_server import ROOT, ConsoleProcess
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -224,7 +224,7 @@ def test_retried_steps_show_their_attempts_and_errors(console, page, tmp_path):
     made = subprocess.run(
         [str(PIXIE), "run", "--no-serve", "--json", "--inject-faults", "0.3", "--fault-seed", "7",
          "--model", "scripted:examples/hello.json", "Retry me"],
-        capture_output=True, text=True, cwd=ROOT, env={"PIXIE_HOME": str(console.home), "PATH": "/usr/bin:/bin"}, timeout=180,
+        capture_output=True, text=True, cwd=ROOT, env=bare_environment(PIXIE_HOME=str(console.home), PATH="/usr/bin:/bin"), timeout=180,
     )
     assert made.returncode == 0, made.stderr
     run_id = json.loads(made.stdout)["runId"]
