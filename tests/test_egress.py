@@ -903,3 +903,34 @@ def test_the_forwarder_passes_bytes_both_ways_and_closes_a_connection_the_proxy_
         # With nothing on the socket the client is closed at once, not left hanging.
         with socket.create_connection(("127.0.0.1", port), timeout=60) as client:
             assert client.recv(1024) == b""
+
+
+def test_malformed_requests_are_answered_400_saying_why_and_audited(tmp_path):
+    """What a command might send the proxy by mistake or on purpose: each gets a 400 naming the
+    problem (in the body and the X-Pixie-Egress header), is audited as refused, and reaches no one."""
+    proxy = egress.EgressProxy(parse_allow_hosts(["registry.invalid:443"]), tmp_path / "audit.jsonl")
+    try:
+        cases = [
+            (b"HELLO\r\n\r\n", b"not an HTTP request line"),
+            (b"GET https://registry.invalid/ HTTP/1.1\r\n\r\n", b"the proxy takes absolute http:// URLs (HTTPS goes through CONNECT)"),
+            (b"GET /index.html HTTP/1.1\r\nHost: registry.invalid\r\n\r\n", b"the proxy takes absolute http:// URLs"),
+            (b"CONNECT registry.invalid:https HTTP/1.1\r\n\r\n", b"CONNECT needs HOST:PORT"),
+            # One byte over the limit, with no end of head in sight.
+            (b"GET http://registry.invalid/ HTTP/1.1\r\nX-Filler: " + b"a" * egress.MAX_HEAD_BYTES, b"request head too long"),
+        ]
+        answers = [ask_proxy(proxy, request[: egress.MAX_HEAD_BYTES + 1]) for request, _ in cases]
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:  # a head cut short
+            conn.settimeout(30)
+            conn.connect(proxy.socket_path)
+            conn.sendall(b"GET http://registry.invalid/ HTTP/1.1\r\nHost: reg")
+            conn.shutdown(socket.SHUT_WR)
+            cut_short = b""
+            while chunk := conn.recv(65536):
+                cut_short += chunk
+    finally:
+        proxy.stop()
+    for answer, (_, reason) in zip([*answers, cut_short], [*cases, (b"", b"connection closed before a whole request head")]):
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request"), answer[:200]
+        assert b"X-Pixie-Egress: refused; " + reason in head and body.startswith(b"pixie egress: " + reason)
+    assert [e["verdict"] for e in egress.read_audit(tmp_path / "audit.jsonl")] == ["refused"] * (len(cases) + 1)
