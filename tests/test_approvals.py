@@ -438,3 +438,27 @@ def test_with_approve_commands_the_done_check_runs_no_model_written_command_unas
     record = run_with(tmp_path, [write, SUMMARY, SUMMARY, SUMMARY], decide=deny, approve="commands", max_iterations=4)
     ran = (tmp_path / "home" / "sandboxes" / record["sandboxId"] / "pwned").exists()
     assert not ran or asked, "the done-check ran the model's own `npm test` script with nobody asked"
+
+
+@pytest.mark.parametrize(
+    "choices, problem",
+    [
+        ({"approve": "everything"}, "approve must be one of none, commands, all, got 'everything'"),
+        ({"approve": "x" * 500}, "got '" + "x" * 40 + "'"),  # what it echoes is bounded
+        ({"approval_timeout_s": 0}, "the approval timeout must be a whole number of seconds from 1 to 31,536,000, got '0'"),
+        ({"approval_timeout_s": 365 * 24 * 3600 + 1}, "got '31536001'"),
+        ({"approval_timeout_s": True}, "got 'True'"),  # a JSON true is not one second
+        ({"approval_timeout_s": "60"}, "got '60'"),
+        ({"check_command": "   "}, "the check command is empty"),
+    ],
+)
+def test_approval_and_check_choices_out_of_range_refuse_the_run_before_it_starts(tmp_path, choices, problem):
+    from pixie.run_checks import RunRefused, check_prompt_and_settings
+
+    model = f"scripted:{write_script_file(tmp_path / 'touch.json', [TOUCH, SUMMARY])}"
+    home = tmp_path / "home"
+    with pytest.raises(RunRefused) as refused:
+        check_prompt_and_settings("Build a page", RunOptions(model=model, pixie_home=home, **choices))
+    assert problem in str(refused.value)
+    assert not home.exists()  # nothing was created
+    check_prompt_and_settings("Build a page", RunOptions(model=model, pixie_home=home, approve="all", approval_timeout_s=60))

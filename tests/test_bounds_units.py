@@ -15,7 +15,7 @@ import pytest
 from lambdas.dal.network_state import PART_BYTES, assistant_message_key
 from lambdas.logic.config import InvalidSetting, Settings
 from lambdas.logic.errors import InvalidEvent, InvalidScript
-from lambdas.logic.events import check_prompt
+from lambdas.logic.events import check_prompt, parse_prompt
 from lambdas.logic.limits import fit_json, json_size
 from lambdas.logic.models.scripted import ScriptedModel
 from lambdas.logic.sandboxes.local import stop_preview
@@ -128,6 +128,30 @@ def test_check_prompt_refuses_what_cannot_run(prompt, problem):
     with pytest.raises(InvalidEvent, match=problem):
         check_prompt(prompt, 10)
     assert check_prompt("  fine ", 10) == "fine"
+
+
+def event_with(**changes) -> dict:
+    from statemachine.engine import hello_world_event
+
+    return {**hello_world_event("Build a page"), **changes}
+
+
+@pytest.mark.parametrize(
+    "event, problem",
+    [
+        (["not", "an", "object"], "the event must be a JSON object, got list"),
+        ("Build a page", "the event must be a JSON object, got str"),
+        (event_with(**{"detail-type": "other.app/started"}), "detail-type must be 'test/hello.world', got 'other.app/started'"),
+        (event_with(detail={}), "not a test/hello.world event with a prompt in detail.value"),
+        (event_with(detail={"value": 42}), "not a test/hello.world event with a prompt in detail.value"),
+        (event_with(detail={"value": "   "}), "detail.value (the prompt) is empty"),
+        (event_with(detail={"value": "x" * 11}), "detail.value (the prompt) is 11 characters; the limit is 10"),
+    ],
+)
+def test_an_event_that_is_not_a_run_request_is_refused_saying_why(event, problem):
+    with pytest.raises(InvalidEvent, match=re.escape(problem)):
+        parse_prompt(event, 10)
+    assert parse_prompt(event_with(detail={"value": " Build "}), 10) == "Build"
 
 
 # --- scripts ------------------------------------------------------------------------------------------------
