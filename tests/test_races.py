@@ -126,3 +126,69 @@ def test_the_preview_never_serves_a_host_file_during_a_swap_loop(raced):
                 served[404] += 1
     assert loop.swaps > 100
     assert served[200], served
+
+
+# --- beneath.py's refusals and writes, on both paths (openat2 and the walk) -------------------------
+@pytest.fixture(params=["openat2", "walk"])
+def beneath_root(tmp_path, request, monkeypatch):
+    from lambdas.logic.sandboxes import beneath
+
+    if request.param == "walk":
+        monkeypatch.setattr(beneath, "openat2_available", lambda: False)
+    elif not beneath.openat2_available():
+        skip_or_fail_in_ci("this kernel has no openat2 (before Linux 5.6; the walk case still runs)")
+    (tmp_path / "project" / "src").mkdir(parents=True)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_text(HOST_SECRET)
+    (tmp_path / "project" / "out").symlink_to(tmp_path / "outside")
+    root = beneath.open_root(str(tmp_path / "project"))
+    yield beneath, root, tmp_path
+    os.close(root)
+
+
+@pytest.mark.parametrize(
+    "relative, code",
+    [("a\x00b", "EINVAL"), ("../outside/secret.txt", "EXDEV"), ("src/../../outside/secret.txt", "EXDEV"), ("", "EXDEV"), ("./", "EXDEV")],
+)
+def test_a_nul_a_path_that_leaves_or_the_folder_itself_is_refused_before_any_open(beneath_root, relative, code):
+    import errno
+
+    beneath, root, _ = beneath_root
+    with pytest.raises(OSError) as refused:
+        beneath.open_beneath(root, relative, os.O_RDONLY)
+    assert refused.value.errno == getattr(errno, code)
+
+
+def test_a_symlink_on_the_way_is_never_followed_for_reading_or_writing(beneath_root):
+    beneath, root, tmp_path = beneath_root
+    with pytest.raises(OSError):
+        beneath.open_beneath(root, "out/secret.txt", os.O_RDONLY)
+    with pytest.raises(OSError):
+        beneath.replace_beneath(root, "out/secret.txt", b"overwritten")
+    with pytest.raises(OSError):
+        beneath.open_folder_beneath(root, "out/deeper", create=True)
+    assert (tmp_path / "outside" / "secret.txt").read_text() == HOST_SECRET
+    assert sorted(p.name for p in (tmp_path / "outside").iterdir()) == ["secret.txt"]
+
+
+def test_replace_makes_folders_keeps_the_mode_and_leaves_nothing_behind_when_refused(beneath_root):
+    beneath, root, tmp_path = beneath_root
+    project = tmp_path / "project"
+    beneath.replace_beneath(root, "new/deep/run.sh", b"echo one\n")
+    assert (project / "new" / "deep" / "run.sh").read_bytes() == b"echo one\n"
+    (project / "new" / "deep" / "run.sh").chmod(0o755)
+    beneath.replace_beneath(root, "new/deep/run.sh", b"echo two\n")
+    assert (project / "new" / "deep" / "run.sh").stat().st_mode & 0o777 == 0o755  # still executable
+
+    def refuse(existing):
+        raise ToolError("not a regular file")
+
+    with pytest.raises(ToolError):
+        beneath.replace_beneath(root, "new/deep/run.sh", b"echo three\n", check_existing=refuse)
+    assert (project / "new" / "deep" / "run.sh").read_bytes() == b"echo two\n"
+    assert sorted(p.name for p in (project / "new" / "deep").iterdir()) == ["run.sh"]  # no temporary file left
+    fd = beneath.open_folder_beneath(root, "")  # "" is the root itself for a folder
+    try:
+        assert sorted(os.listdir(fd)) == ["new", "out", "src"]
+    finally:
+        os.close(fd)
