@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PIXIE = Path(sys.executable).parent / "pixie"
 
 
@@ -95,3 +97,33 @@ def test_every_subcommand_help_says_what_it_does_and_shows_an_example():
         text = command.format_help()
         assert command.description and len(command.description) > 10, name
         assert "example:" in text and f"pixie {name}" in text.split("example:", 1)[1], name
+
+
+@pytest.mark.parametrize(
+    "flag, value, said",
+    [
+        ("--budget-usd", "five", "--budget-usd: must be a number of US dollars above 0 and at most 10,000"),
+        ("--budget-usd", "0", "must be a number of US dollars above 0"),
+        ("--budget-usd", "nan", "must be a number of US dollars above 0"),
+        ("--max-tokens", "1000000001", "--max-tokens: must be at most 1,000,000,000"),
+        ("--approval-timeout", "366d", "--approval-timeout: must be a time from 1 s to 365 d"),
+        ("--approval-timeout", "soon", "not 'soon'"),
+        ("--approval-timeout", "0", "must be a time from 1 s to 365 d"),
+        ("--check-command", " ", "--check-command: must be a shell command of 1 to 1000 characters"),
+        ("--inject-faults", "1", "--inject-faults: must be at least 0 and below 1"),
+    ],
+)
+def test_run_choices_out_of_range_are_one_line_with_exit_2(flag, value, said, capsys):
+    from pixie.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["run", "--no-serve", flag, value, "Build"])
+    assert exited.value.code == 2
+    assert said in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("value, seconds", [("90", 90), ("30m", 1800), ("24H", 86400), (" 365d ", 365 * 86400)])
+def test_an_approval_timeout_reads_seconds_or_a_unit(value, seconds):
+    from pixie.cli import build_parser
+
+    assert build_parser().parse_args(["run", "--approval-timeout", value, "Build"]).approval_timeout == seconds
