@@ -10,8 +10,10 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from lambdas.logic.versions import VersionStore
-from pixie.run_removal import runs_older_than
+from pixie.run_removal import parse_age, runs_older_than
 
 PIXIE = Path(sys.executable).parent / "pixie"
 
@@ -86,3 +88,14 @@ def test_prune_takes_the_runs_older_than_the_age_given(tmp_path, write_script):
     for bad in ("0d", "7 days", "1w"):
         refused = pixie("prune", "--older-than", bad, home=home)
         assert refused.returncode == 2 and "--older-than must be" in refused.stderr, bad
+
+
+@pytest.mark.parametrize("text", ["7", "0d", "-1d", "7 days", "1w", "d", "", "1.5h"])
+def test_a_prune_age_is_a_whole_number_of_days_hours_or_minutes(text):
+    with pytest.raises(ValueError, match=r"must be a number of days, hours or minutes such as 7d, 12h or 30m"):
+        parse_age(text)
+
+
+@pytest.mark.parametrize("text, age", [("7d", timedelta(days=7)), (" 12h ", timedelta(hours=12)), ("30m", timedelta(minutes=30))])
+def test_a_prune_age_reads_days_hours_and_minutes(text, age):
+    assert parse_age(text) == age
