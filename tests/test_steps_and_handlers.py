@@ -182,6 +182,9 @@ def _without_detail():
         ("Build a todo app", "JSON object"),
         ([PROMPT], "JSON object"),
         (42, "JSON object"),
+        # The id becomes a table key (one run per event): bounded like the prompt.
+        (event(id=""), "the event id must be 1 to 256 characters, got 0"),
+        (event(id="e" * 257), "the event id must be 1 to 256 characters, got 257"),
     ],
 )
 def test_invalid_events_raise_invalid_event_and_create_nothing(env, monkeypatch, bad_event, message):
