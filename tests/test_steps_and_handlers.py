@@ -208,6 +208,15 @@ def test_an_invalid_event_can_be_corrected_on_the_same_run_id(env):
     assert create()["iteration"] == 0  # the failure was not remembered as this run's result
 
 
+def test_a_deployment_with_an_unknown_sandbox_kind_fails_saying_which_and_creates_nothing(env, monkeypatch):
+    from lambdas.logic.errors import ConfigurationError
+
+    monkeypatch.setenv("PIXIE_SANDBOX", "docker")
+    with pytest.raises(ConfigurationError, match="unknown sandbox kind 'docker': use local or e2b"):
+        create()
+    assert env.state.find_run(RUN) is None and sandbox_dirs(env.home) == []
+
+
 def test_a_prompt_at_the_limit_is_accepted(env, monkeypatch):
     monkeypatch.setenv("PIXIE_MAX_PROMPT_CHARS", "100")
     create(evt=event("y" * 100))
