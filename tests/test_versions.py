@@ -207,6 +207,31 @@ def test_unchanged_files_are_stored_once_and_old_versions_are_pruned(tmp_path):
     assert [by_size.has(f"big{n}") for n in range(3)] == [False, True, True]
 
 
+def test_a_version_never_kept_in_another_format_or_with_its_content_gone_is_version_not_found(tmp_path):
+    from lambdas.logic.versions import VersionNotFound
+
+    store = VersionStore(tmp_path)
+    with pytest.raises(VersionNotFound, match="no version of run never-saved is kept"):
+        store.manifest("never-saved")
+    manifest = store.save_files("run1", "proj", {"index.html": b"<h1>hi</h1>"}, complete=True)
+    # A store written by a later pixie is refused, not misread.
+    path = tmp_path / "versions" / "manifests" / "run1.json"
+    path.write_text(json.dumps({**manifest, "version": 99}), encoding="utf-8")
+    with pytest.raises(VersionNotFound, match="in a format this pixie does not know"):
+        store.manifest("run1")
+    assert store.has("run1") is False
+    # Content removed under the store, or a manifest naming something that is no hash.
+    for blob in (tmp_path / "versions" / "projects" / "proj" / "blobs").glob("*/*"):
+        blob.unlink()
+    with pytest.raises(VersionNotFound, match="the content of index.html in run run1's version is gone"):
+        store.read(manifest, "index.html")
+    tampered = {**manifest, "files": {"index.html": {"sha256": "../../../etc/passwd"}}}
+    with pytest.raises(VersionNotFound, match="is not a content hash"):
+        store.read(tampered, "index.html")
+    with pytest.raises(VersionNotFound, match="'../escape' is not a run id"):
+        store.manifest("../escape")  # an id is a name, never a path
+
+
 def test_pruning_never_removes_a_version_still_being_written(tmp_path):
     store = VersionStore(tmp_path, StoreLimits(max_versions=1, max_bytes=10**9))
     store.save_files("running", "proj", {"a": b"a"}, complete=False)
