@@ -166,3 +166,20 @@ def test_starts_a_run_with_put_events_and_only_a_prompt(client, aws_stack):
 def test_the_guard_protects_the_aws_console_too(client):
     assert client.get("/api/runs", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_what_a_deployed_stack_cannot_do_is_refused_saying_why(client, aws_stack):
+    """No network: an empty prompt is refused before PutEvents; a rerun, a stop of an execution the
+    stack does not have or that already ended, and the events of an unknown run are clear errors."""
+    for prompt in ("", "   ", 42, None):
+        refused = client.post("/api/runs", json={"prompt": prompt})
+        assert refused.status_code == 400 and refused.json()["error"] == "prompt must be a non-empty string", refused.text
+    finished = execution(aws_stack, "Build a todo app")
+    rerun = client.post("/api/runs", json={"rerunOf": finished})
+    assert rerun.status_code == 400 and "rerun is for local runs" in rerun.json()["error"]
+    unknown = uuid.uuid4().hex
+    missing = client.post(f"/api/runs/{unknown}/stop")
+    assert missing.status_code == 409 and missing.json()["error"] == f"no execution {unknown} in stack PixieStack"
+    ended = client.post(f"/api/runs/{finished}/stop")
+    assert ended.status_code == 409 and ended.json()["error"] == f"run {finished} is SUCCEEDED, not running"
+    assert client.get(f"/api/runs/{unknown}/events").status_code == 404
