@@ -1,0 +1,114 @@
+"""Attacks on tools/mutants.py's verdicts (issue 25): a mutant must count as killed only when its
+own tests, run as the mutant's run runs them, pass without it. Each test here builds a tiny project
+whose tests fail (or are polluted) regardless of the mutant, so a right runner never says
+"killed"; and tools/test_as_user.sh must leave nothing behind in /run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import tools.mutants as mutants_tool
+from tests.promises import ROOT
+from tools.mutations import Mutant
+
+
+def _run(tmp_path: Path, monkeypatch, mutants: list[Mutant], files: dict[str, str], argv: list[str]) -> None:
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "lib.py").write_text("X = 1\nY = 1\n")
+    for name, text in files.items():
+        (copy / name).write_text(text)
+    monkeypatch.setattr(mutants_tool, "scratch_copy", lambda: copy)
+    monkeypatch.setattr(mutants_tool, "MUTANTS", mutants)
+    monkeypatch.setattr(mutants_tool, "CONTROLS", {})
+    mutants_tool.main(argv)
+
+
+def _verdict_line(out: str, name: str) -> str:
+    return next((line for line in out.splitlines() if line.startswith("[") and f" {name} " in line), "")
+
+
+def _main(tmp_path, monkeypatch, capsys, mutants, files, argv) -> str:
+    _run(tmp_path, monkeypatch, mutants, files, argv)
+    return capsys.readouterr().out
+
+
+IRRELEVANT = dict(file="lib.py", find="Y = 1", replace="Y = 2", count=1)
+
+PARAMETRIZED = (
+    "import pytest\n"
+    "@pytest.mark.parametrize('value', [1, 2])\n"
+    "def test_value(value):\n"
+    "    assert value == 1  # the case 2 fails, with or without any mutant\n"
+)
+
+
+def test_a_parametrized_case_that_fails_anyway_is_a_control_failure_of_the_mutant_naming_the_function(tmp_path, monkeypatch, capsys):
+    """The mutant's tests name a test function (file::test_value); the control run's failure is
+    reported as its case (file::test_value[2]). covers() does not see the case as part of the
+    selection, so the control 'passes' and the mutant, which changes nothing the test reads, is
+    counted killed."""
+    mutant = Mutant("irrelevant", tests=["test_param.py::test_value"], **IRRELEVANT)
+    out = _main(tmp_path, monkeypatch, capsys, [mutant], {"test_param.py": PARAMETRIZED}, ["-j", "1"])
+    line = _verdict_line(out, "irrelevant")
+    assert "killed" not in line, f"a mutant whose parametrized test fails without it was counted killed:\n{out}"
+    assert "CONTROL FAILED: irrelevant" in out, out
+
+
+def test_a_tests_option_spelled_with_dot_slash_still_gets_its_control(tmp_path, monkeypatch, capsys):
+    """`--tests ./test_broken.py` (a hurried user's tab completion): pytest reports the failure as
+    test_broken.py::..., which covers() does not match to './test_broken.py', so the control
+    'passes' and the mutant is counted killed by a test that fails anyway."""
+    mutant = Mutant("irrelevant", tests=["test_ok.py"], **IRRELEVANT)
+    files = {"test_ok.py": "def test_ok():\n    pass\n",
+             "test_broken.py": "def test_broken_anyway():\n    assert False\n"}
+    out = _main(tmp_path, monkeypatch, capsys, [mutant], files, ["-j", "1", "--tests", "./test_broken.py"])
+    line = _verdict_line(out, "irrelevant")
+    assert "killed" not in line, f"a mutant whose --tests fail without it was counted killed:\n{out}"
+
+
+ORDER_DEPENDENT = (
+    "import os\n"
+    "def test_first_leaves_state_behind():\n"
+    "    os.environ['ATTACK_LEFT_BEHIND'] = '1'\n"
+    "def test_second_fails_after_the_first():\n"
+    "    assert 'ATTACK_LEFT_BEHIND' not in os.environ\n"
+)
+
+
+def test_a_test_that_fails_beside_its_neighbours_is_a_control_failure_though_it_passes_alone(tmp_path, monkeypatch, capsys):
+    """The control's re-run takes each failing test by itself; the mutant's run takes the mutant's
+    whole selection (`-x test_order.py`), where the same test fails again, with or without the
+    mutant. The re-run clears the control, so the mutant is counted killed by a failure it did not
+    cause: the control must run the tests as the mutant's run does."""
+    mutant = Mutant("irrelevant", tests=["test_order.py"], **IRRELEVANT)
+    out = _main(tmp_path, monkeypatch, capsys, [mutant], {"test_order.py": ORDER_DEPENDENT}, ["-j", "1"])
+    line = _verdict_line(out, "irrelevant")
+    assert "killed" not in line, f"a mutant whose own selection fails without it was counted killed:\n{out}"
+
+
+def test_what_one_mutants_tests_leave_in_the_copy_does_not_kill_the_next_mutant(tmp_path, monkeypatch, capsys):
+    """One scratch copy serves mutant after mutant, and only the mutated file is put back: a file
+    the first mutant's tests write into the copy (a mutant that breaks a cleanup, a path made
+    relative) is still there for the next one, whose tests then fail for a reason of its
+    predecessor's making. The second mutant here changes nothing its test reads: it survives."""
+    first = Mutant("leaves-a-file", "lib.py", ["test_first.py"], find="X = 1", replace="X = 2", count=1)
+    second = Mutant("irrelevant", tests=["test_second.py"], **IRRELEVANT)
+    files = {
+        "test_first.py": "from pathlib import Path\nimport lib\n"
+                         "def test_x():\n"
+                         "    if lib.X != 1:\n"
+                         "        Path('left-by-a-mutant').touch()\n"
+                         "    assert lib.X == 1\n",
+        "test_second.py": "from pathlib import Path\n"
+                          "def test_nothing_left_over():\n"
+                          "    assert not Path('left-by-a-mutant').exists()\n",
+    }
+    out = _main(tmp_path, monkeypatch, capsys, [first, second], files, ["-j", "1"])
+    assert "killed" in _verdict_line(out, "leaves-a-file"), out
+    line = _verdict_line(out, "irrelevant")
+    assert "killed" not in line, f"a mutant was killed by what the previous mutant's tests left in the copy:\n{out}"
