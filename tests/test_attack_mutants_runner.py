@@ -112,3 +112,25 @@ def test_what_one_mutants_tests_leave_in_the_copy_does_not_kill_the_next_mutant(
     assert "killed" in _verdict_line(out, "leaves-a-file"), out
     line = _verdict_line(out, "irrelevant")
     assert "killed" not in line, f"a mutant was killed by what the previous mutant's tests left in the copy:\n{out}"
+
+
+def test_make_test_as_user_leaves_no_folder_behind_in_run():
+    """tools/test_as_user.sh keeps the paths it binds back in `mktemp -d /run/pixie-as-user.XXXXXX`
+    and never removes it: every `make test-as-user` leaves one more folder in /run (the private
+    mount namespace drops the mounts, not the folder). Run here with /run a tmpfs of the test's
+    own (a private mount namespace), so other runs on the machine neither add nor hide one, and
+    with a -k that selects no test (pytest exits 5): only what the script itself leaves is seen."""
+    if os.geteuid() != 0 or not Path("/usr/bin/unshare").exists():
+        from tests.conftest import skip_or_fail_in_ci
+
+        skip_or_fail_in_ci("tools/test_as_user.sh needs root and unshare")
+    script = (
+        'mount -t tmpfs attack-run /run && '
+        'PYTEST_ARGS="-k no_test_is_named_this -p no:randomly" tools/test_as_user.sh >/dev/null 2>&1; '
+        'echo "exit $?"; ls -1d /run/pixie-as-user.* 2>/dev/null; true'
+    )
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    lines = done.stdout.split()
+    assert lines[:2] == ["exit", "5"], f"the script did not reach pytest: {done.stdout} {done.stderr}"
+    assert not lines[2:], f"tools/test_as_user.sh left {lines[2:]} behind"
