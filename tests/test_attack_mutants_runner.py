@@ -5,8 +5,12 @@ whose tests fail (or are polluted) regardless of the mutant, so a right runner n
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -134,3 +138,85 @@ def test_make_test_as_user_leaves_no_folder_behind_in_run():
     lines = done.stdout.split()
     assert lines[:2] == ["exit", "5"], f"the script did not reach pytest: {done.stdout} {done.stderr}"
     assert not lines[2:], f"tools/test_as_user.sh left {lines[2:]} behind"
+
+
+KILLED_RUN_SCRIPT = r"""
+import sys
+from pathlib import Path
+import tools.mutants as tm
+from tools.mutations import Mutant
+
+marks = Path(sys.argv[1])
+hang = sys.argv[2] == "hang"
+real_scratch_copy = tm.scratch_copy
+TEST = '''
+import subprocess, time
+from pathlib import Path
+import lib
+
+def test_hangs_once_mutated():
+    if lib.X == 1:
+        return  # the control passes
+    if HANG:
+        daemon = subprocess.Popen(["setsid", "sleep", "300"])
+        Path(MARKS, f"daemon-{daemon.pid}").touch()
+        time.sleep(600)
+    assert lib.X == 1
+'''.replace("MARKS", repr(str(marks))).replace("HANG", repr(hang))
+
+def tiny_copy():
+    copy = real_scratch_copy()  # the runner's own copy (in $TMPDIR), plus a tiny project
+    (copy / "attack_lib_dir").mkdir()
+    (copy / "attack_lib_dir" / "lib.py").write_text("X = 1\n")
+    (copy / "attack_lib_dir" / "test_hangs.py").write_text(TEST)
+    return copy
+
+tm.MUTANTS = [Mutant("m0", "attack_lib_dir/lib.py", ["attack_lib_dir/test_hangs.py"], find="X = 1", replace="X = 2")]
+tm.scratch_copy = tiny_copy
+sys.exit(tm.main(["-j", "1"]))
+"""
+
+
+def test_a_runner_killed_outright_leaves_no_scratch_copy_once_the_next_run_ends(tmp_path):
+    """kill -9 of `make mutants` (an OOM kill, a CI runner reaping a job) skips its `finally`: the
+    reapers get their parent-death SIGTERM and kill the tests, but every scratch copy (a full
+    copy of the repository with a venv) stays in /tmp for good — nothing ever removes it, not
+    even the next run (three such copies were on this machine when this test was written)."""
+    marks = tmp_path / "marks"
+    scratch = tmp_path / "tmp"
+    marks.mkdir()
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    first = subprocess.Popen([sys.executable, "-c", KILLED_RUN_SCRIPT, str(marks), "hang"], cwd=ROOT, env=env,
+                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while not list(marks.glob("daemon-*")):
+            assert first.poll() is None, "tools.mutants ended before its mutant's test started"
+            time.sleep(0.05)
+        left = [p for p in scratch.iterdir() if p.name.startswith("pixie-mutants-")]
+        assert left, "the run made no scratch copy under $TMPDIR"
+        first.kill()
+        first.wait()
+        daemon = int(next(marks.glob("daemon-*")).name.split("-")[1])
+        while _alive(daemon):  # the reaper's parent-death signal ends the tests and what they started
+            time.sleep(0.05)
+        second = subprocess.run([sys.executable, "-c", KILLED_RUN_SCRIPT, str(marks), "pass"], cwd=ROOT, env=env,
+                                capture_output=True, text=True, timeout=600)
+        assert "m0" in second.stdout, second.stdout + second.stderr
+        still = [p.name for p in left if p.exists()]
+        assert not still, f"scratch copies of a runner killed outright are still there after the next run: {still}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+        for mark in marks.glob("daemon-*"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(mark.name.split("-")[1]), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
