@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -220,3 +222,24 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+def test_the_copys_pixie_runs_when_the_temporary_folder_has_a_space(tmp_path, monkeypatch):
+    """TMPDIR="/tmp/my builds" (or one long enough to pass the kernel's shebang limit): the copy's
+    re-pointed `pixie` keeps the short `#!/.../.venv/bin/python` form, which cannot hold that path,
+    so exec fails (ENOENT) and every test that starts `pixie` fails in the control — each of their
+    mutants is reported CONTROL FAILED instead of being tried."""
+    spaced = tmp_path / "my builds"
+    spaced.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spaced))
+    copy = mutants_tool.scratch_copy()
+    try:
+        assert " " in str(copy)
+        pixie = mutants_tool.copy_interpreter(copy).parent / "pixie"
+        done = subprocess.run([str(pixie), "--version"], capture_output=True, text=True,
+                              env={"PATH": "/usr/bin:/bin"}, timeout=120)
+        assert done.returncode == 0, done.stderr
+    except OSError as exc:
+        pytest.fail(f"the copy's pixie cannot be started from {copy}: {exc}")
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
