@@ -243,3 +243,25 @@ def test_the_copys_pixie_runs_when_the_temporary_folder_has_a_space(tmp_path, mo
         pytest.fail(f"the copy's pixie cannot be started from {copy}: {exc}")
     finally:
         shutil.rmtree(copy, ignore_errors=True)
+
+
+def test_a_misspelled_mutant_name_beside_a_right_one_is_not_silently_dropped(tmp_path, monkeypatch, capsys):
+    """`python -m tools.mutants asl-no-jitter asl-no-jiter`: only a selection that matches no
+    mutant at all is refused, so the typo is dropped without a word and the run reports
+    '1 of 1 mutants killed', exit 0 — the mutant the user meant never ran."""
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    monkeypatch.setattr(mutants_tool, "scratch_copy", lambda: copy)
+    monkeypatch.setattr(mutants_tool, "seed_controls", lambda *args: None)
+    monkeypatch.setattr(mutants_tool, "run_one", lambda mutant, copy, tests: ("killed", 0.0, "stand-in"))
+    monkeypatch.setattr(mutants_tool, "MUTANTS", [
+        Mutant("asl-no-jitter", "lib.py", ["test_x.py"], find="X", replace="Y"),
+        Mutant("asl-no-catch", "lib.py", ["test_x.py"], find="X", replace="Z"),
+    ])
+    try:
+        code = mutants_tool.main(["-j", "1", "asl-no-jitter", "asl-no-jiter"])
+    except SystemExit as exit_:
+        code = exit_.code
+    out = capsys.readouterr()
+    assert code != 0 or "asl-no-jiter" in out.out + out.err, \
+        f"a name that matches no mutant was dropped silently (exit {code}):\n{out.out}{out.err}"
