@@ -265,3 +265,17 @@ def test_a_misspelled_mutant_name_beside_a_right_one_is_not_silently_dropped(tmp
     out = capsys.readouterr()
     assert code != 0 or "asl-no-jiter" in out.out + out.err, \
         f"a name that matches no mutant was dropped silently (exit {code}):\n{out.out}{out.err}"
+
+
+def test_one_file_that_fails_to_collect_does_not_clear_the_control_of_every_other_mutant(tmp_path, monkeypatch, capsys):
+    """The control runs every chosen mutant's tests in one pytest. A file that fails to collect
+    interrupts that pytest before any test runs ("Interrupted: 1 error during collection"), and
+    only that file is named as failing: every other mutant's control reads as passed though none
+    of its tests ran, so a mutant whose tests fail anyway is counted killed."""
+    first = Mutant("broken-file", "lib.py", ["test_a.py"], find="X = 1", replace="X = 2", count=1)
+    second = Mutant("irrelevant", tests=["test_b.py"], **IRRELEVANT)
+    files = {"test_a.py": "import no_such_module_anywhere\ndef test_a():\n    pass\n",
+             "test_b.py": "def test_b_fails_anyway():\n    assert False\n"}
+    out = _main(tmp_path, monkeypatch, capsys, [first, second], files, ["-j", "1"])
+    line = _verdict_line(out, "irrelevant")
+    assert "killed" not in line, f"a mutant whose tests never ran in the control was counted killed:\n{out}"
