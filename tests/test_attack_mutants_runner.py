@@ -279,3 +279,15 @@ def test_one_file_that_fails_to_collect_does_not_clear_the_control_of_every_othe
     out = _main(tmp_path, monkeypatch, capsys, [first, second], files, ["-j", "1"])
     line = _verdict_line(out, "irrelevant")
     assert "killed" not in line, f"a mutant whose tests never ran in the control was counted killed:\n{out}"
+
+
+def test_one_stale_node_id_does_not_fail_the_control_of_every_other_mutant(tmp_path, monkeypatch, capsys):
+    """A mutant whose test was renamed (its node id now names nothing) makes pytest refuse the
+    whole control run ("ERROR: not found", exit 4, no test run); the runner then marks every
+    chosen mutant CONTROL FAILED, so one stale entry leaves a full `make mutants` with no verdict."""
+    stale = Mutant("stale", "lib.py", ["test_a.py::test_renamed_long_ago"], find="X = 1", replace="X = 2", count=1)
+    fine = Mutant("fine", "lib.py", ["test_b.py"], find="Y = 1", replace="Y = 2", count=1)
+    files = {"test_a.py": "def test_a():\n    pass\n",
+             "test_b.py": "from lib import Y\ndef test_b():\n    assert Y == 1\n"}
+    out = _main(tmp_path, monkeypatch, capsys, [stale, fine], files, ["-j", "1"])
+    assert "killed" in _verdict_line(out, "fine"), f"one stale node id cost another mutant its verdict:\n{out}"
