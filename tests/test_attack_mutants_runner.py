@@ -291,3 +291,18 @@ def test_one_stale_node_id_does_not_fail_the_control_of_every_other_mutant(tmp_p
              "test_b.py": "from lib import Y\ndef test_b():\n    assert Y == 1\n"}
     out = _main(tmp_path, monkeypatch, capsys, [stale, fine], files, ["-j", "1"])
     assert "killed" in _verdict_line(out, "fine"), f"one stale node id cost another mutant its verdict:\n{out}"
+
+
+def test_test_as_user_runs_when_started_from_its_own_folder():
+    """`cd tools && ./test_as_user.sh` (or `../tools/test_as_user.sh` from tests/): the script cd's
+    to the checkout, then re-executes itself as "$0" — a path relative to the folder it left — so
+    unshare cannot find it (exit 127) and no test runs."""
+    if os.geteuid() != 0 or not Path("/usr/bin/unshare").exists():
+        from tests.conftest import skip_or_fail_in_ci
+
+        skip_or_fail_in_ci("tools/test_as_user.sh needs root and unshare")
+    script = ('mount -t tmpfs attack-run /run && '
+              'PYTEST_ARGS="-k no_test_is_named_this -p no:randomly" ./test_as_user.sh >/dev/null 2>&1; echo "exit $?"')
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                          cwd=ROOT / "tools", capture_output=True, text=True, timeout=600)
+    assert done.stdout.split() == ["exit", "5"], f"started from tools/, the script did not reach pytest: {done.stdout} {done.stderr}"
