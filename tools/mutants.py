@@ -20,6 +20,7 @@ running ones are killed with everything they started, the scratch copies are rem
 from __future__ import annotations
 
 import argparse
+import contextlib
 import concurrent.futures
 import fnmatch
 import json
@@ -34,6 +35,7 @@ import tempfile
 import threading
 import time
 import venv
+import xml.etree.ElementTree as ElementTree
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -55,19 +57,69 @@ RUNNING: set[subprocess.Popen] = set()
 CONTROLS: dict[tuple[str, tuple[str, ...]], tuple[int, str]] = {}
 
 
+COPY_PREFIX = "pixie-mutants-"
+
+
 def scratch_copy() -> Path:
-    """The tracked and untracked-but-not-ignored files of the repository, in a temporary folder."""
+    """The tracked and untracked-but-not-ignored files of the repository, in a temporary folder
+    named after this runner's pid (remove_abandoned_copies() clears those of a dead runner)."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT, capture_output=True, check=True,
     ).stdout.decode().split("\0")
-    target = Path(tempfile.mkdtemp(prefix="pixie-mutants-"))
+    target = Path(tempfile.mkdtemp(prefix=f"{COPY_PREFIX}{os.getpid()}-"))
     for name in filter(None, listed):
         source = ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     return target
+
+
+def remove_abandoned_copies() -> None:
+    """Removes the scratch copies of runners no longer alive (killed outright: kill -9, an OOM kill
+    skips their `finally`). A copy is `pixie-mutants-<runner pid>-*` in the temporary folder."""
+    folder = Path(tempfile.gettempdir())
+    for copy in folder.glob(f"{COPY_PREFIX}*-*"):
+        owner = copy.name[len(COPY_PREFIX):].split("-", 1)[0]
+        if owner.isdigit() and int(owner) != os.getpid() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(copy, ignore_errors=True)
+
+
+def snapshot(copy: Path) -> dict[str, bytes]:
+    """Every file of a fresh `copy` (its .venv aside), to put it back between mutants."""
+    return {str(path.relative_to(copy)): path.read_bytes() for path in _files(copy)}
+
+
+def _files(copy: Path) -> list[Path]:
+    found = []
+    for folder, dirs, names in os.walk(copy):
+        if Path(folder) == copy and ".venv" in dirs:
+            dirs.remove(".venv")  # made by copy_interpreter, not by any test
+        found += [Path(folder) / name for name in names]
+        found += [Path(folder) / name for name in dirs if (Path(folder) / name).is_symlink()]
+    return found
+
+
+def restore(copy: Path, files: dict[str, bytes]) -> None:
+    """Puts `copy` back as snapshot() saw it: what a mutant's tests wrote, changed or removed in it
+    (a mutant breaking a cleanup) must not fail the next mutant's tests. ~2 MB, 230 files: cheap."""
+    for path in _files(copy):
+        name = str(path.relative_to(copy))
+        if name not in files:
+            path.unlink()
+        elif path.is_symlink() or path.read_bytes() != files[name]:
+            path.unlink()
+            path.write_bytes(files[name])
+    for folder, dirs, _ in os.walk(copy, topdown=False):
+        for name in dirs:
+            with contextlib.suppress(OSError):
+                (Path(folder) / name).rmdir()  # only the empty ones (those a test made)
+    for name, content in files.items():
+        path = copy / name
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
 
 
 def copy_interpreter(copy: Path) -> Path:
@@ -98,9 +150,14 @@ def copy_interpreter(copy: Path) -> Path:
                 head = handle.read(1024)
             own_python = str(own_bin / "python").encode()
             if head.startswith(b"#!") and own_python in head:
-                # `#!/.../bin/python`, or pip's `#!/bin/sh` + `exec "/.../bin/python"` (long paths)
-                body = script.read_bytes()
-                target.write_bytes(head.replace(own_python, str(python).encode()) + body[len(head):])
+                # `#!/.../bin/python`, or pip's `#!/bin/sh` + `exec "/.../bin/python"`; written in
+                # the second form always: it holds a path with spaces or past the kernel's shebang
+                # length (pip's own choice for such paths).
+                lines = script.read_bytes().split(b"\n")
+                skip = 3 if lines[0] == b"#!/bin/sh" and lines[1].startswith(b"'''exec'") else 1
+                quoted = "".join("\\" + c if c in '"\\$`' else c for c in str(python))
+                header = f"#!/bin/sh\n'''exec' \"{quoted}\" \"$0\" \"$@\"\n' '''".encode()
+                target.write_bytes(b"\n".join([header, *lines[skip:]]))
                 target.chmod(0o755)
             else:
                 target.symlink_to(script)
@@ -208,37 +265,91 @@ def covers(selection: str, node: str) -> bool:
             or selection.startswith(node + "::"))
 
 
+def normalise(selection: str, copy: Path) -> str:
+    """`selection` as the repo-relative node id pytest reports: `./tests/x.py` and an absolute path
+    into the checkout (or the copy) name the same tests as `tests/x.py`."""
+    path, sep, rest = selection.partition("::")
+    for base in (copy, ROOT):
+        if os.path.isabs(path) and Path(os.path.normpath(path)).is_relative_to(base):
+            path = os.path.relpath(os.path.normpath(path), base)
+            break
+    else:
+        path = os.path.normpath(path) if path not in ("", ".") else path
+    return path + sep + rest
+
+
+def outcomes(report: Path) -> dict[str, bool]:
+    """A pytest --junitxml report (family xunit1, which names each case's file): node id -> passed
+    (or skipped). A file that failed to collect is its path -> False."""
+    found: dict[str, bool] = {}
+    try:
+        cases = ElementTree.parse(report).getroot().iter("testcase")
+    except (OSError, ElementTree.ParseError):
+        return found
+    for case in cases:
+        file, classname, name = case.get("file", ""), case.get("classname", ""), case.get("name", "")
+        failed = any(case.find(tag) is not None for tag in ("failure", "error"))
+        module = file[:-3].replace("/", ".") if file.endswith(".py") else file
+        if not classname and not file:
+            continue
+        if classname == "" or (not classname.startswith(module) and file):  # a collection error
+            node = file or name
+        else:
+            classes = classname[len(module):].strip(".")
+            node = "::".join(filter(None, [file, *classes.split(".")] if classes else [file])) + "::" + name
+        found[node] = found.get(node, True) and not failed
+    return found
+
+
 def seed_controls(copies: list[Path], selections: list[list[str]], jobs: int) -> None:
-    """One control run of every selection's tests at once (pytest -n jobs, no -x, so every
-    failure is named) in the first copy; each selection's control is then whether any of its
-    tests failed there. Prints the time it took."""
+    """One control run of every selection's tests at once (pytest -n jobs, no -x, collection errors
+    do not stop it) in the first copy; its --junitxml report says, per test, whether it ran and
+    passed. A selection of which no test ran (a stale node id, a file that does not collect) fails
+    its control; one with a failing test gets its control run again as its mutant's run runs it (the
+    whole selection, -x: a test that fails only beside its neighbours fails there too; one that
+    failed only on a loaded machine passes). Prints the time it took."""
     union = list(dict.fromkeys(test for tests in selections for test in tests))
     union = [t for t in union if not any(t != u and covers(u, t) for u in union)]
     began = time.monotonic()
-    code, stdout, stderr = pytest_in(copies[0], [*(["-n", str(jobs)] if jobs > 1 else []), *union], CONTROL_TIMEOUT_S)
-    minutes = (time.monotonic() - began) / 60
-    if code < 0:
-        print(f"control: {'timeout' if code == -1 else 'stopped'} after {minutes:.1f} min", flush=True)
-        return  # each mutant runs its own control (or, stopped, none)
-    failed = failures(stdout)
+    refused: list[str] = []  # node ids pytest refuses outright ("not found"): no test ran for them
+    with tempfile.TemporaryDirectory(prefix="pixie-mutants-control-") as folder:
+        report = Path(folder) / "control.xml"
+        while True:
+            arguments = [*(["-n", str(jobs)] if jobs > 1 else []), "--continue-on-collection-errors",
+                         f"--junitxml={report}", "-o", "junit_family=xunit1", *[t for t in union if t not in refused]]
+            code, stdout, stderr = pytest_in(copies[0], arguments, CONTROL_TIMEOUT_S)
+            if code < 0:
+                print(f"control: {'timeout' if code == -1 else 'stopped'} after {(time.monotonic() - began) / 60:.1f} min", flush=True)
+                return  # each mutant runs its own control (or, stopped, none)
+            missing = [normalise(line.split("not found:", 1)[1].strip(), copies[0])
+                       for line in (stdout + stderr).splitlines() if "ERROR: not found:" in line]
+            missing = [t for t in union if t not in refused and any(t == m or covers(t, m) for m in missing)]
+            if code != 4 or not missing:
+                break
+            refused += missing
+        results = outcomes(report)
     last = stdout.strip().splitlines()[-1] if stdout.strip() else stderr[-500:]
-    if code not in (0, 1) and not failed:  # no test outcome at all (usage, collection, crash)
-        failed = union
-    elif failed:
-        # Only the tests that fail again, run by themselves without -n, fail the control: a test
-        # that failed only beside the others (a loaded machine) must not cost its mutants.
-        again, stdout, _ = pytest_in(copies[0], failed, CONTROL_TIMEOUT_S)
-        if again < 0:
-            return
-        if again in (0, 1):
-            last += f"; {len(failed)} failing among them passed when run again by themselves"
-            failed = failures(stdout)
-        minutes = (time.monotonic() - began) / 60
+    verdicts: dict[tuple[str, ...], tuple[int, str]] = {}
+    again_passed = 0
+    for tests in dict.fromkeys(map(tuple, selections)):
+        ran = {node: passed for node, passed in results.items() if any(covers(t, node) for t in tests)}
+        if not ran or any(not any(covers(t, node) or covers(node, t) for node in ran) for t in tests):
+            verdicts[tests] = (4, f"no test of {' '.join(tests)} ran (not found, or not collected)")
+        elif all(ran.values()):
+            verdicts[tests] = (0, "passes")
+        else:
+            rerun = run_tests(copies[0], list(tests))
+            if rerun[0] == -2:
+                return
+            again_passed += rerun[0] == 0
+            verdicts[tests] = rerun if rerun[0] != 0 else (0, "passes when run again as its mutant's run runs it")
+    failing = [f"{' '.join(t)}: {d}" for t, (c, d) in verdicts.items() if c != 0]
+    minutes = (time.monotonic() - began) / 60
+    if again_passed:
+        last += f"; {again_passed} selection(s) with failing tests passed when run again by themselves"
     print(f"control: the chosen mutants' tests on the unmutated copy, {minutes:.1f} min: "
-          + (f"{len(failed)} failing: {' '.join(failed)}" if failed else last), flush=True)
-    for tests in map(tuple, selections):
-        failing = [node for node in failed if any(covers(t, node) for t in tests)]
-        result = (code, "; ".join(failing)) if failing else (0, "passes")
+          + (f"{len(failing)} failing: {'; '.join(failing)}" if failing else last), flush=True)
+    for tests, result in verdicts.items():
         for copy in copies:
             CONTROLS[(str(copy), tests)] = result
 
@@ -257,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         for m in chosen:
             print(f"{m.name:40} {m.file:40} {' '.join(m.tests)}")
         return 0
-    if not chosen:
-        parser.error(f"no mutant matches {args.names}")
+    unmatched = [p for p in args.names if not any(fnmatch.fnmatch(m.name, p) for m in MUTANTS)]
+    if unmatched:  # a typo beside a right name must not drop the mutant the user meant
+        parser.error(f"no mutant matches {' '.join(unmatched)} (see --list)")
 
     jobs = max(1, min(args.jobs, len(chosen)))
     print(f"{len(chosen)} mutants, {jobs} at a time", flush=True)
@@ -286,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     # puts the file back before handing the copy on, so mutants never see each other's edits.
     copies: queue.Queue[Path] = queue.Queue()
     made: list[Path] = []
+    pristine: dict[Path, dict[str, bytes]] = {}
     results: dict[str, tuple[str, float, str]] = {}
     began = time.monotonic()
     width = len(str(len(chosen)))
@@ -295,16 +408,24 @@ def main(argv: list[str] | None = None) -> int:
             return None
         copy = copies.get()
         try:
-            return None if STOPPING.is_set() else run_one(mutant, copy, args.tests or mutant.tests)
+            return None if STOPPING.is_set() else run_one(mutant, copy, selection(mutant))
         finally:
+            if not STOPPING.is_set():
+                restore(copy, pristine[copy])
             copies.put(copy)
 
+    def selection(mutant: Mutant) -> list[str]:
+        return [normalise(test, made[0]) for test in args.tests or mutant.tests]
+
     try:
+        remove_abandoned_copies()
         while len(made) < jobs and not STOPPING.is_set():
             made.append(scratch_copy())
+            pristine[made[-1]] = snapshot(made[-1])
             copies.put(made[-1])
         if not STOPPING.is_set():
-            seed_controls(made, [args.tests or m.tests for m in chosen], jobs)
+            seed_controls(made, [selection(m) for m in chosen], jobs)
+            restore(made[0], pristine[made[0]])
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, initializer=block_stop_signals) as pool:
             pending = {pool.submit(work, m): m for m in chosen}
             for done in concurrent.futures.as_completed(pending):

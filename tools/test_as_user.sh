@@ -5,11 +5,12 @@
 # ancestor directory shuts it out (/root is 0700), a private mount namespace lays a world-readable
 # tmpfs over that directory and binds back just those two paths (nothing changes outside it).
 set -euo pipefail
-cd "$(dirname "$0")/.."
+here=$(cd "$(dirname "$0")" && pwd -P)
+cd "$here/.."
 [ "$(id -u)" = 0 ] || { echo "tools/test_as_user.sh: run as root (it switches to uid 65534)" >&2; exit 2; }
 user=65534
 if [ -z "${PIXIE_IN_PRIVATE_MOUNTS:-}" ]; then
-  exec env PIXIE_IN_PRIVATE_MOUNTS=1 unshare --mount --propagation private "$0" "$@"
+  exec env PIXIE_IN_PRIVATE_MOUNTS=1 unshare --mount --propagation private "$here/test_as_user.sh" "$@"
 fi
 reachable() { setpriv --reuid=$user --regid=$user --clear-groups test -r "$1" -a -x "$1"; }
 # The first ancestor of $1 the user cannot enter, or nothing.
@@ -34,10 +35,11 @@ for path in "${needed[@]}"; do
   mount -t tmpfs -o mode=755 pixie-as-user "$shut"
   i=0
   for p in "${needed[@]}"; do
-    case "$p/" in "$shut"/*) mkdir -p "$p"; mount --bind "$keep/$i" "$p" ;; esac
+    case "$p/" in "$shut"/*) mkdir -p "$p"; mount --bind "$keep/$i" "$p"; umount "$keep/$i"; rmdir "$keep/$i" ;; esac
     i=$((i + 1))
   done
 done
+rmdir "$keep"  # a real folder (only the mounts are private): nothing may stay in /run
 files=(tests/test_isolation.py tests/test_local_sandbox.py tests/test_no_isolation_secrets.py
        tests/test_egress.py tests/test_bounds_memory_disk.py tests/test_secrets.py)
 exec setpriv --reuid=$user --regid=$user --clear-groups \
