@@ -471,3 +471,13 @@ def test_show_aws_of_a_run_waiting_for_approval_never_prints_its_live_task_token
                       state_machine_arn="arn:aws:states:us-east-1:123456789012:stateMachine:pixie-agent")
     assert record["status"] == "RUNNING" and record["history"]
     assert token not in json.dumps(record, default=str)
+
+
+def test_cli_stop_aws_of_an_execution_the_stack_does_not_have_is_one_line_exit_2(moto_sfn, monkeypatch, capsys):
+    machine = state_machine(SUCCEEDS)
+    monkeypatch.setenv("PIXIE_STATE_MACHINE_ARN", machine)
+    monkeypatch.setenv("PIXIE_TABLE", "pixie-table")
+    assert cli.main(["stop", "no-such-run", "--aws"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "ExecutionDoesNotExist" in captured.err and "no-such-run" in captured.err and "Traceback" not in captured.err
+    assert len(captured.err.strip().splitlines()) == 1, captured.err
