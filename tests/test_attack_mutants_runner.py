@@ -306,3 +306,16 @@ def test_test_as_user_runs_when_started_from_its_own_folder():
     done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                           cwd=ROOT / "tools", capture_output=True, text=True, timeout=600)
     assert done.stdout.split() == ["exit", "5"], f"started from tools/, the script did not reach pytest: {done.stdout} {done.stderr}"
+
+
+def test_a_file_chosen_whole_and_one_of_its_tests_chosen_alone_both_get_their_control(tmp_path, monkeypatch, capsys):
+    """One mutant names a file, another one test in it (the real mutations do: test_startup.py and
+    test_startup.py::test_...): the up-front control must run that file, and both mutants get a
+    verdict, not 'no test ran'."""
+    whole = Mutant("whole", "lib.py", ["test_a.py"], find="X = 1", replace="X = 2", count=1)
+    one = Mutant("one", "lib.py", ["test_a.py::test_x"], find="X = 1", replace="X = 3", count=1)
+    other = Mutant("other", "lib.py", ["test_b.py"], find="Y = 1", replace="Y = 2", count=1)
+    files = {"test_a.py": "from lib import X\ndef test_x():\n    assert X == 1\ndef test_other():\n    pass\n",
+             "test_b.py": "from lib import Y\ndef test_y():\n    assert Y == 1\n"}
+    out = _main(tmp_path, monkeypatch, capsys, [whole, one, other], files, ["-j", "1"])
+    assert "killed" in _verdict_line(out, "whole") and "killed" in _verdict_line(out, "one"), out
