@@ -319,3 +319,14 @@ def test_a_file_chosen_whole_and_one_of_its_tests_chosen_alone_both_get_their_co
              "test_b.py": "from lib import Y\ndef test_y():\n    assert Y == 1\n"}
     out = _main(tmp_path, monkeypatch, capsys, [whole, one, other], files, ["-j", "1"])
     assert "killed" in _verdict_line(out, "whole") and "killed" in _verdict_line(out, "one"), out
+
+
+def test_a_mutant_naming_a_parametrized_test_whose_cases_all_pass_is_killed_not_control_failed(tmp_path, monkeypatch, capsys):
+    """The control reports the cases (file::test_value[1]); a selection naming the function must
+    count them as its own, or the mutant gets 'no test ran'."""
+    mutant = Mutant("param", "lib.py", ["test_param.py::test_value"], find="X = 1", replace="X = 2", count=1)
+    other = Mutant("other", "lib.py", ["test_b.py"], find="Y = 1", replace="Y = 2", count=1)
+    files = {"test_param.py": "import pytest\nfrom lib import X\n@pytest.mark.parametrize('v', [1, 2])\ndef test_value(v):\n    assert X == 1\n",
+             "test_b.py": "from lib import Y\ndef test_y():\n    assert Y == 1\n"}
+    out = _main(tmp_path, monkeypatch, capsys, [mutant, other], files, ["-j", "1"])
+    assert "killed" in _verdict_line(out, "param"), out

@@ -261,7 +261,7 @@ def run_one(mutant: Mutant, copy: Path, tests: list[str]) -> tuple[str, float, s
 def covers(selection: str, node: str) -> bool:
     """Whether pytest argument `selection` (a folder, file or node id) runs `node`, or `node` (a
     file whose collection failed) holds `selection`."""
-    return (node == selection or node.startswith((selection + "::", selection.rstrip("/") + "/"))
+    return (node == selection or node.startswith((selection + "::", selection + "[", selection.rstrip("/") + "/"))
             or selection.startswith(node + "::"))
 
 
