@@ -147,3 +147,20 @@ def test_ensure_address_leaves_no_machine_without_an_address_the_egress_tests_fi
                           timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] != "None", "ensure-address left no address own_address() finds"
+
+
+@pytest.mark.parametrize("said", [
+    "Bounds on what a model sends: Files — a file over the limit",  # the heading in full
+    "Security: Files — the project folder the only writable place",  # the heading's leading word
+])
+def test_a_mutant_naming_a_checked_section_by_another_spelling_names_its_promise_or_nothing(said):
+    """heading_named accepts a checked section under another spelling (the whole heading, its
+    leading words), but test_every_mutant_naming_a_checked_section_names_one_of_its_promises only
+    looks at mutants whose section is spelt as a SECTIONS key: such a mutant passes both checks
+    while naming no promise (promise_named compares the section spelling exactly)."""
+    from tests.readme_promises import SECTIONS, heading_named, readme_headings
+
+    section = said.partition(":")[0]
+    heading = heading_named(section, readme_headings())
+    if heading in SECTIONS.values():
+        assert promise_named(said, readme_promises()) is not None, f"{said!r}: accepted as {heading!r}, names nothing"
