@@ -34,8 +34,18 @@ def readme_section(title: str, text: str | None = None) -> str:
         raise AssertionError(f"README has no section {title!r}")
     level = len(match.group(1))
     rest = text[match.end():]
-    end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
-    return rest[: end.start()] if end else rest
+    # A `#` line inside fenced code (a shell comment) is no heading: track fences as CommonMark does.
+    fence, kept = None, []
+    for line in rest.splitlines(keepends=True):
+        if fence is None and re.match(rf"^#{{1,{level}}} ", line):
+            break
+        opening = re.match(r"^\s{0,3}(`{3,}|~{3,})", line)
+        if fence is None:
+            fence = opening.group(1) if opening else None
+        elif opening and opening.group(1)[0] == fence[0] and len(opening.group(1)) >= len(fence) and not line[opening.end():].strip():
+            fence = None
+        kept.append(line)
+    return "".join(kept)
 
 
 def markdown_table(section: str) -> list[list[str]]:

@@ -1,12 +1,15 @@
 """The promises of the README's Security model, Durability, Bounds, Console and CLI sections, as
 (section, label) pairs, and which of them a named mutant (tools/mutations*.py) breaks.
 
-A promise is, in any Markdown form a README editor may use (fenced code left out):
+A promise is, in any Markdown form a README editor may use (fenced code left out, as CommonMark
+fences it; blockquotes and GitHub alerts read as plain text):
 - a list item (`-`, `*`, `+` or `1.`, however spaced or nested) whose text begins with a bold
-  label (`- **No capabilities, not root:** ...`): the label;
+  label (`- **No capabilities, not root:** ...`): the label (bullets sharing one are told apart
+  by their words, as rows are);
 - a paragraph that begins with a bold label (`**Stopping a run.** ...`): the label;
 - a row of a table (with or without outer pipes, indented or not; the header row left out),
-  labelled by its first cell: the cell's first code span (`Lambda.Unknown`,
+  labelled by its first cell (an empty one: the first cell with words; bold marks dropped): the
+  cell's first code span (`Lambda.Unknown`,
   `GET /api/runs/RUN_ID`), a command cut at its first option list (`pixie run [--model ...]` ->
   `pixie run`, placeholders such as RUN_ID left out), or, with no code span first, the cell's
   words up to the first `:`, `,` or `(`. Every row is a promise of its own: when two rows of a
@@ -14,11 +17,12 @@ A promise is, in any Markdown form a README editor may use (fenced code left out
   word that tells it from the others (`POST /api/runs {"prompt"` and `POST /api/runs {"rerunOf"`).
 
 A mutant names a promise when its `promise="Section: label..."` has that section and its label
-starts with the promise's label (case, backticks and spacing ignored) followed by the end, a space
-or one of `: , ; (` — not by `/`, `.`, `-` or a letter, so `POST /api/runs/{id}/stop` does not
-name `POST /api/runs`; when several labels fit, the longest (`pixie run --continue` over
-`pixie run`). A mutant's section must be a README heading, or its leading words
-(`Deploy` for "Deploy to AWS")."""
+starts with the promise's label (case, backticks and spacing ignored) followed by the end, a dash
+(`—`, `–`) or one of `: , ; (` — not by more words, `/` or `-`: `POST /api/runs/{id}/stop` does not
+name `POST /api/runs`, and with the `pixie run --continue` row gone its mutants name nothing rather
+than `pixie run`; when several labels fit, the longest. A mutant's section must be a README
+heading, or its leading words (`Deploy` for "Deploy to AWS"); a checked section however spelt
+(`Bounds on what a model sends`, `Security`) is that section."""
 
 from __future__ import annotations
 
@@ -38,12 +42,26 @@ SECTIONS = {
 
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+")
 _BOLD_LEAD = re.compile(r"^(\*\*|__)(.+?)\1")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})")
+# A blockquote's markers (`> `, `>> `): a quoted promise, or a GitHub alert's, is still one.
+_QUOTE = re.compile(r"^\s*(?:>\s?)+")
+_ALERT = re.compile(r"^\[![A-Z]+\]\s*$")
+
+
+def fence_after(fence: str | None, line: str) -> str | None:
+    """The open code fence after `line` (None: not in code). As CommonMark: a fence closes only
+    with the same character, at least as long, and nothing after it."""
+    match = _FENCE.match(line)
+    if fence is None:
+        return match.group(1) if match else None
+    if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence) and not line[match.end():].strip():
+        return None
+    return fence
 # A table's delimiter row: `|---|:--:|`, `--- | ---`, indented or not; it needs a pipe.
 _DELIMITER = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*…?$")
-# What may follow a promise's label in a mutant's label: the end, a space, or one of these.
+# What may follow a promise's label in a mutant's label: the end, a dash, or one of these.
 _LABEL_END = ":,;("
 
 
@@ -61,6 +79,7 @@ def normalized(label: str) -> str:
 
 
 def _clean(label: str) -> str:
+    label = re.sub(r"(\*\*|__)(.+?)\1", r"\2", label)  # a bold cell is labelled by its words
     return " ".join(label.replace("`", "").replace("\\|", "|").strip().rstrip(".:,;").split())
 
 
@@ -88,7 +107,8 @@ def _first_cell(line: str) -> str:
     row = line.strip()
     if row.startswith("|"):
         row = row[1:]
-    return _CELL_SPLIT.split(row, maxsplit=1)[0].strip()
+    cells = [cell.strip() for cell in _CELL_SPLIT.split(row)]
+    return next((cell for cell in cells if cell), "")  # an empty first cell: the row's first words
 
 
 def _blocks(text: str) -> tuple[list[str], list[str]]:
@@ -98,14 +118,15 @@ def _blocks(text: str) -> tuple[list[str], list[str]]:
     blocks: list[str] = []
     cells: list[str] = []
     open_block = False  # the next line continues blocks[-1]
-    fenced = False
+    fence: str | None = None
+    lines = [_QUOTE.sub("", line) for line in lines]
     at = 0
     while at < len(lines):
         line = lines[at]
-        if _FENCE.match(line):
-            fenced, open_block = not fenced, False
-        elif fenced:
-            pass
+        if fence is not None or _FENCE.match(line):
+            fence, open_block = fence_after(fence, line), False
+        elif _ALERT.match(line.strip()):
+            open_block = False  # `[!IMPORTANT]` stands alone; the promise starts on the next line
         elif not line.strip():
             open_block = False
         elif _is_table_start(lines, at):
@@ -147,7 +168,18 @@ def readme_promises(text: str | None = None) -> list[Promise]:
     found: list[Promise] = []
     for section, heading in SECTIONS.items():
         blocks, cells = _blocks(readme_section(heading, text))
-        labels = [m.group(2) for b in blocks if (m := _BOLD_LEAD.match(b))]
+        # Bullets sharing a bold label are told apart as rows are: by their words up to the first
+        # that differs (`Files: downloads ...`).
+        bold = [(m.group(2), b[m.end():]) for b in blocks if (m := _BOLD_LEAD.match(b))]
+        labels: list[str] = []
+        grouped: set[str] = set()
+        for label, _ in bold:
+            alike = [f"{other.rstrip(':')}: {rest}" for other, rest in bold if normalized(other) == normalized(label)]
+            if len(alike) == 1:
+                labels.append(label)
+            elif normalized(label) not in grouped:  # the group's labels, once
+                grouped.add(normalized(label))
+                labels += _row_labels(alike)
         labels += _row_labels(cells)
         for label in labels:
             promise = Promise(section, _clean(label))
@@ -159,25 +191,29 @@ def readme_promises(text: str | None = None) -> list[Promise]:
 def promise_named(mutant_promise: str, promises: list[Promise]) -> Promise | None:
     """The README promise a mutant's `promise=` names, or None."""
     section, _, label = mutant_promise.partition(":")
+    section = checked_section(section)
     said = normalized(label)
 
     def fits(promise: Promise) -> bool:
         own = normalized(promise.label)
-        after = said[len(own):][:1]
-        return said.startswith(own) and (not after or after.isspace() or after in _LABEL_END)
+        after = said[len(own):].lstrip()[:1]
+        # Only a separator may follow: `pixie run --continue` must not name `pixie run` (its own row
+        # gone, such a mutant names nothing rather than a shorter promise).
+        return said.startswith(own) and (not after or after in _LABEL_END or after in "—–")
 
-    fitting = [p for p in promises if p.section == section.strip() and fits(p)]
+    fitting = [p for p in promises if p.section == section and fits(p)]
     return max(fitting, key=lambda p: len(p.label), default=None)
 
 
 def readme_headings(text: str | None = None) -> list[str]:
     """Every heading of the README (a `#` line inside fenced code is not one)."""
     text = README.read_text(encoding="utf-8") if text is None else text
-    headings, fenced = [], False
+    headings: list[str] = []
+    fence: str | None = None
     for line in text.splitlines():
-        if _FENCE.match(line):
-            fenced = not fenced
-        elif not fenced and (heading := re.match(r"^#+ (.+?)\s*$", line)):
+        if fence is not None or _FENCE.match(line):
+            fence = fence_after(fence, line)
+        elif heading := re.match(r"^#+ (.+?)\s*$", line):
             headings.append(heading.group(1))
     return headings
 
@@ -189,3 +225,13 @@ def heading_named(section: str, headings: list[str]) -> str | None:
         if heading == section or (heading.startswith(section) and not heading[len(section)].isalnum()):
             return heading
     return None
+
+
+def checked_section(section: str) -> str:
+    """The SECTIONS name a mutant's section means, however spelt (`Bounds on what a model sends`,
+    `Security`), or the section as written when it is no checked one."""
+    section = section.strip()
+    if section in SECTIONS:
+        return section
+    heading = heading_named(section, list(SECTIONS.values()))
+    return next((name for name, title in SECTIONS.items() if title == heading), section)

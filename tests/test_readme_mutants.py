@@ -11,7 +11,7 @@ import re
 from tests.promises import README, ROOT
 import pytest
 
-from tests.readme_promises import SECTIONS, Promise, heading_named, promise_named, readme_headings, readme_promises
+from tests.readme_promises import SECTIONS, Promise, checked_section, heading_named, promise_named, readme_headings, readme_promises
 from tools.mutants import mutate
 from tools.mutations import MUTANTS
 
@@ -119,7 +119,7 @@ def test_every_mutant_naming_a_checked_section_names_one_of_its_promises():
     promises = readme_promises()
     naming_nothing = [
         f"{m.name}: {m.promise!r}" for m in MUTANTS
-        if m.promise.partition(":")[0].strip() in SECTIONS and promise_named(m.promise, promises) is None
+        if checked_section(m.promise.partition(":")[0]) in SECTIONS and promise_named(m.promise, promises) is None
     ]
     assert not naming_nothing, "mutants naming no README promise:\n" + "\n".join(naming_nothing)
 

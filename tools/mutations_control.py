@@ -26,7 +26,7 @@ MUTANTS: list[Mutant] = [
     Mutant("control-resume-keeps-old-budget", "lambdas/logic/steps/create_sandbox.py", BUDGET,
            find='        state.update_run(run_id, **budget_fields(choices.get("budgetUsd"), choices.get("maxTokens")))',
            replace="        pass",
-           promise="CLI: pixie resume RUN --budget-usd N carries a BudgetExceeded run on"),
+           promise="CLI: pixie resume — RUN --budget-usd N carries a BudgetExceeded run on"),
     Mutant("control-budget-guard-skipped", "lambdas/handlers/agent_turn.py", BUDGET,
            find="    stopped = turn_guard(", replace="    stopped = None and turn_guard(",
            promise="Durability: anything else — BudgetExceeded before the next model call"),
@@ -51,7 +51,7 @@ MUTANTS += [
     Mutant("budget-charges-cached-tokens-in-full", "lambdas/logic/budget.py",
            ["tests/test_budget.py::test_cached_prompt_tokens_count_at_the_cached_price"],
            find="run.output_tokens, run.cached_input_tokens, run.cache_write_tokens)", replace="run.output_tokens)", count=1,
-           promise="CLI: budgets priced as billed"),
+           promise="CLI: Budgets — priced as billed"),
 ]
 
 DONE_CHECK = ["tests/test_done_check.py"]

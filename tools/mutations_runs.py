@@ -7,7 +7,7 @@ PROMPT_INPUT = ["tests/test_cli_prompt_input.py"]
 MUTANTS: list[Mutant] = [
     Mutant("cli-dash-is-the-prompt", "pixie/cli.py", PROMPT_INPUT,
            find='    if args.prompt == "-":', replace='    if args.prompt == "--never--":', count=1,
-           promise="CLI: pixie run - reads the prompt from standard input"),
+           promise="CLI: pixie run — `-` reads the prompt from standard input"),
     Mutant("cli-show-json-passes-bidi", "pixie/cli.py", PROMPT_INPUT,
            find="        print(json.dumps(record, ensure_ascii=True, indent=2))", replace="        print(json.dumps(record, ensure_ascii=False, indent=2))",
            count=1, promise="CLI: pixie show — --json escapes control and bidi characters"),
@@ -38,10 +38,10 @@ MUTANTS += [
            promise="Durability: what no Catch sees — a stopped run is ABORTED at once"),
     Mutant("stop-leaves-the-command-running", "lambdas/logic/sandboxes/local.py", STOP_TESTS,
            find="        stop_preview(self.id)\n        kill_running_commands(self.id)\n", replace="        stop_preview(self.id)\n",
-           count=1, promise="CLI: pixie stop ends the run's command"),
+           count=1, promise="CLI: pixie stop — ends the run's command"),
     Mutant("pixie-stop-request-ignored", "pixie/local_run.py", STOP_TESTS,
            find="            if self.path.exists():", replace="            if False:", count=1,
-           promise="CLI: pixie stop stops a run in another process"),
+           promise="CLI: pixie stop — stops a run in another process"),
 ]
 MUTANTS += [
     Mutant("follow-up-takes-the-default-model", "pixie/cli.py",
@@ -83,7 +83,7 @@ MUTANTS += [
     Mutant("rm-leaves-the-version", "pixie/run_removal.py",
            [f"{REMOVAL}::test_rm_deletes_a_run_and_what_it_left_but_not_what_its_follow_up_needs"],
            find='            store.forget(run_id, record.get("projectId") or run_id)', replace="            pass", count=1,
-           promise="CLI: pixie rm deletes what a run left"),
+           promise="CLI: pixie rm — deletes what a run left"),
     Mutant("rm-of-a-running-run", "pixie/run_removal.py", [f"{REMOVAL}::test_a_running_run_is_not_removed"],
            find="    if running:", replace="    if False:", count=1, promise="CLI: pixie rm — a running run is never removed"),
     Mutant("cli-port-unchecked", "pixie/cli.py",
@@ -102,7 +102,7 @@ ATTACKS = "tests/test_console_attacks.py"
 MUTANTS += [
     Mutant("rm-trusts-the-sandbox-id", "pixie/run_removal.py", [f"{ATTACKS}::test_rm_never_deletes_outside_pixie_home"],
            find="        folder = project_folder(pixie_home, record)", replace='        folder = Path(pixie_home) / "sandboxes" / str(record.get("sandboxId"))',
-           count=1, promise="CLI: pixie rm deletes only under PIXIE_HOME"),
+           count=1, promise="CLI: pixie rm — deletes only under PIXIE_HOME"),
     Mutant("console-stop-race-answers-500", "pixie/console/backends.py",
            [f"{ATTACKS}::test_stopping_a_console_run_twice_at_once_never_answers_500"],
            find="        except ExecutionNotRunning:\n            raise Conflict(", replace="        except ZeroDivisionError:\n            raise Conflict(",
