@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import tools.mutants as mutants_tool
+from tests.process_probes import alive as _alive
 from tests.promises import ROOT
 from tools.mutations import Mutant
 
@@ -214,14 +215,6 @@ def test_a_runner_killed_outright_leaves_no_scratch_copy_once_the_next_run_ends(
         for mark in marks.glob("daemon-*"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(mark.name.split("-")[1]), signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_the_copys_pixie_runs_when_the_temporary_folder_has_a_space(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import tools.mutants as mutants_tool
+from tests.process_probes import alive as _alive
 from tests.promises import ROOT
 from tools.mutations import Mutant
 
@@ -35,14 +36,6 @@ def test_a_mutant_whose_tests_fail_without_it_is_not_counted_killed(tmp_path):
     mutant = Mutant("irrelevant", "lib.py", ["test_always_fails.py"], find="X = 1", replace="X = 2", count=1)
     verdict, _, detail = mutants_tool.run_one(mutant, tmp_path, mutant.tests)
     assert verdict != "killed", f"a mutant whose tests fail without it was counted killed ({detail})"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def test_a_timed_out_mutant_leaves_no_process_behind(tmp_path, monkeypatch):
